@@ -1,0 +1,51 @@
+//! Addressing and limits of the virtual network, with slirp4netns's defaults.
+//! Built by the binaries from their flags and handed to `Stack::new`; plain data, no I/O.
+//! Adding a knob here means adding the flag that sets it and the docs that describe it.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Sandbox address configured on tap0 (slirp4netns: network + 100).
+pub const SANDBOX_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+/// Gateway address; TCP/UDP to it reach the host's 127.0.0.1 (slirp4netns: network + 2).
+pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// DNS forwarder address (slirp4netns: network + 3).
+pub const DNS_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// Prefix length of the sandbox network.
+pub const PREFIX_LEN_V4: u8 = 24;
+/// MTU of tap0; 65520 is what rootlesskit and podman pass to slirp4netns.
+pub const DEFAULT_MTU: u32 = 65520;
+/// Largest MTU the kernel accepts on a tap device (and slirp4netns's upper bound).
+pub const MAX_MTU: u32 = 65521;
+/// Name of the tap device inside the sandbox.
+pub const TAP_NAME: &str = "tap0";
+/// MAC address the stack answers with for the gateway and DNS addresses
+/// (libslirp's 52:55:IP scheme for 10.0.2.2).
+pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+
+/// What the stack needs to know about the virtual network and its own limits.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// MTU of the sandbox's tap device; bounds every frame we emit.
+    pub mtu: u32,
+    /// Map the gateway address to the host's 127.0.0.1 (off: `--disable-host-loopback`).
+    pub host_loopback: bool,
+    /// Most concurrent TCP + UDP + ICMP flows; new ones past this evict the oldest idle.
+    pub max_flows: usize,
+    /// A TCP flow with no traffic for this long is reset on both sides.
+    pub tcp_idle_timeout: Duration,
+    /// A UDP or ICMP flow with no traffic for this long is closed.
+    pub udp_idle_timeout: Duration,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            mtu: DEFAULT_MTU,
+            host_loopback: true,
+            max_flows: 4096,
+            tcp_idle_timeout: Duration::from_secs(7200),
+            udp_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}

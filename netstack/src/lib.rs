@@ -1,0 +1,16 @@
+//! rootless-run's userspace network stack: carries a sandbox's TCP, UDP and ICMP, read as
+//! Ethernet frames from its tap device, over ordinary host sockets (NAT, no privilege).
+//! Used by the `rootless-run` launcher (in its parent process) and by the slirp4netns-compatible
+//! binary. See docs/architecture.md for the processes, fds and the path of a packet.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod tap;
+
+mod stack;
+
+pub use config::StackConfig;
+pub use stack::{Stack, StackError};
