@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod netconf;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tap;

@@ -1,0 +1,1 @@
+//! Netlink configuration of the sandbox side (owned by the launcher work).
