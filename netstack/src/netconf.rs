@@ -1,1 +1,501 @@
-//! Netlink configuration of the sandbox side (owned by the launcher work).
+//! Netlink configuration of the sandbox side: `lo` up, tap0's MTU, txqueuelen and link up,
+//! 10.0.2.100/24 with a default route via 10.0.2.2, and (optionally) fd00::100/64 with a default
+//! route via fd00::2.
+//! Called once by the launcher's child inside the new network namespace, after it opened the tap
+//! device and before it hands the fd over; synchronous and thread-free (no tokio: the child is a
+//! freshly forked process and must stay lean). It does not open the tap device, pick addresses
+//! (they come from `config`) or retry. Small by design: one batch of requests, one read of ACKs.
+//!
+//! All requests go out in a single `sendmsg`; the kernel handles them in order and ACKs each one
+//! (NLM_F_ACK), so the whole configuration costs one round trip. The order matters: the link must
+//! be up before its address's prefix route exists, and that route must exist before a default
+//! route through a gateway on it is accepted.
+
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::config::{GATEWAY_V4, PREFIX_LEN_V4, SANDBOX_V4};
+
+/// Index of `lo` in every network namespace (`LOOPBACK_IFINDEX` in include/net/net_namespace.h).
+pub const LOOPBACK_IFINDEX: u32 = 1;
+/// Sandbox IPv6 address (slirp4netns: prefix fd00::/64, host part ::100).
+pub const SANDBOX_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+/// IPv6 gateway (slirp4netns: fd00::2, maps to the host's ::1).
+pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+/// Prefix length of the sandbox's IPv6 network.
+pub const PREFIX_LEN_V6: u8 = 64;
+/// Transmit queue length of tap0: the default 1000 overflows on bursts at large TCP windows.
+pub const TAP_TXQUEUELEN: u32 = 10_000;
+/// IPv6 needs links of at least this MTU (RFC 8200 section 5); below it the kernel disables IPv6.
+pub const IPV6_MIN_MTU: u32 = 1280;
+
+/// What to configure; built by the caller from its flags and `config`'s constants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Interface index of the tap device.
+    pub tap_index: u32,
+    /// MTU to set on the tap device.
+    pub mtu: u32,
+    /// Transmit queue length to set on the tap device.
+    pub txqueuelen: u32,
+    /// Also add the IPv6 address and default route (needs `mtu >= IPV6_MIN_MTU`).
+    pub ipv6: bool,
+}
+
+/// One request of the configuration batch, in the order they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Bring `lo` up.
+    LoopbackUp,
+    /// Set tap0's MTU and txqueuelen and bring it up.
+    TapLink,
+    /// Add 10.0.2.100/24 to tap0.
+    AddressV4,
+    /// Add the IPv4 default route via 10.0.2.2.
+    RouteV4,
+    /// Add fd00::100/64 (nodad) to tap0.
+    AddressV6,
+    /// Add the IPv6 default route via fd00::2.
+    RouteV6,
+}
+
+/// Failure to configure the sandbox's network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetconfError {
+    /// The tap device's interface index could not be found.
+    #[error("cannot find interface {name}")]
+    TapIndex {
+        /// Device name.
+        name: String,
+        /// Errno of if_nametoindex.
+        #[source]
+        source: nix::Error,
+    },
+    /// IPv6 was asked for on a link whose MTU cannot carry it.
+    #[error("IPv6 needs an MTU of at least {IPV6_MIN_MTU}, not {mtu}")]
+    MtuTooSmallForIpv6 {
+        /// The configured MTU.
+        mtu: u32,
+    },
+    /// Opening the NETLINK_ROUTE socket failed.
+    #[error("cannot open a netlink socket")]
+    Socket(#[source] io::Error),
+    /// Sending the request batch failed.
+    #[error("cannot send netlink requests")]
+    Send(#[source] io::Error),
+    /// Reading the kernel's answers failed.
+    #[error("cannot read netlink answers")]
+    Receive(#[source] io::Error),
+    /// The kernel's answer did not parse.
+    #[error("malformed netlink answer")]
+    Malformed(#[source] netlink_packet_core::DecodeError),
+    /// A message's length field disagrees with the bytes read.
+    #[error("truncated netlink answer")]
+    Truncated,
+    /// An acknowledgement names a sequence number we did not send.
+    #[error("netlink answer for unknown request {seq}")]
+    UnknownSequence {
+        /// The sequence number in the answer.
+        seq: u32,
+    },
+    /// Bringing `lo` up failed.
+    #[error("cannot bring lo up")]
+    LoopbackUp(#[source] io::Error),
+    /// Setting the tap device's MTU/txqueuelen or bringing it up failed.
+    #[error("cannot set MTU and txqueuelen of the tap device and bring it up")]
+    TapLink(#[source] io::Error),
+    /// Adding the IPv4 address failed.
+    #[error("cannot add {SANDBOX_V4}/{PREFIX_LEN_V4} to the tap device")]
+    AddressV4(#[source] io::Error),
+    /// Adding the IPv4 default route failed.
+    #[error("cannot add the default route via {GATEWAY_V4}")]
+    RouteV4(#[source] io::Error),
+    /// Adding the IPv6 address failed.
+    #[error("cannot add {SANDBOX_V6}/{PREFIX_LEN_V6} to the tap device")]
+    AddressV6(#[source] io::Error),
+    /// Adding the IPv6 default route failed.
+    #[error("cannot add the default route via {GATEWAY_V6}")]
+    RouteV6(#[source] io::Error),
+}
+
+impl Step {
+    fn error(self, source: io::Error) -> NetconfError {
+        match self {
+            Step::LoopbackUp => NetconfError::LoopbackUp(source),
+            Step::TapLink => NetconfError::TapLink(source),
+            Step::AddressV4 => NetconfError::AddressV4(source),
+            Step::RouteV4 => NetconfError::RouteV4(source),
+            Step::AddressV6 => NetconfError::AddressV6(source),
+            Step::RouteV6 => NetconfError::RouteV6(source),
+        }
+    }
+}
+
+/// Configures the tap device named `tap_name` (already created in this network namespace) and
+/// `lo`, with `mtu` on the tap and IPv6 if `ipv6`.
+pub fn configure(tap_name: &str, mtu: u32, ipv6: bool) -> Result<(), NetconfError> {
+    let tap_index =
+        nix::net::if_::if_nametoindex(tap_name).map_err(|source| NetconfError::TapIndex {
+            name: tap_name.into(),
+            source,
+        })?;
+    apply(&Plan {
+        tap_index,
+        mtu,
+        txqueuelen: TAP_TXQUEUELEN,
+        ipv6,
+    })
+}
+
+/// Sends the requests of `plan` as one batch and checks every acknowledgement.
+pub fn apply(plan: &Plan) -> Result<(), NetconfError> {
+    let requests = requests(plan)?;
+    let batch = encode(&requests);
+    let socket = Socket::new(NETLINK_ROUTE).map_err(NetconfError::Socket)?;
+    // Ask for short ACKs (header only, not the echoed request); older kernels ignore it.
+    let _ = socket.set_cap_ack(true);
+    let kernel = SocketAddr::new(0, 0);
+    let sent = socket
+        .send_to(&batch, &kernel, 0)
+        .map_err(NetconfError::Send)?;
+    if sent != batch.len() {
+        return Err(NetconfError::Send(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short netlink send",
+        )));
+    }
+    let mut acked = vec![None; requests.len()];
+    let mut buf = vec![0u8; 16 * 1024];
+    while acked.iter().any(Option::is_none) {
+        let n = socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(NetconfError::Receive)?;
+        let data = buf.get(..n).unwrap_or_default();
+        if data.is_empty() {
+            return Err(NetconfError::Truncated);
+        }
+        record_acks(data, &mut acked)?;
+    }
+    for ((step, _), result) in requests.iter().zip(acked) {
+        if let Some(Some(errno)) = result {
+            return Err(step.error(io::Error::from_raw_os_error(errno)));
+        }
+    }
+    Ok(())
+}
+
+/// The request batch for `plan`, in sending order; sequence number i + 1 is entry i.
+pub fn requests(plan: &Plan) -> Result<Vec<(Step, RouteNetlinkMessage)>, NetconfError> {
+    if plan.ipv6 && plan.mtu < IPV6_MIN_MTU {
+        return Err(NetconfError::MtuTooSmallForIpv6 { mtu: plan.mtu });
+    }
+    let mut out = vec![
+        (
+            Step::LoopbackUp,
+            RouteNetlinkMessage::SetLink(link_up(LOOPBACK_IFINDEX, Vec::new())),
+        ),
+        (
+            Step::TapLink,
+            RouteNetlinkMessage::SetLink(link_up(
+                plan.tap_index,
+                vec![
+                    LinkAttribute::Mtu(plan.mtu),
+                    LinkAttribute::TxQueueLen(plan.txqueuelen),
+                ],
+            )),
+        ),
+        (
+            Step::AddressV4,
+            RouteNetlinkMessage::NewAddress(address(
+                plan.tap_index,
+                IpAddr::V4(SANDBOX_V4),
+                PREFIX_LEN_V4,
+            )),
+        ),
+        (
+            Step::RouteV4,
+            RouteNetlinkMessage::NewRoute(default_route(plan.tap_index, IpAddr::V4(GATEWAY_V4))),
+        ),
+    ];
+    if plan.ipv6 {
+        out.push((
+            Step::AddressV6,
+            RouteNetlinkMessage::NewAddress(address(
+                plan.tap_index,
+                IpAddr::V6(SANDBOX_V6),
+                PREFIX_LEN_V6,
+            )),
+        ));
+        out.push((
+            Step::RouteV6,
+            RouteNetlinkMessage::NewRoute(default_route(plan.tap_index, IpAddr::V6(GATEWAY_V6))),
+        ));
+    }
+    Ok(out)
+}
+
+fn link_up(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes = attributes;
+    msg
+}
+
+fn family(addr: IpAddr) -> AddressFamily {
+    match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn address(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family(addr);
+    msg.header.prefix_len = prefix_len;
+    msg.header.scope = AddressScope::Universe;
+    msg.header.index = index;
+    msg.attributes.push(AddressAttribute::Local(addr));
+    msg.attributes.push(AddressAttribute::Address(addr));
+    if addr.is_ipv6() {
+        // No duplicate address detection: nothing else is on this link, and DAD would leave the
+        // address tentative (unusable) for 1-2 s after the command starts.
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    msg
+}
+
+fn default_route(index: u32, gateway: IpAddr) -> RouteMessage {
+    let header = RouteHeader {
+        address_family: family(gateway),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    };
+    let mut msg = RouteMessage::default();
+    msg.header = header;
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+    msg.attributes.push(RouteAttribute::Oif(index));
+    msg
+}
+
+/// Serializes the batch; request i gets sequence number i + 1.
+pub fn encode(requests: &[(Step, RouteNetlinkMessage)]) -> Vec<u8> {
+    let mut batch = Vec::new();
+    for (seq, (step, msg)) in (1u32..).zip(requests) {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        if matches!(
+            step,
+            Step::AddressV4 | Step::RouteV4 | Step::AddressV6 | Step::RouteV6
+        ) {
+            header.flags |= NLM_F_CREATE | NLM_F_EXCL;
+        }
+        header.sequence_number = seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg.clone()));
+        packet.finalize();
+        let start = batch.len();
+        batch.resize(start + packet.buffer_len(), 0);
+        packet.serialize(&mut batch[start..]);
+    }
+    batch
+}
+
+/// Walks the messages in `data` and records each ACK (`Some(None)`) or NACK (`Some(Some(errno))`)
+/// against its request by sequence number.
+fn record_acks(mut data: &[u8], acked: &mut [Option<Option<i32>>]) -> Result<(), NetconfError> {
+    while !data.is_empty() {
+        let len = NetlinkBuffer::new_checked(data)
+            .map_err(NetconfError::Malformed)?
+            .length() as usize;
+        if len == 0 {
+            return Err(NetconfError::Truncated);
+        }
+        let (this, rest) = data.split_at_checked(len).ok_or(NetconfError::Truncated)?;
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(this)
+            .map_err(NetconfError::Malformed)?;
+        if let NetlinkPayload::Error(err) = &msg.payload {
+            let slot = (msg.header.sequence_number as usize)
+                .checked_sub(1)
+                .and_then(|i| acked.get_mut(i))
+                .ok_or(NetconfError::UnknownSequence {
+                    seq: msg.header.sequence_number,
+                })?;
+            *slot = Some(err.code.map(|c| c.get().abs()));
+        }
+        // Netlink pads each message to 4 bytes; the last one may end exactly at the buffer end.
+        let pad = (4 - len % 4) % 4;
+        data = rest.get(pad..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(ipv6: bool) -> Plan {
+        Plan {
+            tap_index: 7,
+            mtu: 65520,
+            txqueuelen: TAP_TXQUEUELEN,
+            ipv6,
+        }
+    }
+
+    fn steps(reqs: &[(Step, RouteNetlinkMessage)]) -> Vec<Step> {
+        reqs.iter().map(|(s, _)| *s).collect()
+    }
+
+    #[test]
+    fn link_comes_up_before_addresses_and_routes() {
+        let reqs = requests(&plan(true)).expect("valid plan");
+        assert_eq!(
+            steps(&reqs),
+            [
+                Step::LoopbackUp,
+                Step::TapLink,
+                Step::AddressV4,
+                Step::RouteV4,
+                Step::AddressV6,
+                Step::RouteV6
+            ]
+        );
+        assert_eq!(steps(&requests(&plan(false)).expect("valid plan")).len(), 4);
+    }
+
+    #[test]
+    fn tap_link_sets_mtu_txqueuelen_and_up() {
+        let reqs = requests(&plan(false)).expect("valid plan");
+        let RouteNetlinkMessage::SetLink(link) = &reqs[1].1 else {
+            panic!("second request is not a SetLink: {:?}", reqs[1].1);
+        };
+        assert_eq!(link.header.index, 7);
+        assert_eq!(link.header.flags, LinkFlags::Up);
+        assert_eq!(link.header.change_mask, LinkFlags::Up);
+        assert_eq!(
+            link.attributes,
+            [LinkAttribute::Mtu(65520), LinkAttribute::TxQueueLen(10_000)]
+        );
+        let RouteNetlinkMessage::SetLink(lo) = &reqs[0].1 else {
+            panic!("first request is not a SetLink");
+        };
+        assert_eq!(lo.header.index, LOOPBACK_IFINDEX);
+    }
+
+    #[test]
+    fn ipv6_address_skips_dad() {
+        let reqs = requests(&plan(true)).expect("valid plan");
+        let RouteNetlinkMessage::NewAddress(addr) = &reqs[4].1 else {
+            panic!("fifth request is not a NewAddress");
+        };
+        assert_eq!(addr.header.family, AddressFamily::Inet6);
+        assert_eq!(addr.header.prefix_len, 64);
+        assert!(addr.header.flags.contains(AddressHeaderFlags::Nodad));
+        assert!(addr
+            .attributes
+            .contains(&AddressAttribute::Address(IpAddr::V6(SANDBOX_V6))));
+    }
+
+    #[test]
+    fn ipv6_refused_below_minimum_mtu() {
+        let mut p = plan(true);
+        p.mtu = 1279;
+        assert!(matches!(
+            requests(&p),
+            Err(NetconfError::MtuTooSmallForIpv6 { mtu: 1279 })
+        ));
+        p.ipv6 = false;
+        assert!(requests(&p).is_ok());
+    }
+
+    #[test]
+    fn encoded_ipv4_address_request_matches_ip_addr_add() {
+        let reqs = requests(&plan(false)).expect("valid plan");
+        let batch = encode(&reqs[2..3]);
+        // nlmsghdr: len, RTM_NEWADDR (20), REQUEST|ACK|EXCL|CREATE, seq 1, pid 0
+        let mut expected = vec![];
+        expected.extend_from_slice(&40u32.to_ne_bytes());
+        expected.extend_from_slice(&20u16.to_ne_bytes());
+        expected.extend_from_slice(&(0x1u16 | 0x4 | 0x200 | 0x400).to_ne_bytes());
+        expected.extend_from_slice(&1u32.to_ne_bytes());
+        expected.extend_from_slice(&0u32.to_ne_bytes());
+        // ifaddrmsg: AF_INET, /24, flags 0, scope universe, index 7
+        expected.extend_from_slice(&[2, 24, 0, 0]);
+        expected.extend_from_slice(&7u32.to_ne_bytes());
+        // IFA_LOCAL, IFA_ADDRESS: 10.0.2.100
+        for kind in [2u16, 1] {
+            expected.extend_from_slice(&8u16.to_ne_bytes());
+            expected.extend_from_slice(&kind.to_ne_bytes());
+            expected.extend_from_slice(&[10, 0, 2, 100]);
+        }
+        assert_eq!(batch, expected);
+    }
+
+    #[test]
+    fn encoded_batch_numbers_requests_in_order() {
+        let reqs = requests(&plan(true)).expect("valid plan");
+        let batch = encode(&reqs);
+        let mut seqs = vec![];
+        let mut data = &batch[..];
+        while !data.is_empty() {
+            let buf = NetlinkBuffer::new_checked(data).expect("own output parses");
+            seqs.push(buf.sequence_number());
+            data = &data[buf.length() as usize..];
+        }
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+    }
+
+    fn ack(seq: u32, errno: i32) -> Vec<u8> {
+        let mut v = vec![];
+        v.extend_from_slice(&36u32.to_ne_bytes());
+        v.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+        v.extend_from_slice(&0x100u16.to_ne_bytes()); // NLM_F_CAPPED
+        v.extend_from_slice(&seq.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v.extend_from_slice(&(-errno).to_ne_bytes());
+        v.extend_from_slice(&[0; 16]); // capped copy of the request header
+        v
+    }
+
+    #[test]
+    fn acks_and_nacks_land_on_their_request() {
+        let mut data = ack(2, 0);
+        data.extend(ack(1, libc::EEXIST));
+        let mut acked = vec![None; 3];
+        record_acks(&data, &mut acked).expect("well-formed acks");
+        assert_eq!(acked, [Some(Some(libc::EEXIST)), Some(None), None]);
+    }
+
+    #[test]
+    fn ack_for_unknown_sequence_or_cut_short_is_refused() {
+        let mut acked = vec![None; 2];
+        assert!(matches!(
+            record_acks(&ack(9, 0), &mut acked),
+            Err(NetconfError::UnknownSequence { seq: 9 })
+        ));
+        assert!(record_acks(&ack(1, 0)[..10], &mut acked).is_err());
+        assert!(record_acks(&ack(1, 0)[..30], &mut acked).is_err());
+        assert_eq!(acked, [None, None]);
+    }
+}
