@@ -1,1 +1,92 @@
-fn main() {}
+//! `rootless-run`: parses the command line, sets up logging, and hands over to `launch` (or
+//! `persist::stop`, or prints completions). Prints the final one-line error and picks the
+//! exit status (1 setup failed, 2 usage, 126/127 exec, else the command's).
+//! Nothing else lives here.
+#![deny(unsafe_code)]
+
+mod cli;
+mod config;
+mod idmap;
+mod kernel;
+mod launch;
+mod persist;
+mod sandbox;
+mod supervise;
+#[allow(unsafe_code)]
+mod sys;
+
+use std::ffi::OsString;
+
+use config::Mode;
+use supervise::Status;
+
+/// Exit status for a failed setup (STYLE.md).
+const EXIT_SETUP: i32 = 1;
+/// Exit status for a usage error (clap's and ours).
+const EXIT_USAGE: i32 = 2;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Prints a child-side setup error (once, as the child's final word) and returns its status.
+pub(crate) fn report_child_error(e: &anyhow::Error) -> i32 {
+    if e.is::<sandbox::ParentGone>() {
+        return EXIT_SETUP;
+    }
+    eprintln!("rootless-run: {e:#}");
+    match e.downcast_ref::<sys::process::ExecError>() {
+        Some(x) => x.status,
+        None => EXIT_SETUP,
+    }
+}
+
+fn main() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let args = match cli::parse(&argv) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    init_logging();
+    let caller = cli::Caller::current();
+    let mode = match cli::validate(&argv, args, &caller, || {
+        idmap::SubIds::load(&caller.name, caller.uid, caller.gid, &caller.group)
+    }) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rootless-run: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    let result = match mode {
+        Mode::Completions(shell) => {
+            clap_complete::generate(
+                shell,
+                &mut cli::command(),
+                "rootless-run",
+                &mut std::io::stdout(),
+            );
+            Ok(Status::Exited(0))
+        }
+        Mode::Stop(dir) => persist::stop(&dir).map(|()| Status::Exited(0)),
+        Mode::Run(cfg) => launch::run(&cfg, &caller),
+    };
+    match result {
+        Ok(Status::Exited(n)) => std::process::exit(n),
+        Ok(Status::Signaled(sig)) => {
+            // Die the way the command died, as util-linux unshare does, so the shell reports
+            // the signal; fall back to 128+N if we survive it.
+            sys::process::reraise(sig);
+            std::process::exit(Status::Signaled(sig).code())
+        }
+        Err(e) => {
+            eprintln!("rootless-run: {e:#}");
+            std::process::exit(EXIT_SETUP)
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The validated launch request: what `cli` turns the command line into and everything else reads.
+//! Plain data with no I/O and no clap types; validation of combinations lives in `cli`.
+//! Grows by one field per option.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+
+use crate::idmap::IdMapPlan;
+
+/// What the invocation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Run a command in a sandbox (the normal case).
+    Run(Box<RunConfig>),
+    /// Stop a persisted sandbox (`--stop DIR`).
+    Stop(PathBuf),
+    /// Print shell completions to stdout (`--completions SHELL`).
+    Completions(clap_complete::Shell),
+}
+
+/// Namespace types beyond the always-new user and network namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExtraNs {
+    /// `-m/--mount`
+    pub mount: bool,
+    /// `-u/--uts`
+    pub uts: bool,
+    /// `-i/--ipc`
+    pub ipc: bool,
+    /// `-p/--pid`
+    pub pid: bool,
+    /// `-C/--cgroup`
+    pub cgroup: bool,
+    /// `-T/--time`
+    pub time: bool,
+}
+
+impl ExtraNs {
+    /// The CLONE_NEW* flags for these namespaces.
+    pub fn flags(&self) -> CloneFlags {
+        let mut f = CloneFlags::empty();
+        for (on, flag) in [
+            (self.mount, CloneFlags::CLONE_NEWNS),
+            (self.uts, CloneFlags::CLONE_NEWUTS),
+            (self.ipc, CloneFlags::CLONE_NEWIPC),
+            (self.pid, CloneFlags::CLONE_NEWPID),
+            (self.cgroup, CloneFlags::CLONE_NEWCGROUP),
+            (self.time, time_flag()),
+        ] {
+            if on {
+                f |= flag;
+            }
+        }
+        f
+    }
+}
+
+/// CLONE_NEWTIME (not in nix's CloneFlags on every target).
+pub fn time_flag() -> CloneFlags {
+    CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)
+}
+
+/// Mount propagation applied to `/` in a new mount namespace (`--propagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// MS_PRIVATE|MS_REC (the default).
+    Private,
+    /// MS_SHARED|MS_REC.
+    Shared,
+    /// MS_SLAVE|MS_REC.
+    Slave,
+    /// Leave propagation as inherited.
+    Unchanged,
+}
+
+/// A namespace file to bind-mount for persistence (`--net=FILE` and friends; real root only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsFile {
+    /// Name under /proc/PID/ns/ (`net`, `user`, `mnt`, ...).
+    pub kind: &'static str,
+    /// Where to bind-mount it.
+    pub path: PathBuf,
+}
+
+/// How to enter an existing sandbox instead of creating user and network namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// Every namespace of this process that differs from ours (`--join PID`).
+    Pid(i32),
+    /// A persisted sandbox directory (`--join DIR`): its recorded holder pid.
+    Dir(PathBuf),
+    /// Explicit namespace files (`--join-ns TYPE=PATH`, repeatable).
+    Files(Vec<(JoinNsType, PathBuf)>),
+}
+
+/// Namespace type named in `--join-ns TYPE=PATH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinNsType {
+    /// user
+    User,
+    /// net
+    Net,
+    /// mnt
+    Mount,
+    /// uts
+    Uts,
+    /// ipc
+    Ipc,
+    /// pid
+    Pid,
+    /// cgroup
+    Cgroup,
+    /// time
+    Time,
+}
+
+impl JoinNsType {
+    /// All types, in the order they must be entered (user first, so the others are permitted).
+    pub const ORDER: [JoinNsType; 8] = [
+        JoinNsType::User,
+        JoinNsType::Net,
+        JoinNsType::Mount,
+        JoinNsType::Uts,
+        JoinNsType::Ipc,
+        JoinNsType::Pid,
+        JoinNsType::Cgroup,
+        JoinNsType::Time,
+    ];
+
+    /// The name used in /proc/PID/ns/ and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            JoinNsType::User => "user",
+            JoinNsType::Net => "net",
+            JoinNsType::Mount => "mnt",
+            JoinNsType::Uts => "uts",
+            JoinNsType::Ipc => "ipc",
+            JoinNsType::Pid => "pid",
+            JoinNsType::Cgroup => "cgroup",
+            JoinNsType::Time => "time",
+        }
+    }
+
+    /// Parses a command-line or /proc name.
+    pub fn parse(s: &str) -> Option<JoinNsType> {
+        JoinNsType::ORDER
+            .into_iter()
+            .find(|t| t.name() == s || (s == "mount" && *t == JoinNsType::Mount))
+    }
+
+    /// The CLONE_NEW* flag for setns.
+    pub fn flag(self) -> CloneFlags {
+        match self {
+            JoinNsType::User => CloneFlags::CLONE_NEWUSER,
+            JoinNsType::Net => CloneFlags::CLONE_NEWNET,
+            JoinNsType::Mount => CloneFlags::CLONE_NEWNS,
+            JoinNsType::Uts => CloneFlags::CLONE_NEWUTS,
+            JoinNsType::Ipc => CloneFlags::CLONE_NEWIPC,
+            JoinNsType::Pid => CloneFlags::CLONE_NEWPID,
+            JoinNsType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            JoinNsType::Time => time_flag(),
+        }
+    }
+}
+
+/// Everything a sandbox run needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunConfig {
+    /// The program and its arguments (never empty: `cli` substitutes $SHELL).
+    pub argv: Vec<OsString>,
+    /// Extra namespaces to create.
+    pub ns: ExtraNs,
+    /// Enter an existing sandbox instead of creating user + network namespaces.
+    pub join: Option<Join>,
+    /// User and group id maps.
+    pub idmap: IdMapPlan,
+    /// Propagation of `/` in a new mount namespace.
+    pub propagation: Propagation,
+    /// Mount a fresh proc here before exec (`--mount-proc`).
+    pub mount_proc: Option<PathBuf>,
+    /// New root directory (`-R/--root`).
+    pub root: Option<PathBuf>,
+    /// Working directory for the command (`-w/--wd`).
+    pub wd: Option<PathBuf>,
+    /// Hostname in the new UTS namespace (`--hostname`).
+    pub hostname: Option<String>,
+    /// CLOCK_MONOTONIC offset in seconds (`--monotonic`).
+    pub monotonic: Option<i64>,
+    /// CLOCK_BOOTTIME offset in seconds (`--boottime`).
+    pub boottime: Option<i64>,
+    /// uid to switch to before exec (`-S/--setuid`).
+    pub setuid: Option<u32>,
+    /// gid to switch to before exec (`-G/--setgid`).
+    pub setgid: Option<u32>,
+    /// Keep capabilities across exec as ambient capabilities (`--keep-caps`).
+    pub keep_caps: bool,
+    /// Signal the command gets when the launcher dies (`--kill-child`, default SIGKILL).
+    pub kill_child: Signal,
+    /// Namespace files to bind-mount (real root only).
+    pub ns_files: Vec<NsFile>,
+    /// Keep the sandbox after the command exits, recorded in this directory (`--persist`).
+    pub persist: Option<PathBuf>,
+    /// Return once the sandbox is ready, leaving it running (`--detach`).
+    pub detach: bool,
+    /// MTU of tap0.
+    pub mtu: u32,
+    /// Configure IPv6 in the sandbox.
+    pub ipv6: bool,
+}

@@ -1,0 +1,11 @@
+//! Every `unsafe` block and `libc::` call of the launcher, behind safe functions: fork, exec,
+//! signal masks, pidfds, capabilities, fd passing, and `Linux`, the real `Kernel`.
+//! Callers see `OwnedFd`/`BorrowedFd` and typed errors; nothing here decides policy or order.
+//! Each function is one syscall (or a tightly coupled pair) with a `// SAFETY:` note.
+
+pub mod caps;
+pub mod fdpass;
+pub mod linux;
+pub mod process;
+
+pub use linux::Linux;

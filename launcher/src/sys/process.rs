@@ -1,0 +1,224 @@
+//! Process plumbing: fork, exec, signal masks and dispositions, pidfds, waiting, re-raising a
+//! child's fatal signal, and stdio redirection for `--detach`.
+//! Called by `launch`, `sandbox`, `supervise` and `persist`; decides nothing.
+
+use std::convert::Infallible;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{ForkResult, Pid};
+
+/// Signals the launcher forwards to the command (issue 3): the terminal and job-control set.
+pub const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    /// The parent, with the child's pid.
+    Parent(Pid),
+    /// The child.
+    Child,
+}
+
+/// fork(2). Callers must hold no threads (the launcher forks before starting any).
+pub fn fork() -> nix::Result<Forked> {
+    // SAFETY: the launcher is single-threaded whenever it forks (the netstack thread starts
+    // only after the last fork), so the child may allocate and run arbitrary Rust code.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// The set of forwarded signals plus SIGCHLD, which supervisors wait on.
+pub fn supervised_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks the supervised signals and returns the previous mask (restored before exec).
+pub fn block_supervised() -> nix::Result<SigSet> {
+    let mut old = SigSet::empty();
+    signal::sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&supervised_set()),
+        Some(&mut old),
+    )?;
+    Ok(old)
+}
+
+/// Undoes what the launcher changed before exec: SIGPIPE back to default (Rust's runtime sets it
+/// to SIG_IGN, which exec would keep) and the signal mask back to `old`.
+pub fn restore_for_exec(old: &SigSet) -> nix::Result<()> {
+    // SAFETY: installing SIG_DFL runs no handler code of ours; no other thread exists here.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None)
+}
+
+/// Why exec failed, with the exit status the shell convention gives it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot execute '{program}': {}", errno.desc())]
+pub struct ExecError {
+    /// The program as given.
+    pub program: String,
+    /// 127 (not found) or 126 (not executable).
+    pub status: i32,
+    /// Why exec failed.
+    pub errno: Errno,
+}
+
+/// execvp(3) with `argv` as given; returns only on failure.
+pub fn exec(argv: &[OsString]) -> Result<Infallible, ExecError> {
+    let program = argv
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fail = |errno: Errno| {
+        let status = match errno {
+            Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => 127,
+            _ => 126,
+        };
+        ExecError {
+            program: program.clone(),
+            status,
+            errno,
+        }
+    };
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| fail(Errno::EINVAL))?;
+    let Some(file) = cargs.first() else {
+        return Err(fail(Errno::ENOENT));
+    };
+    if file.as_bytes().is_empty() {
+        return Err(fail(Errno::ENOENT));
+    }
+    let errno = match nix::unistd::execvp(file, &cargs) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    Err(fail(errno))
+}
+
+/// pidfd_open(2): an fd that refers to `pid` for as long as we hold it.
+pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> {
+    // SAFETY: a NULL siginfo means "as kill(2) would"; no memory is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Waits until the process behind `pidfd` exits; false on timeout.
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, timeout: Duration) -> nix::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Kills ourselves with `sig` the way the shell expects from a child that died of it:
+/// default disposition, unblocked, then raised. Returns only if we survived it.
+pub fn reraise(sig: Signal) {
+    // SAFETY: installing SIG_DFL runs no handler code of ours.
+    let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = signal::raise(sig);
+}
+
+/// Points stdin, stdout and stderr at /dev/null (for `--detach`).
+pub fn stdio_to_devnull() -> std::io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    nix::unistd::dup2_stdin(null.as_fd())?;
+    nix::unistd::dup2_stdout(null.as_fd())?;
+    nix::unistd::dup2_stderr(null.as_fd())?;
+    Ok(())
+}
+
+/// Blocks until any signal in `set` arrives (they must be blocked); for the persist holder.
+pub fn wait_forever(set: &SigSet) -> ! {
+    loop {
+        let _ = set.wait();
+    }
+}
+
+/// A pipe whose write end a parent keeps open for as long as it lives: the child checks it
+/// after setting its death signal, where getppid() cannot name a parent in an outer pid
+/// namespace.
+pub struct Lifeline {
+    read: OwnedFd,
+    write: Option<OwnedFd>,
+}
+
+impl Lifeline {
+    /// A new pipe, both ends close-on-exec.
+    pub fn new() -> nix::Result<Lifeline> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Ok(Lifeline {
+            read,
+            write: Some(write),
+        })
+    }
+
+    /// In the child: drop our copy of the write end, then report whether the parent's is open.
+    pub fn parent_alive(&mut self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        self.write = None;
+        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(0) => true,
+            Ok(_) => !fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+            Err(_) => false,
+        }
+    }
+}
