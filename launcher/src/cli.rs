@@ -26,31 +26,31 @@ use crate::idmap::{self, IdMapPlan, RangeSpec, Setgroups};
 )]
 pub struct Args {
     /// New mount namespace [bind-mounted at FILE, real root only]
-    #[arg(short = 'm', long = "mount", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'm', long = "mount", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "mount")]
     mount: Option<Option<PathBuf>>,
     /// New UTS namespace (hostname) [bind-mounted at FILE, real root only]
-    #[arg(short = 'u', long = "uts", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'u', long = "uts", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "uts")]
     uts: Option<Option<PathBuf>>,
     /// New IPC namespace [bind-mounted at FILE, real root only]
-    #[arg(short = 'i', long = "ipc", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'i', long = "ipc", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "ipc")]
     ipc: Option<Option<PathBuf>>,
     /// New network namespace: always on; FILE bind-mounts it (real root only)
-    #[arg(short = 'n', long = "net", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'n', long = "net", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "net")]
     net: Option<Option<PathBuf>>,
     /// New PID namespace; our small init is pid 1 and the program its child
-    #[arg(short = 'p', long = "pid", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'p', long = "pid", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "pid")]
     pid: Option<Option<PathBuf>>,
     /// New user namespace: always on; FILE bind-mounts it (real root only)
-    #[arg(short = 'U', long = "user", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'U', long = "user", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "user")]
     user: Option<Option<PathBuf>>,
     /// New cgroup namespace [bind-mounted at FILE, real root only]
-    #[arg(short = 'C', long = "cgroup", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'C', long = "cgroup", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "cgroup")]
     cgroup: Option<Option<PathBuf>>,
     /// New time namespace [bind-mounted at FILE, real root only]
-    #[arg(short = 'T', long = "time", value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    #[arg(short = 'T', long = "time", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "time")]
     time: Option<Option<PathBuf>>,
     /// Fork before running the program: always on (the launcher stays as the network stack)
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, overrides_with = "fork")]
     fork: bool,
     /// Forward SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH: always on
     #[arg(long)]

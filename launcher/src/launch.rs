@@ -158,13 +158,23 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     }
 
     let signals = Signals::open()?;
-    let status = supervise::supervise(&signals, child, false)?;
+    let stop_file = cfg.persist.as_ref().map(|d| d.join(persist::STOP_FILE));
+    let mut stopping = false;
+    let status = supervise::supervise_until(&signals, child, false, &mut |sig| {
+        // `--stop` leaves DIR/stop and sends SIGTERM: the command gets the SIGTERM (forwarded
+        // as usual) and, once it exits, the sandbox goes too.
+        if sig == Signal::SIGTERM && stop_file.as_ref().is_some_and(|f| f.exists()) {
+            stopping = true;
+        }
+    })?;
     if failed.load(Ordering::SeqCst) {
         return Ok(Status::Exited(1));
     }
     if let Some(rec) = record {
-        tracing::info!(?status, "command exited; sandbox persists until --stop");
-        wait_for_stop(&signals, &failed)?;
+        if !stopping {
+            tracing::info!(?status, "command exited; sandbox persists until --stop");
+            wait_for_stop(&signals, &failed)?;
+        }
         if let Some(h) = holder {
             let _ = kill(h, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(h, None);
@@ -627,7 +637,8 @@ fn child_setup(
         let mut lifeline = Lifeline::new().context("cannot create a pipe")?;
         match process::fork().context("cannot fork")? {
             Forked::Parent(pid) => {
-                drop(lifeline);
+                // Keep our write end open for as long as we live: it is the child's lifeline.
+                let _lifeline = lifeline;
                 return relay(pid);
             }
             Forked::Child => {

@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,8 @@ use crate::sys::process;
 pub const HOLDER_FILE: &str = "pid";
 /// File in DIR naming the launcher's pid.
 pub const LAUNCHER_FILE: &str = "launcher.pid";
+/// File `--stop` creates in DIR before signalling, so the launcher knows the SIGTERM is a stop.
+pub const STOP_FILE: &str = "stop";
 /// How long `--stop` waits for the launcher to exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -176,7 +179,7 @@ impl Record {
                 tracing::warn!(path = %m.display(), error = %e, "cannot unmount namespace file");
             }
         }
-        for f in &self.files {
+        for f in self.files.iter().chain([&self.dir.join(STOP_FILE)]) {
             let _ = fs::remove_file(f);
         }
         if self.created_dir {
@@ -185,7 +188,8 @@ impl Record {
     }
 }
 
-/// `--stop DIR`: signals the launcher recorded in DIR and waits for it to exit.
+/// `--stop DIR`: asks the launcher recorded in DIR to stop the sandbox (command included) and
+/// waits for it; after `STOP_TIMEOUT` it is killed and the record removed here.
 pub fn stop(dir: &Path) -> anyhow::Result<()> {
     let ctx = || format!("--stop={}", dir.display());
     let pid = read_pid(&dir.join(LAUNCHER_FILE)).with_context(ctx)?;
@@ -201,19 +205,30 @@ pub fn stop(dir: &Path) -> anyhow::Result<()> {
             comm.trim()
         );
     }
-    process::pidfd_signal(std::os::fd::AsFd::as_fd(&pidfd), Signal::SIGTERM)
-        .map_err(io::Error::from)
-        .with_context(|| format!("cannot signal pid {pid}"))
+    fs::write(dir.join(STOP_FILE), "")
+        .with_context(|| format!("cannot write {}", dir.join(STOP_FILE).display()))
         .with_context(ctx)?;
-    if !process::wait_pidfd(std::os::fd::AsFd::as_fd(&pidfd), STOP_TIMEOUT)
+    let signal = |sig| {
+        process::pidfd_signal(pidfd.as_fd(), sig)
+            .map_err(io::Error::from)
+            .with_context(|| format!("cannot signal pid {pid}"))
+            .with_context(ctx)
+    };
+    signal(Signal::SIGTERM)?;
+    let exited = process::wait_pidfd(pidfd.as_fd(), STOP_TIMEOUT)
         .map_err(io::Error::from)
-        .with_context(ctx)?
-    {
-        bail!(
-            "{}: pid {pid} did not exit within {:?}",
-            ctx(),
-            STOP_TIMEOUT
-        );
+        .with_context(ctx)?;
+    if !exited {
+        tracing::warn!(pid, "launcher did not stop in time; killing it");
+        signal(Signal::SIGKILL)?;
+        process::wait_pidfd(pidfd.as_fd(), STOP_TIMEOUT)
+            .map_err(io::Error::from)
+            .with_context(ctx)?;
+        // It had no chance to clean up (its holder died with it): remove the record.
+        for f in [HOLDER_FILE, LAUNCHER_FILE, STOP_FILE] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        let _ = fs::remove_dir(dir);
     }
     Ok(())
 }

@@ -224,8 +224,8 @@ pub fn prepare_fs<K: Kernel>(k: &mut K, p: &FsPlan) -> anyhow::Result<()> {
     if let Some(h) = &p.hostname {
         k.sethostname(h).context("cannot set the hostname")?;
     }
-    if let Some(root) = &p.root {
-        if p.mount_ns {
+    match &p.root {
+        Some(root) if p.mount_ns => {
             // pivot_root needs the new root to be a mount point; a recursive bind makes it one
             // and keeps the submounts. Stacking the old root on "." and detaching it leaves
             // nothing of the host's tree reachable (unlike chroot).
@@ -236,44 +236,65 @@ pub fn prepare_fs<K: Kernel>(k: &mut K, p: &FsPlan) -> anyhow::Result<()> {
                 flags: MsFlags::MS_BIND | MsFlags::MS_REC,
             })
             .context("--root: cannot bind the new root onto itself")?;
+            // In a user namespace the kernel lets us mount proc only while a fully visible
+            // proc is in our mount namespace, so mount it inside the new root before the
+            // old root (and its /proc) is detached.
+            if let Some(dir) = &p.mount_proc {
+                mount_proc(k, root, dir)?;
+            }
             k.chdir(root).context("--root")?;
             k.pivot_root(Path::new("."), Path::new("."))
                 .context("--root: pivot_root")?;
             k.umount_detach(Path::new("."))
                 .context("--root: cannot detach the old root")?;
-        } else {
+            if p.wd.is_none() {
+                k.chdir(Path::new("/")).context("--root")?;
+            }
+        }
+        Some(root) => {
             k.chroot(root).context("--root")?;
+            if p.wd.is_none() {
+                k.chdir(Path::new("/")).context("--root")?;
+            }
+            if let Some(dir) = &p.mount_proc {
+                mount_proc(k, Path::new("/"), dir)?;
+            }
         }
-        if p.wd.is_none() {
-            k.chdir(Path::new("/")).context("--root")?;
-        }
-    }
-    if let Some(dir) = &p.mount_proc {
-        // After pivot_root or chroot, the path is already inside the new root.
-        let target = dir.clone();
-        k.mount(&Mount {
-            source: Some("proc".into()),
-            target: target.clone(),
-            fstype: Some("proc"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        })
-        .with_context(|| format!("--mount-proc: cannot mount proc on {}", target.display()))?;
-        if dir == Path::new("/proc") {
-            // A fresh sysfs shows this network namespace's devices; it needs ownership of the
-            // network namespace, which we have unless joining, so failure is only logged.
-            if let Err(e) = k.mount(&Mount {
-                source: Some("sysfs".into()),
-                target: "/sys".into(),
-                fstype: Some("sysfs"),
-                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            }) {
-                tracing::debug!(error = %e, "sysfs not mounted");
+        None => {
+            if let Some(dir) = &p.mount_proc {
+                mount_proc(k, Path::new("/"), dir)?;
             }
         }
     }
     if let Some(wd) = &p.wd {
         k.chdir(wd)
             .with_context(|| format!("--wd={}", wd.display()))?;
+    }
+    Ok(())
+}
+
+/// Mounts a fresh proc at `dir` below `root` (and sysfs at `root`/sys when `dir` is /proc).
+fn mount_proc<K: Kernel>(k: &mut K, root: &Path, dir: &Path) -> anyhow::Result<()> {
+    let under = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    k.mount(&Mount {
+        source: Some("proc".into()),
+        target: under(dir),
+        fstype: Some("proc"),
+        flags: fs_flags,
+    })
+    .with_context(|| format!("--mount-proc: cannot mount proc on {}", dir.display()))?;
+    if dir == Path::new("/proc") {
+        // A fresh sysfs shows this network namespace's devices; the kernel allows it only to
+        // the owner of the network namespace (not when joining one), so failure is logged.
+        if let Err(e) = k.mount(&Mount {
+            source: Some("sysfs".into()),
+            target: under(Path::new("/sys")),
+            fstype: Some("sysfs"),
+            flags: fs_flags,
+        }) {
+            tracing::debug!(error = %e, "sysfs not mounted");
+        }
     }
     Ok(())
 }
@@ -391,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn pivot_root_sequence_then_proc_then_wd() {
+    fn proc_mounted_inside_new_root_before_pivot_then_wd() {
         let mut k = Recorder::default();
         let p = FsPlan {
             mount_ns: true,
@@ -419,21 +440,21 @@ mod tests {
                     fstype: None,
                     flags: MsFlags::MS_BIND | MsFlags::MS_REC
                 }),
-                Call::Chdir("/srv/root".into()),
-                Call::PivotRoot(".".into(), ".".into()),
-                Call::Umount(".".into()),
                 Call::Mount(Mount {
                     source: Some("proc".into()),
-                    target: "/proc".into(),
+                    target: "/srv/root/proc".into(),
                     fstype: Some("proc"),
                     flags: proc_flags
                 }),
                 Call::Mount(Mount {
                     source: Some("sysfs".into()),
-                    target: "/sys".into(),
+                    target: "/srv/root/sys".into(),
                     fstype: Some("sysfs"),
                     flags: proc_flags
                 }),
+                Call::Chdir("/srv/root".into()),
+                Call::PivotRoot(".".into(), ".".into()),
+                Call::Umount(".".into()),
                 Call::Chdir("/work".into()),
             ]
         );

@@ -106,6 +106,16 @@ pub fn reap(child: Pid, reap_all: bool) -> anyhow::Result<Option<Status>> {
 
 /// Forwards signals to `child` until it exits; returns its status.
 pub fn supervise(signals: &Signals, child: Pid, reap_all: bool) -> anyhow::Result<Status> {
+    supervise_until(signals, child, reap_all, &mut |_| {})
+}
+
+/// As `supervise`, calling `seen` with every signal before it is forwarded.
+pub fn supervise_until(
+    signals: &Signals,
+    child: Pid,
+    reap_all: bool,
+    seen: &mut dyn FnMut(Signal),
+) -> anyhow::Result<Status> {
     // The child may have exited before the signalfd existed; its SIGCHLD is then pending and
     // the first read returns it, but check once anyway.
     if let Some(st) = reap(child, reap_all)? {
@@ -117,7 +127,10 @@ pub fn supervise(signals: &Signals, child: Pid, reap_all: bool) -> anyhow::Resul
             if let Some(st) = reap(child, reap_all)? {
                 return Ok(st);
             }
-        } else if should_forward(sig, code) {
+            continue;
+        }
+        seen(sig);
+        if should_forward(sig, code) {
             tracing::debug!(signal = %sig, child = child.as_raw(), "forwarding");
             // ESRCH: it is exiting; its SIGCHLD follows.
             let _ = kill(child, sig);

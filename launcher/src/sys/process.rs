@@ -82,39 +82,75 @@ pub struct ExecError {
     pub errno: Errno,
 }
 
-/// execvp(3) with `argv` as given; returns only on failure.
+/// execvp(3) semantics with the shell's exit statuses: `argv[0]` with a slash is run as is,
+/// otherwise each $PATH directory is tried in turn. Not found anywhere gives 127; found but
+/// not executable (EACCES on an existing file, or any other error) gives 126. Unlike glibc's
+/// execvp, an unreadable PATH directory does not turn "not found" into "permission denied".
+/// A file without a `#!` line (ENOEXEC) is run by /bin/sh, as execvp does.
+/// Returns only on failure.
 pub fn exec(argv: &[OsString]) -> Result<Infallible, ExecError> {
     let program = argv
         .first()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let fail = |errno: Errno| {
-        let status = match errno {
-            Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => 127,
-            _ => 126,
-        };
-        ExecError {
-            program: program.clone(),
-            status,
-            errno,
-        }
+    let fail = |errno: Errno, status: i32| ExecError {
+        program: program.clone(),
+        status,
+        errno,
     };
     let cargs: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
-        .map_err(|_| fail(Errno::EINVAL))?;
-    let Some(file) = cargs.first() else {
-        return Err(fail(Errno::ENOENT));
+        .map_err(|_| fail(Errno::EINVAL, 126))?;
+    let Some(first) = argv.first().filter(|p| !p.is_empty()) else {
+        return Err(fail(Errno::ENOENT, 127));
     };
-    if file.as_bytes().is_empty() {
-        return Err(fail(Errno::ENOENT));
+    let candidates: Vec<std::path::PathBuf> = if first.as_bytes().contains(&b'/') {
+        vec![first.into()]
+    } else {
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    ".".into()
+                } else {
+                    d
+                }
+            })
+            .map(|d| d.join(first))
+            .collect()
+    };
+    let mut denied = None;
+    for c in candidates {
+        let Ok(cpath) = CString::new(c.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let errno = match nix::unistd::execv(&cpath, &cargs) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        match errno {
+            Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG | Errno::ELOOP => {}
+            Errno::EACCES if c.metadata().is_err() => {}
+            Errno::ENOEXEC => {
+                let mut sh_args = vec![CString::from(c"/bin/sh"), cpath.clone()];
+                sh_args.extend(cargs.iter().skip(1).cloned());
+                let e = match nix::unistd::execv(c"/bin/sh", &sh_args) {
+                    Err(e) => e,
+                    Ok(never) => match never {},
+                };
+                return Err(fail(e, 126));
+            }
+            Errno::EACCES => denied = Some(Errno::EACCES),
+            other => return Err(fail(other, 126)),
+        }
     }
-    let errno = match nix::unistd::execvp(file, &cargs) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    Err(fail(errno))
+    Err(match denied {
+        Some(e) => fail(e, 126),
+        None => fail(Errno::ENOENT, 127),
+    })
 }
 
 /// pidfd_open(2): an fd that refers to `pid` for as long as we hold it.
