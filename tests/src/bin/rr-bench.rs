@@ -6,7 +6,11 @@
 //! ```
 //!
 //! `rr`: one connection, 1-byte request, 1-byte response, as fast as possible (transactions/s).
-//! `crr`: connect, 1-byte request, 1-byte response, close, repeat (connections/s).
+//! `crr`: connect, 1-byte request, 1-byte response, close, repeat (connections/s). The request byte
+//! `c` asks the server to close first, right after its response, and the client closes on the EOF
+//! that follows. So TIME_WAIT stays on the server's side (port ADDR), and tens of thousands of
+//! connections do not use up the ephemeral ports of whatever connects on the host's side (the client
+//! itself, or the helper under test) and slow the next run down.
 //! Both sides set TCP_NODELAY. Every blocking call has a timeout, so a stuck peer is an error,
 //! never a hang.
 
@@ -39,7 +43,7 @@ fn serve(mut s: TcpStream) {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
+                if s.write_all(&buf[..n]).is_err() || buf[n - 1] == b'c' {
                     return;
                 }
             }
@@ -75,11 +79,29 @@ fn connect(addr: &SocketAddr) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-fn exchange(s: &mut TcpStream) -> std::io::Result<()> {
-    let mut b = [b'x'];
+fn exchange(s: &mut TcpStream, req: u8) -> std::io::Result<()> {
+    let mut b = [req];
     s.write_all(&b)?;
     s.read_exact(&mut b)?;
+    if b[0] != req {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "wrong response byte",
+        ));
+    }
     Ok(())
+}
+
+/// Read the server's EOF after a `c` request (anything else is an error).
+fn expect_eof(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut b = [0u8; 1];
+    match s.read(&mut b)? {
+        0 => Ok(()),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "data after the response",
+        )),
+    }
 }
 
 fn client(mode: &str, addr: SocketAddr, secs: f64) {
@@ -91,14 +113,15 @@ fn client(mode: &str, addr: SocketAddr, secs: f64) {
             "rr" => {
                 let mut s = connect(&addr)?;
                 while start.elapsed() < deadline {
-                    exchange(&mut s)?;
+                    exchange(&mut s, b'r')?;
                     count += 1;
                 }
             }
             "crr" => {
                 while start.elapsed() < deadline {
                     let mut s = connect(&addr)?;
-                    exchange(&mut s)?;
+                    exchange(&mut s, b'c')?;
+                    expect_eof(&mut s)?;
                     drop(s);
                     count += 1;
                 }
