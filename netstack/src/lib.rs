@@ -10,8 +10,18 @@ pub mod netconf;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tap;
+pub mod wire;
 
+mod control;
+mod egress;
+mod event_loop;
+mod flows;
+mod host;
+mod icmp;
+pub mod nat;
 mod stack;
+pub mod tcp;
+mod udp;
 
 pub use config::StackConfig;
 pub use stack::{Stack, StackError};

@@ -1,8 +1,11 @@
 //! Public entry point: owns the tap fd and runs the event loop until a fatal error.
+//! Called by the launcher's parent (on a thread of its own, after fork) and by the
+//! slirp4netns-compatible binary; everything else in the crate is reached from here.
 
 use std::os::fd::OwnedFd;
 
 use crate::config::StackConfig;
+use crate::event_loop::EventLoop;
 
 /// A fatal error of the stack (the per-packet path never returns errors).
 #[derive(Debug, thiserror::Error)]
@@ -10,28 +13,34 @@ pub enum StackError {
     /// Setting up the event loop failed.
     #[error("cannot set up the event loop")]
     Setup(#[source] std::io::Error),
+    /// The event loop stopped: epoll or the tap device failed.
+    #[error("event loop failed")]
+    Loop(#[source] std::io::Error),
+    /// The MTU is outside what a tap device carries.
+    #[error("MTU {0} out of range (68..=65521)")]
+    Mtu(u32),
 }
+
+/// Smallest MTU IPv4 allows (RFC 791).
+const MIN_MTU: u32 = 68;
 
 /// The network stack serving one tap device.
 pub struct Stack {
-    _tap: OwnedFd,
-    _config: StackConfig,
+    event_loop: EventLoop,
 }
 
 impl Stack {
     /// Takes ownership of the tap fd (as passed from the sandbox) and prepares the stack.
     pub fn new(tap: OwnedFd, config: StackConfig) -> Result<Stack, StackError> {
-        Ok(Stack {
-            _tap: tap,
-            _config: config,
-        })
+        if !(MIN_MTU..=crate::config::MAX_MTU).contains(&config.mtu) {
+            return Err(StackError::Mtu(config.mtu));
+        }
+        let event_loop = EventLoop::new(tap, config).map_err(StackError::Setup)?;
+        Ok(Stack { event_loop })
     }
 
     /// Serves the sandbox until a fatal error; returns only on error.
-    pub fn run(self) -> Result<(), StackError> {
-        // Under construction: replaced by the event loop in the netstack commit.
-        loop {
-            std::thread::park();
-        }
+    pub fn run(mut self) -> Result<(), StackError> {
+        self.event_loop.run().map_err(StackError::Loop)
     }
 }

@@ -18,10 +18,17 @@ pub enum TapError {
         name: String,
     },
     /// /dev/net/tun does not exist.
-    #[error("{} is missing (load the tun module or create the device node)", sys::tap::TUN_PATH)]
+    #[error(
+        "{} is missing (load the tun module or create the device node)",
+        sys::tap::TUN_PATH
+    )]
     Missing(#[source] SysError),
     /// /dev/net/tun exists but this user may not open it.
-    #[error("{} is not accessible to this user (most distros ship it mode 0666: chmod 0666 {})", sys::tap::TUN_PATH, sys::tap::TUN_PATH)]
+    #[error(
+        "{} is not accessible to this user (most distros ship it mode 0666: chmod 0666 {})",
+        sys::tap::TUN_PATH,
+        sys::tap::TUN_PATH
+    )]
     Denied(#[source] SysError),
     /// TUNSETIFF or the open failed for another reason.
     #[error("cannot create tap device {name}")]

@@ -1,1 +1,92 @@
-//! Socket calls nix does not wrap (filled in by the TCP data path).
+//! Socket calls the TCP data path needs that nix does not wrap: SO_PEEK_OFF, MSG_TRUNC discard,
+//! SIOCOUTQ, and ICMP ping sockets. One syscall per function; no state, no policy.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// SIOCOUTQ (= TIOCOUTQ): bytes in a TCP socket's send queue not yet acknowledged.
+const SIOCOUTQ: libc::c_ulong = 0x5411;
+
+/// Sets SO_PEEK_OFF: the next MSG_PEEK read starts `offset` bytes into the receive queue.
+pub fn set_peek_off(fd: BorrowedFd<'_>, offset: i32) -> io::Result<()> {
+    // SAFETY: we pass a pointer to a live i32 and its exact size; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEEK_OFF,
+            (&offset as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Copies queued bytes into `buf` without consuming them (MSG_PEEK, non-blocking).
+/// Ok(0) means the peer closed and every byte before its FIN has been peeked.
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable slice for its whole length during the call.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Drops up to `len` bytes from the head of a TCP receive queue without copying them
+/// (MSG_TRUNC on TCP discards, see tcp(7)).
+pub fn discard(fd: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: with MSG_TRUNC the kernel copies nothing into the buffer, so a null pointer
+    // is never dereferenced; `len` only bounds how much is dropped.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Bytes written to a TCP socket that the peer has not acknowledged yet (SIOCOUTQ).
+pub fn outq(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which points at `value`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCOUTQ, &mut value) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value.max(0) as usize)
+}
+
+/// Opens an unprivileged ICMP echo ("ping") socket for IPv4; fails with EACCES when the
+/// caller's gid is outside net.ipv4.ping_group_range.
+pub fn ping_socket_v4() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; on success we own the returned descriptor.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

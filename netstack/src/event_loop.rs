@@ -1,0 +1,581 @@
+//! The one event loop: owns the tap fd, the control plane and the flow table, on a single
+//! thread over mio (epoll, edge-triggered).
+//!
+//! Each iteration: wait for I/O or the next flow deadline; drain the tap (up to `TAP_BATCH`
+//! frames) dispatching each frame once; handle host socket readiness; then flush the ACKs
+//! owed to flows touched in this batch (one per flow, not one per frame); then run due timers.
+//! We use mio directly rather than tokio tasks: one epoll_wait per batch with tokens that map
+//! straight to flow slots, and no per-flow task, waker or allocation.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use smoltcp::wire::{EthernetAddress, IpProtocol};
+
+use crate::config::{StackConfig, DNS_V4, DNS_V6, GATEWAY_MAC, GATEWAY_V4, GATEWAY_V6};
+use crate::control::ControlPlane;
+use crate::egress::{Egress, FrameSink};
+use crate::flows::{Flow, FlowKey, FlowTable, Proto};
+use crate::host::HostTcp;
+use crate::icmp::PingFlow;
+use crate::nat;
+use crate::tcp::{self, Endpoints, TcpFlow, Verdict};
+use crate::udp::UdpFlow;
+use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
+
+/// Token of the tap fd.
+const TAP: Token = Token(0);
+/// Frames read from the tap per iteration before other work gets a turn.
+const TAP_BATCH: usize = 64;
+/// Readiness events taken per epoll_wait.
+const EVENTS: usize = 256;
+/// Ethernet header length.
+const ETH_HEADER: usize = 14;
+
+/// Counters of frames the loop dropped, by reason.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DropStats {
+    /// Malformed or unsupported frames.
+    pub malformed: u64,
+    /// Traffic to refused destinations.
+    pub refused: u64,
+    /// New flows refused because the table was full of TCP flows.
+    pub table_full: u64,
+}
+
+/// Writes frames to the tap fd.
+struct TapSink(OwnedFd);
+
+impl FrameSink for TapSink {
+    fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        nix::unistd::write(&self.0, frame)
+            .map(|_| ())
+            .map_err(io::Error::from)
+    }
+}
+
+/// The loop's state.
+pub struct EventLoop {
+    poll: Poll,
+    tap: OwnedFd,
+    rx: Box<[u8]>,
+    egress: Egress,
+    control: ControlPlane,
+    flows: FlowTable,
+    cfg: StackConfig,
+    /// Flows owed an ACK at the end of this batch.
+    touched: Vec<usize>,
+    /// Flows whose receive budget ran out: serve again next iteration.
+    pending: Vec<usize>,
+    /// Scratch list for timer scans.
+    scan: Vec<usize>,
+    tap_more: bool,
+    next_timer: Option<Instant>,
+    iss_seed: u32,
+    /// Drop counters.
+    pub drops: DropStats,
+}
+
+impl EventLoop {
+    /// Sets up the loop around a tap fd (made non-blocking here).
+    pub fn new(tap: OwnedFd, cfg: StackConfig) -> io::Result<EventLoop> {
+        set_nonblocking(&tap)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut SourceFd(&tap.as_raw_fd()), TAP, Interest::READABLE)?;
+        let mtu = cfg.mtu as usize;
+        let mac = EthernetAddress(GATEWAY_MAC);
+        let sink = TapSink(tap.as_fd().try_clone_to_owned()?);
+        let mut egress = Egress::new(mtu, mac, Box::new(sink));
+        let control = ControlPlane::new(mac, mtu, &mut egress);
+        let max = cfg.max_flows;
+        Ok(EventLoop {
+            poll,
+            tap,
+            rx: vec![0; mtu + ETH_HEADER].into_boxed_slice(),
+            egress,
+            control,
+            flows: FlowTable::new(max),
+            touched: Vec::with_capacity(max),
+            pending: Vec::with_capacity(max),
+            scan: Vec::with_capacity(max),
+            tap_more: false,
+            next_timer: None,
+            iss_seed: initial_seed(),
+            drops: DropStats::default(),
+            cfg,
+        })
+    }
+
+    /// Runs until a fatal error (epoll or tap failure).
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = self.timeout(Instant::now());
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if std::mem::take(&mut self.tap_more) {
+                self.drain_tap(now)?;
+            }
+            self.serve_pending(now);
+            for ev in events.iter() {
+                if ev.token() == TAP {
+                    self.drain_tap(now)?;
+                } else if let Some(slot) = FlowTable::slot_of(ev.token()) {
+                    let ready = Ready {
+                        readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        writable: ev.is_writable() || ev.is_error(),
+                    };
+                    self.host_event(slot, ready, now);
+                }
+            }
+            self.flush_acks(now);
+            self.run_timers(now);
+        }
+    }
+
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if self.tap_more || !self.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.next_timer.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn drain_tap(&mut self, now: Instant) -> io::Result<()> {
+        let mut rx = std::mem::take(&mut self.rx);
+        let result = self.drain_tap_into(&mut rx, now);
+        self.rx = rx;
+        result
+    }
+
+    fn drain_tap_into(&mut self, rx: &mut [u8], now: Instant) -> io::Result<()> {
+        for _ in 0..TAP_BATCH {
+            match nix::unistd::read(&self.tap, rx) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tap closed")),
+                Ok(n) => self.dispatch(&rx[..n], now),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.tap_more = true;
+        Ok(())
+    }
+
+    /// Routes one frame from the sandbox.
+    fn dispatch(&mut self, frame: &[u8], now: Instant) {
+        let (eth, parsed) = match wire::parse(frame) {
+            Ok(p) => p,
+            Err(error) => {
+                self.drops.malformed += 1;
+                tracing::trace!(%error, "frame dropped");
+                return;
+            }
+        };
+        self.egress.learn_sandbox_mac(eth.src);
+        match parsed {
+            Frame::Arp => self.control.input(frame, &mut self.egress, now),
+            Frame::Ip { meta, l4 } => self.dispatch_ip(frame, meta, l4, now),
+            Frame::Unsupported => self.drops.malformed += 1,
+        }
+    }
+
+    fn dispatch_ip(&mut self, frame: &[u8], meta: IpMeta, l4: L4<'_>, now: Instant) {
+        match l4 {
+            L4::Tcp(seg) => self.tcp_input(meta, &seg, now),
+            L4::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => self.udp_input(meta, src_port, dst_port, payload, now),
+            L4::EchoRequestV4 { .. } | L4::Other if is_ours(meta.dst) => {
+                self.control.input(frame, &mut self.egress, now)
+            }
+            L4::Other if meta.proto == IpProtocol::Icmpv6 && !is_unicast(meta.dst) => {
+                // Neighbour and router solicitations go to multicast addresses.
+                self.control.input(frame, &mut self.egress, now)
+            }
+            L4::EchoRequestV4 { ident, message, .. } => self.ping_input(meta, ident, message, now),
+            L4::Other => self.drops.refused += 1,
+        }
+    }
+
+    fn tcp_input(&mut self, meta: IpMeta, seg: &TcpSegment<'_>, now: Instant) {
+        let ep = Endpoints {
+            sandbox: SocketAddr::new(meta.src, seg.src_port),
+            remote: SocketAddr::new(meta.dst, seg.dst_port),
+        };
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            sandbox: ep.sandbox,
+            remote: ep.remote,
+        };
+        if let Some(slot) = self.flows.find(&key) {
+            if let Some(Flow::Tcp(flow, host)) = self.flows.get_mut(slot) {
+                let verdict = flow.on_segment(seg, host, &mut self.egress, now);
+                let owes_ack = flow.ack_pending();
+                let timer = flow.next_timer();
+                self.after_tcp(slot, verdict, owes_ack, timer);
+            }
+            return;
+        }
+        if seg.flags.syn && !seg.flags.ack {
+            self.tcp_open(key, ep, seg, now);
+        } else {
+            tcp::reset_stray(ep, seg, &mut self.egress);
+        }
+    }
+
+    fn tcp_open(&mut self, key: FlowKey, ep: Endpoints, seg: &TcpSegment<'_>, now: Instant) {
+        let target = match nat::host_target(&self.cfg, ep.remote) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.drops.refused += 1;
+                tracing::debug!(remote = %ep.remote, %reason, "tcp connection refused");
+                return tcp::reset_stray(ep, seg, &mut self.egress);
+            }
+        };
+        let Some((slot, evicted)) = self.flows.reserve() else {
+            self.drops.table_full += 1;
+            return tcp::reset_stray(ep, seg, &mut self.egress);
+        };
+        self.close_flow(evicted);
+        let mut stream = match TcpStream::connect(target) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::debug!(%target, %error, "host connect failed at once");
+                self.flows.release(slot);
+                return tcp::reset_stray(ep, seg, &mut self.egress);
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) =
+            self.poll
+                .registry()
+                .register(&mut stream, FlowTable::token(slot), interest)
+        {
+            tracing::warn!(%error, "cannot register host socket");
+            self.flows.release(slot);
+            return tcp::reset_stray(ep, seg, &mut self.egress);
+        }
+        let iss = self.next_iss(&ep);
+        let flow = TcpFlow::new(ep, seg, self.egress.mtu(), iss, now);
+        tracing::debug!(sandbox = %ep.sandbox, remote = %ep.remote, %target, "tcp flow opened");
+        self.flows
+            .insert(slot, key, Flow::Tcp(Box::new(flow), HostTcp::new(stream)));
+        self.arm(now + self.cfg.tcp_idle_timeout);
+    }
+
+    fn next_iss(&mut self, ep: &Endpoints) -> u32 {
+        // Not a security boundary (the sandbox sees only its own flows): just avoid reusing
+        // sequence space across quick reconnects on one port pair.
+        self.iss_seed = self
+            .iss_seed
+            .wrapping_mul(1_103_515_245)
+            .wrapping_add(u32::from(ep.sandbox.port()) << 16 | u32::from(ep.remote.port()));
+        self.iss_seed
+    }
+
+    fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
+        let ep = Endpoints {
+            sandbox: SocketAddr::new(meta.src, sport),
+            remote: SocketAddr::new(meta.dst, dport),
+        };
+        let key = FlowKey {
+            proto: Proto::Udp,
+            sandbox: ep.sandbox,
+            remote: ep.remote,
+        };
+        if let Some(slot) = self.flows.find(&key) {
+            if let Some(Flow::Udp(flow)) = self.flows.get_mut(slot) {
+                flow.send_from_sandbox(payload, now);
+            }
+            return;
+        }
+        let target = match nat::host_target(&self.cfg, ep.remote) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.drops.refused += 1;
+                tracing::trace!(remote = %ep.remote, %reason, "udp datagram refused");
+                return;
+            }
+        };
+        let opened = UdpFlow::open(ep, target, now);
+        match opened {
+            Ok(mut flow) => {
+                flow.send_from_sandbox(payload, now);
+                let registered = self.add_flow(key, |slot, reg| {
+                    reg.register(&mut flow.sock, FlowTable::token(slot), Interest::READABLE)
+                });
+                if let Some(slot) = registered {
+                    self.flows.insert(slot, key, Flow::Udp(flow));
+                    self.arm(now + self.cfg.udp_idle_timeout);
+                }
+            }
+            Err(error) => tracing::debug!(%target, %error, "udp socket failed"),
+        }
+    }
+
+    fn ping_input(&mut self, meta: IpMeta, ident: u16, message: &[u8], now: Instant) {
+        let sandbox = SocketAddr::new(meta.src, ident);
+        let remote = SocketAddr::new(meta.dst, 0);
+        let key = FlowKey {
+            proto: Proto::Icmp,
+            sandbox,
+            remote,
+        };
+        if let Some(slot) = self.flows.find(&key) {
+            if let Some(Flow::Ping(flow)) = self.flows.get_mut(slot) {
+                flow.send_from_sandbox(message, now);
+            }
+            return;
+        }
+        if nat::host_target(&self.cfg, remote).is_err() {
+            self.drops.refused += 1;
+            return;
+        }
+        match PingFlow::open(meta.src, meta.dst, ident, now) {
+            Ok(mut flow) => {
+                flow.send_from_sandbox(message, now);
+                let registered = self.add_flow(key, |slot, reg| {
+                    reg.register(&mut flow.sock, FlowTable::token(slot), Interest::READABLE)
+                });
+                if let Some(slot) = registered {
+                    self.flows.insert(slot, key, Flow::Ping(flow));
+                    self.arm(now + self.cfg.udp_idle_timeout);
+                }
+            }
+            Err(error) => {
+                // Typically EACCES: our gid is outside net.ipv4.ping_group_range.
+                tracing::debug!(remote = %meta.dst, %error, "no ping socket; echo request dropped");
+            }
+        }
+    }
+
+    /// Reserves a slot and registers a socket for it; `None` when full or registration fails.
+    fn add_flow<F>(&mut self, key: FlowKey, register: F) -> Option<usize>
+    where
+        F: FnOnce(usize, &mio::Registry) -> io::Result<()>,
+    {
+        let Some((slot, evicted)) = self.flows.reserve() else {
+            self.drops.table_full += 1;
+            tracing::debug!(?key, "flow table full");
+            return None;
+        };
+        self.close_flow(evicted);
+        match register(slot, self.poll.registry()) {
+            Ok(()) => Some(slot),
+            Err(error) => {
+                tracing::warn!(%error, "cannot register host socket");
+                self.flows.release(slot);
+                None
+            }
+        }
+    }
+
+    fn host_event(&mut self, slot: usize, ready: Ready, now: Instant) {
+        let Some(flow) = self.flows.get_mut(slot) else {
+            return; // stale event for a flow closed earlier in this batch
+        };
+        match flow {
+            Flow::Tcp(flow, host) => {
+                let verdict = tcp_event(flow, host, ready, &mut self.egress, now);
+                let owes_ack = flow.ack_pending();
+                let timer = flow.next_timer();
+                self.after_tcp(slot, verdict, owes_ack, timer);
+            }
+            Flow::Udp(flow) => {
+                flow.on_readable(&mut self.egress, now);
+                if flow.more {
+                    self.pending.push(slot);
+                }
+            }
+            Flow::Ping(flow) => {
+                flow.on_readable(&mut self.egress, now);
+                if flow.more {
+                    self.pending.push(slot);
+                }
+            }
+        }
+    }
+
+    fn serve_pending(&mut self, now: Instant) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for slot in pending.drain(..) {
+            self.host_event(
+                slot,
+                Ready {
+                    readable: true,
+                    writable: false,
+                },
+                now,
+            );
+        }
+        // Keep the (preallocated) buffer; host_event may have queued more.
+        std::mem::swap(&mut self.pending, &mut pending);
+        self.pending.append(&mut pending);
+    }
+
+    fn after_tcp(&mut self, slot: usize, verdict: Verdict, owes_ack: bool, timer: Option<Instant>) {
+        match verdict {
+            Verdict::Close => {
+                let flow = self.flows.remove(slot);
+                self.close_flow(flow);
+            }
+            Verdict::Keep => {
+                if owes_ack && !self.touched.contains(&slot) {
+                    self.touched.push(slot);
+                }
+                if let Some(t) = timer {
+                    self.arm(t);
+                }
+            }
+        }
+    }
+
+    fn flush_acks(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched);
+        for slot in touched.drain(..) {
+            if let Some(Flow::Tcp(flow, host)) = self.flows.get_mut(slot) {
+                flow.flush_ack(host, &mut self.egress, now);
+                if let Some(t) = flow.next_timer() {
+                    self.arm(t);
+                }
+            }
+        }
+        self.touched = touched;
+    }
+
+    fn arm(&mut self, at: Instant) {
+        self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        match self.next_timer {
+            Some(t) if t <= now => {}
+            _ => return,
+        }
+        self.next_timer = None;
+        self.scan.clear();
+        self.scan.extend(self.flows.occupied());
+        let mut scan = std::mem::take(&mut self.scan);
+        for &slot in &scan {
+            self.flow_timer(slot, now);
+        }
+        scan.clear();
+        self.scan = scan;
+    }
+
+    fn flow_timer(&mut self, slot: usize, now: Instant) {
+        let Some(flow) = self.flows.get_mut(slot) else {
+            return;
+        };
+        let idle = match flow {
+            Flow::Tcp(..) => self.cfg.tcp_idle_timeout,
+            Flow::Udp(_) | Flow::Ping(_) => self.cfg.udp_idle_timeout,
+        };
+        let expires = flow.last_active() + idle;
+        if expires <= now {
+            if let Flow::Tcp(flow, host) = flow {
+                tracing::debug!(sandbox = %flow.endpoints().sandbox, "idle tcp flow reset");
+                flow.reset(host, &mut self.egress);
+            }
+            let flow = self.flows.remove(slot);
+            self.close_flow(flow);
+            return;
+        }
+        if let Flow::Tcp(flow, host) = flow {
+            let verdict = flow.on_timer(host, &mut self.egress, now);
+            let owes_ack = flow.ack_pending();
+            let timer = flow.next_timer();
+            self.after_tcp(slot, verdict, owes_ack, timer);
+        }
+        self.arm(expires);
+    }
+
+    /// Deregisters and drops a flow's socket.
+    fn close_flow(&mut self, flow: Option<Flow>) {
+        let registry = self.poll.registry();
+        let result = match flow {
+            Some(Flow::Tcp(_, mut host)) => registry.deregister(&mut host.stream),
+            Some(Flow::Udp(mut f)) => registry.deregister(&mut f.sock),
+            Some(Flow::Ping(mut f)) => registry.deregister(&mut f.sock),
+            None => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "deregister failed");
+        }
+    }
+}
+
+/// Readiness of a host socket.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    readable: bool,
+    writable: bool,
+}
+
+fn tcp_event(
+    flow: &mut TcpFlow,
+    host: &mut HostTcp,
+    ready: Ready,
+    eg: &mut Egress,
+    now: Instant,
+) -> Verdict {
+    if flow.is_connecting() {
+        if !ready.writable {
+            return Verdict::Keep;
+        }
+        let Some(result) = host.connect_result() else {
+            return Verdict::Keep;
+        };
+        if flow.on_connected(result, host, eg, now) == Verdict::Close {
+            return Verdict::Close;
+        }
+    } else if ready.writable {
+        flow.on_host_writable(host, eg, now);
+    }
+    if ready.readable {
+        return flow.on_host_readable(host, eg, now);
+    }
+    Verdict::Keep
+}
+
+fn is_ours(ip: IpAddr) -> bool {
+    ip == IpAddr::V4(GATEWAY_V4)
+        || ip == IpAddr::V4(DNS_V4)
+        || ip == IpAddr::V6(GATEWAY_V6)
+        || ip == IpAddr::V6(DNS_V6)
+}
+
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !a.is_multicast() && !a.is_broadcast(),
+        IpAddr::V6(a) => !a.is_multicast(),
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(())
+}
+
+fn initial_seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
+}

@@ -1,0 +1,157 @@
+//! Flow table: maps a sandbox 5-tuple to its TCP, UDP or ICMP flow and host socket.
+//! Used by `event_loop`; a flow's slot index is also its mio token (slot + 1; 0 is the tap).
+//! Bounded by `StackConfig::max_flows`, allocated up front. When full, the least recently
+//! active UDP or ICMP flow is evicted; if there is none, the new flow is refused.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::Token;
+
+use crate::host::HostTcp;
+use crate::icmp::PingFlow;
+use crate::tcp::TcpFlow;
+use crate::udp::UdpFlow;
+
+/// Transport protocol of a flow key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP echo (ports are the echo identifier on the sandbox side, 0 on the remote).
+    Icmp,
+}
+
+/// Identity of a flow as the sandbox sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Protocol.
+    pub proto: Proto,
+    /// Sandbox address and port.
+    pub sandbox: SocketAddr,
+    /// Remote address and port, as the sandbox addressed it.
+    pub remote: SocketAddr,
+}
+
+/// A flow of one of the three kinds.
+#[derive(Debug)]
+pub enum Flow {
+    /// TCP translation state plus its host socket.
+    Tcp(Box<TcpFlow>, HostTcp),
+    /// UDP NAT entry.
+    Udp(UdpFlow),
+    /// ICMP echo through a ping socket.
+    Ping(PingFlow),
+}
+
+impl Flow {
+    /// Last time the flow carried traffic.
+    pub fn last_active(&self) -> Instant {
+        match self {
+            Flow::Tcp(f, _) => f.last_active(),
+            Flow::Udp(f) => f.last_active(),
+            Flow::Ping(f) => f.last_active(),
+        }
+    }
+}
+
+struct Slot {
+    key: FlowKey,
+    flow: Flow,
+}
+
+/// The table itself.
+pub struct FlowTable {
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    index: HashMap<FlowKey, usize>,
+}
+
+impl FlowTable {
+    /// A table of `capacity` slots, allocated now.
+    pub fn new(capacity: usize) -> FlowTable {
+        FlowTable {
+            slots: (0..capacity).map(|_| None).collect(),
+            free: (0..capacity).rev().collect(),
+            index: HashMap::with_capacity(capacity),
+        }
+    }
+
+    /// The mio token of slot `slot`.
+    pub fn token(slot: usize) -> Token {
+        Token(slot + 1)
+    }
+
+    /// The slot of mio token `token`, if it is a flow token.
+    pub fn slot_of(token: Token) -> Option<usize> {
+        token.0.checked_sub(1)
+    }
+
+    /// Slot of the flow with `key`.
+    pub fn find(&self, key: &FlowKey) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// The flow in `slot`.
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Flow> {
+        self.slots.get_mut(slot)?.as_mut().map(|s| &mut s.flow)
+    }
+
+    /// A free slot, evicting the least recently active UDP/ICMP flow when full.
+    /// Returns the slot and the evicted flow (to be deregistered), or `None` if all are TCP.
+    pub fn reserve(&mut self) -> Option<(usize, Option<Flow>)> {
+        if let Some(slot) = self.free.pop() {
+            return Some((slot, None));
+        }
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+            .filter(|(_, s)| !matches!(s.flow, Flow::Tcp(..)))
+            .min_by_key(|(_, s)| s.flow.last_active())
+            .map(|(i, _)| i)?;
+        let evicted = self.take(victim)?;
+        self.free.retain(|&s| s != victim);
+        Some((victim, Some(evicted)))
+    }
+
+    /// Puts `flow` into `slot` (from `reserve`).
+    pub fn insert(&mut self, slot: usize, key: FlowKey, flow: Flow) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(Slot { key, flow });
+            self.index.insert(key, slot);
+        }
+    }
+
+    /// Gives back a slot from `reserve` that was not used.
+    pub fn release(&mut self, slot: usize) {
+        if self.slots.get(slot).is_some_and(|s| s.is_none()) {
+            self.free.push(slot);
+        }
+    }
+
+    /// Removes and returns the flow in `slot`, freeing the slot.
+    pub fn remove(&mut self, slot: usize) -> Option<Flow> {
+        let flow = self.take(slot)?;
+        self.free.push(slot);
+        Some(flow)
+    }
+
+    fn take(&mut self, slot: usize) -> Option<Flow> {
+        let s = self.slots.get_mut(slot)?.take()?;
+        self.index.remove(&s.key);
+        Some(s.flow)
+    }
+
+    /// Slots in use (for timer scans).
+    pub fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|_| i))
+    }
+}

@@ -1,0 +1,242 @@
+//! Parses one Ethernet frame from the tap into a `Frame`: ARP, or IP with a TCP/UDP/ICMP view.
+//! Called once per frame by `event_loop`; borrows the frame, copies nothing, never panics.
+//! Checksums are not verified: frames come from the sandbox's own kernel over a local tap.
+
+use std::net::IpAddr;
+
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet,
+    TcpOption, TcpPacket, UdpPacket,
+};
+
+/// Why a frame was not understood; each variant is a drop counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Shorter than the header it claims to carry, or inconsistent lengths.
+    #[error("truncated or malformed header")]
+    Malformed,
+    /// An IPv4 fragment; we do not reassemble (neither does pasta).
+    #[error("IP fragment")]
+    Fragment,
+    /// IPv6 with extension headers we do not walk.
+    #[error("unsupported IPv6 extension header")]
+    Ipv6Extension,
+}
+
+/// Addresses and protocol of an IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpMeta {
+    /// Source address (the sandbox, for frames we read).
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Next-header protocol.
+    pub proto: IpProtocol,
+}
+
+/// TCP header flags we act on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    /// SYN
+    pub syn: bool,
+    /// ACK
+    pub ack: bool,
+    /// FIN
+    pub fin: bool,
+    /// RST
+    pub rst: bool,
+}
+
+/// A parsed TCP segment: the header fields the translator needs and the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSegment<'a> {
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful when `flags.ack`).
+    pub ack: u32,
+    /// Flags.
+    pub flags: TcpFlags,
+    /// Raw (unscaled) window field.
+    pub window: u16,
+    /// MSS option, if present (SYN only).
+    pub mss: Option<u16>,
+    /// Window scale option, if present (SYN only).
+    pub window_scale: Option<u8>,
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+/// The transport part of an IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4<'a> {
+    /// TCP segment.
+    Tcp(TcpSegment<'a>),
+    /// UDP datagram: ports and payload.
+    Udp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+        /// Payload bytes.
+        payload: &'a [u8],
+    },
+    /// ICMPv4 echo request: identifier, sequence number and data.
+    EchoRequestV4 {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq: u16,
+        /// The whole ICMP message (header and data), as a ping socket takes it.
+        message: &'a [u8],
+    },
+    /// Any other protocol (other ICMP, ICMPv6): for the control plane or dropped.
+    Other,
+}
+
+/// A classified frame from the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// ARP: goes to the control plane.
+    Arp,
+    /// An IP packet.
+    Ip {
+        /// Addresses and protocol.
+        meta: IpMeta,
+        /// The transport view.
+        l4: L4<'a>,
+    },
+    /// An EtherType we do not carry.
+    Unsupported,
+}
+
+/// Ethernet header of a frame read from the tap: who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ethernet {
+    /// Source MAC (the sandbox's tap0).
+    pub src: EthernetAddress,
+}
+
+const ICMPV4_ECHO_REQUEST: u8 = 8; // RFC 792
+
+/// Parses `buf` (one Ethernet frame) into its source MAC and a `Frame` view.
+pub fn parse(buf: &[u8]) -> Result<(Ethernet, Frame<'_>), ParseError> {
+    let eth = EthernetFrame::new_checked(buf).map_err(|_| ParseError::Malformed)?;
+    let src = Ethernet {
+        src: eth.src_addr(),
+    };
+    let payload = &buf[EthernetFrame::<&[u8]>::header_len()..];
+    let frame = match eth.ethertype() {
+        EthernetProtocol::Arp => Frame::Arp,
+        EthernetProtocol::Ipv4 => parse_ipv4(payload)?,
+        EthernetProtocol::Ipv6 => parse_ipv6(payload)?,
+        _ => Frame::Unsupported,
+    };
+    Ok((src, frame))
+}
+
+fn parse_ipv4(buf: &[u8]) -> Result<Frame<'_>, ParseError> {
+    let ip = Ipv4Packet::new_checked(buf).map_err(|_| ParseError::Malformed)?;
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(ParseError::Fragment);
+    }
+    let header_len = usize::from(ip.header_len());
+    let total_len = usize::from(ip.total_len());
+    let payload = buf
+        .get(header_len..total_len)
+        .ok_or(ParseError::Malformed)?;
+    let meta = IpMeta {
+        src: IpAddr::V4(ip.src_addr()),
+        dst: IpAddr::V4(ip.dst_addr()),
+        proto: ip.next_header(),
+    };
+    Ok(Frame::Ip {
+        meta,
+        l4: parse_l4(meta.proto, payload)?,
+    })
+}
+
+fn parse_ipv6(buf: &[u8]) -> Result<Frame<'_>, ParseError> {
+    let ip = Ipv6Packet::new_checked(buf).map_err(|_| ParseError::Malformed)?;
+    let header_len = ip.header_len();
+    let payload_len = usize::from(ip.payload_len());
+    let payload = buf
+        .get(header_len..header_len + payload_len)
+        .ok_or(ParseError::Malformed)?;
+    let meta = IpMeta {
+        src: IpAddr::V6(ip.src_addr()),
+        dst: IpAddr::V6(ip.dst_addr()),
+        proto: ip.next_header(),
+    };
+    let l4 = match meta.proto {
+        IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmpv6 => parse_l4(meta.proto, payload)?,
+        IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Frag => {
+            return Err(ParseError::Ipv6Extension)
+        }
+        _ => L4::Other,
+    };
+    Ok(Frame::Ip { meta, l4 })
+}
+
+fn parse_l4(proto: IpProtocol, buf: &[u8]) -> Result<L4<'_>, ParseError> {
+    match proto {
+        IpProtocol::Tcp => parse_tcp(buf).map(L4::Tcp),
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(buf).map_err(|_| ParseError::Malformed)?;
+            Ok(L4::Udp {
+                src_port: udp.src_port(),
+                dst_port: udp.dst_port(),
+                payload: udp.payload(),
+            })
+        }
+        IpProtocol::Icmp => Ok(parse_icmpv4(buf)),
+        _ => Ok(L4::Other),
+    }
+}
+
+fn parse_icmpv4(buf: &[u8]) -> L4<'_> {
+    match buf {
+        [ICMPV4_ECHO_REQUEST, 0, _, _, i0, i1, s0, s1, ..] => L4::EchoRequestV4 {
+            ident: u16::from_be_bytes([*i0, *i1]),
+            seq: u16::from_be_bytes([*s0, *s1]),
+            message: buf,
+        },
+        _ => L4::Other,
+    }
+}
+
+fn parse_tcp(buf: &[u8]) -> Result<TcpSegment<'_>, ParseError> {
+    let tcp = TcpPacket::new_checked(buf).map_err(|_| ParseError::Malformed)?;
+    let mut mss = None;
+    let mut window_scale = None;
+    let mut options = tcp.options();
+    while !options.is_empty() {
+        let (rest, option) = TcpOption::parse(options).map_err(|_| ParseError::Malformed)?;
+        match option {
+            TcpOption::EndOfList => break,
+            TcpOption::MaxSegmentSize(v) => mss = Some(v),
+            TcpOption::WindowScale(v) => window_scale = Some(v),
+            _ => {}
+        }
+        options = rest;
+    }
+    Ok(TcpSegment {
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack_number().0 as u32,
+        flags: TcpFlags {
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+        },
+        window: tcp.window_len(),
+        mss,
+        window_scale,
+        payload: tcp.payload(),
+    })
+}
