@@ -1,1 +1,14 @@
-//! Shared harness for the integration tests.
+//! Harness for rootless-run's integration tests: checks the machine is set up, copies the built
+//! binaries where the unprivileged test user can run them, runs them as that user (setpriv), builds
+//! the namespaces and servers a test talks to, and waits on events with timeouts.
+//! Used by `tests/tests/*.rs`; `rr-probe` (the in-sandbox helper) uses only `pattern`.
+//! Must not sleep, skip a test, or send traffic beyond loopback and namespaces the tests create.
+#![deny(unsafe_code)]
+
+pub mod child;
+pub mod pattern;
+pub mod preflight;
+pub mod procs;
+pub mod sandbox;
+pub mod servers;
+pub mod topology;
