@@ -3,6 +3,7 @@
 //! Called by `main` only. No clap type leaves this file; no I/O except name lookups
 //! (`--map-user=NAME`), the caller's ids and /etc/subuid for `auto` ranges.
 
+use std::cell::OnceCell;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -181,6 +182,7 @@ fn usage(flag: impl Into<String>, reason: impl Into<String>) -> UsageError {
 }
 
 /// Facts about the caller that validation needs (injected so tests need no real user).
+/// The names are looked up only when needed (/etc/subuid entries): NSS costs start-up time.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Effective uid outside.
@@ -188,9 +190,9 @@ pub struct Caller {
     /// Effective gid outside.
     pub gid: u32,
     /// User name (for /etc/subuid).
-    pub name: String,
+    name: OnceCell<String>,
     /// Group name (for /etc/subgid).
-    pub group: String,
+    group: OnceCell<String>,
     /// $SHELL, if set.
     pub shell: Option<OsString>,
 }
@@ -198,23 +200,47 @@ pub struct Caller {
 impl Caller {
     /// The running process's caller.
     pub fn current() -> Caller {
-        let uid = nix::unistd::geteuid();
-        let gid = nix::unistd::getegid();
-        let name = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map_or_else(|| uid.to_string(), |u| u.name);
-        let group = nix::unistd::Group::from_gid(gid)
-            .ok()
-            .flatten()
-            .map_or_else(|| gid.to_string(), |g| g.name);
         Caller {
-            uid: uid.as_raw(),
-            gid: gid.as_raw(),
-            name,
-            group,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            name: OnceCell::new(),
+            group: OnceCell::new(),
             shell: std::env::var_os("SHELL").filter(|s| !s.is_empty()),
         }
+    }
+
+    /// A caller with known names (tests).
+    #[cfg(test)]
+    pub fn fixed(uid: u32, gid: u32, name: &str, shell: Option<&str>) -> Caller {
+        Caller {
+            uid,
+            gid,
+            name: OnceCell::from(name.to_string()),
+            group: OnceCell::from(name.to_string()),
+            shell: shell.map(OsString::from),
+        }
+    }
+
+    /// The user's name (its uid as text if it has none).
+    pub fn name(&self) -> &str {
+        self.name.get_or_init(|| {
+            let uid = nix::unistd::Uid::from_raw(self.uid);
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name)
+        })
+    }
+
+    /// The group's name (its gid as text if it has none).
+    pub fn group(&self) -> &str {
+        self.group.get_or_init(|| {
+            let gid = nix::unistd::Gid::from_raw(self.gid);
+            nix::unistd::Group::from_gid(gid)
+                .ok()
+                .flatten()
+                .map_or_else(|| gid.to_string(), |g| g.name)
+        })
     }
 }
 
@@ -515,7 +541,7 @@ fn id_map_plan(
             caller.uid,
             &plan.uid_ranges,
             sub.uid,
-            &caller.name,
+            caller.name(),
             idmap::SUBUID_PATH,
         )
         .map_err(|e| usage(flag, e.to_string()))?;
@@ -524,7 +550,7 @@ fn id_map_plan(
             caller.gid,
             &plan.gid_ranges,
             sub.gid,
-            &caller.name,
+            caller.name(),
             idmap::SUBGID_PATH,
         )
         .map_err(|e| usage(flag, e.to_string()))?;
@@ -568,13 +594,7 @@ mod tests {
     use super::*;
 
     fn caller() -> Caller {
-        Caller {
-            uid: 1000,
-            gid: 1000,
-            name: "alice".into(),
-            group: "alice".into(),
-            shell: Some("/bin/bash".into()),
-        }
+        Caller::fixed(1000, 1000, "alice", Some("/bin/bash"))
     }
 
     fn argv(s: &[&str]) -> Vec<OsString> {

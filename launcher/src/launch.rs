@@ -211,23 +211,14 @@ fn start_stack(
         mtu,
         ..Default::default()
     };
-    // The stack is built on its own thread (it need not be Send); its construction result
-    // comes back so a setup failure is reported before the command starts.
-    let (built_tx, built_rx) = std::sync::mpsc::sync_channel(1);
+    // The stack is built and run on its own thread (it need not be Send). The command may
+    // start before the stack is up: frames wait in the tap queue, and a construction failure
+    // is handled like a run failure (log, kill the sandbox, exit 1).
     std::thread::Builder::new()
         .name("netstack".into())
         .spawn(move || {
-            let stack = match netstack::Stack::new(tap, cfg) {
-                Ok(s) => {
-                    let _ = built_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = built_tx.send(Err(e));
-                    return;
-                }
-            };
-            if let Err(e) = stack.run() {
+            let result = netstack::Stack::new(tap, cfg).and_then(|stack| stack.run());
+            if let Err(e) = result {
                 tracing::error!(error = %anyhow::Error::new(e), "network stack failed; killing the sandbox");
                 failed.store(true, Ordering::SeqCst);
                 let _ = kill(child, Signal::SIGKILL);
@@ -236,11 +227,7 @@ fn start_stack(
             }
         })
         .context("cannot start the network stack thread")?;
-    match built_rx.recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(anyhow::Error::new(e).context("cannot start the network stack")),
-        Err(_) => bail!("the network stack thread exited during start-up"),
-    }
+    Ok(())
 }
 
 /// Parent side of the setup protocol. `Ok(None)`: the child gave up (and said why).
@@ -325,7 +312,7 @@ fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
             let needs_sub = im.uid_ranges.contains(&RangeSpec::Auto)
                 || im.gid_ranges.contains(&RangeSpec::Auto);
             let sub = if needs_sub {
-                SubIds::load(&caller.name, caller.uid, caller.gid, &caller.group)
+                SubIds::load(caller.name(), caller.uid, caller.gid, caller.group())
             } else {
                 SubIds::default()
             };
@@ -334,7 +321,7 @@ fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
                 caller.uid,
                 &im.uid_ranges,
                 sub.uid,
-                &caller.name,
+                caller.name(),
                 idmap::SUBUID_PATH,
             )
             .context("--map-users")?;
@@ -343,7 +330,7 @@ fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
                 caller.gid,
                 &im.gid_ranges,
                 sub.gid,
-                &caller.name,
+                caller.name(),
                 idmap::SUBGID_PATH,
             )
             .context("--map-groups")?;
@@ -612,6 +599,10 @@ fn child_setup(
             .context("cannot create the sandbox's tap device")?;
         netstack::netconf::configure(netstack::config::TAP_NAME, cfg.mtu, cfg.ipv6)
             .context("cannot configure the sandbox's network")?;
+        if let Err(e) = process::tap_set_persist(tap.as_fd()) {
+            // Only the launcher's exit gets slower; the device still dies with the namespace.
+            tracing::debug!(error = %e, "TUNSETPERSIST failed");
+        }
         chan.send(tag::READY, &[], &[tap.as_fd()])
             .context("cannot hand the tap device to the launcher")?;
     } else if let Some(j) = &plan.join {

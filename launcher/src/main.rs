@@ -55,7 +55,7 @@ fn main() {
     init_logging();
     let caller = cli::Caller::current();
     let mode = match cli::validate(&argv, args, &caller, || {
-        idmap::SubIds::load(&caller.name, caller.uid, caller.gid, &caller.group)
+        idmap::SubIds::load(caller.name(), caller.uid, caller.gid, caller.group())
     }) {
         Ok(m) => m,
         Err(e) => {

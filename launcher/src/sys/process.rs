@@ -258,3 +258,19 @@ impl Lifeline {
         }
     }
 }
+
+/// TUNSETPERSIST from <linux/if_tun.h>: _IOW('T', 203, int).
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+
+/// Marks the tap device persistent, so closing its last fd does not unregister it there and
+/// then: the unregistration (an RCU grace period, ~10-15 ms) would otherwise run inside the
+/// launcher's exit. The device still goes away with its network namespace, which the kernel
+/// tears down asynchronously once the last process and fd referring to it are gone.
+pub fn tap_set_persist(tap: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value; no memory is shared.
+    let rc = unsafe { libc::ioctl(tap.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
