@@ -240,3 +240,124 @@ fn parse_tcp(buf: &[u8]) -> Result<TcpSegment<'_>, ParseError> {
         payload: tcp.payload(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::emit::{self, TcpHeader, L2};
+
+    fn l2() -> L2 {
+        L2 {
+            src: EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
+            dst: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        }
+    }
+
+    #[test]
+    fn emitted_tcp_syn_parses_back_with_options_and_valid_checksum() {
+        let mut buf = [0u8; 128];
+        let hdr = TcpHeader {
+            src_port: 80,
+            dst_port: 4000,
+            seq: 7,
+            ack: 9,
+            flags: TcpFlags {
+                syn: true,
+                ack: true,
+                ..TcpFlags::default()
+            },
+            window: 1000,
+            syn_options: Some((1460, Some(7))),
+        };
+        let (src, dst) = ("10.0.2.2".parse().unwrap(), "10.0.2.100".parse().unwrap());
+        let len = emit::tcp(&mut buf, l2(), src, dst, &hdr, 0).unwrap();
+        let (eth, frame) = parse(&buf[..len]).unwrap();
+        assert_eq!(eth.src, l2().src);
+        let Frame::Ip {
+            meta,
+            l4: L4::Tcp(seg),
+        } = frame
+        else {
+            panic!("not tcp: {frame:?}");
+        };
+        assert_eq!((meta.src, meta.dst), (src, dst));
+        assert_eq!((seg.seq, seg.ack, seg.window), (7, 9, 1000));
+        assert_eq!((seg.mss, seg.window_scale), (Some(1460), Some(7)));
+        let tcp = TcpPacket::new_checked(&buf[34..len]).unwrap();
+        assert!(tcp.verify_checksum(&src.into(), &dst.into()));
+        let ip = Ipv4Packet::new_checked(&buf[14..len]).unwrap();
+        assert!(ip.verify_checksum());
+    }
+
+    #[test]
+    fn emitted_udp_v6_parses_back() {
+        let mut buf = [0u8; 128];
+        let src: std::net::SocketAddr = "[fd00::2]:53".parse().unwrap();
+        let dst: std::net::SocketAddr = "[fd00::100]:5000".parse().unwrap();
+        let off = emit::udp_payload_offset(src.ip());
+        buf[off..off + 3].copy_from_slice(b"abc");
+        let len = emit::udp(&mut buf, l2(), src, dst, 3).unwrap();
+        let (_, frame) = parse(&buf[..len]).unwrap();
+        assert!(matches!(
+            frame,
+            Frame::Ip {
+                l4: L4::Udp {
+                    src_port: 53,
+                    dst_port: 5000,
+                    payload: b"abc"
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn truncated_frames_are_errors_not_panics() {
+        let mut buf = [0u8; 128];
+        let src: std::net::SocketAddr = "10.0.2.2:53".parse().unwrap();
+        let dst: std::net::SocketAddr = "10.0.2.100:5000".parse().unwrap();
+        let len = emit::udp(&mut buf, l2(), src, dst, 20).unwrap();
+        for cut in 0..len {
+            let _ = parse(&buf[..cut]);
+        }
+        assert_eq!(parse(&buf[..20]), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn ipv4_fragments_are_refused() {
+        let mut buf = [0u8; 128];
+        let src: std::net::SocketAddr = "10.0.2.100:1".parse().unwrap();
+        let dst: std::net::SocketAddr = "198.51.100.1:2".parse().unwrap();
+        let len = emit::udp(&mut buf, l2(), src, dst, 8).unwrap();
+        buf[14 + 6] = 0x20; // more-fragments flag
+        assert_eq!(parse(&buf[..len]), Err(ParseError::Fragment));
+    }
+
+    #[test]
+    fn echo_request_carries_whole_message() {
+        let mut frame = vec![0u8; 14 + 20 + 12];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut frame[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&32u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 1;
+        ip[12..16].copy_from_slice(&[10, 0, 2, 100]);
+        ip[16..20].copy_from_slice(&[198, 51, 100, 1]);
+        frame[34..46].copy_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 5, b'p', b'i', b'n', b'g']);
+        let (_, f) = parse(&frame).unwrap();
+        let Frame::Ip {
+            l4:
+                L4::EchoRequestV4 {
+                    ident,
+                    seq,
+                    message,
+                },
+            ..
+        } = f
+        else {
+            panic!("not echo: {f:?}");
+        };
+        assert_eq!((ident, seq, message.len()), (0x1234, 5, 12));
+    }
+}

@@ -682,3 +682,6 @@ pub fn reset_stray(ep: Endpoints, seg: &TcpSegment<'_>, eg: &mut Egress) {
     };
     let _ = eg.tcp(ep.remote, ep.sandbox, &hdr, 0, |_| Ok(0));
 }
+
+#[cfg(test)]
+mod tests;

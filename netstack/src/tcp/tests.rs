@@ -1,0 +1,461 @@
+//! Translator tests on hand-built segments, a scripted host socket and a recording frame sink.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use smoltcp::wire::EthernetAddress;
+
+use super::*;
+use crate::egress::FrameSink;
+use crate::wire::{self, Frame, L4};
+
+#[derive(Default)]
+struct FakeHost {
+    /// Bytes `send` accepts before returning WouldBlock.
+    send_cap: usize,
+    sent: Vec<u8>,
+    /// Host -> sandbox bytes still queued (head = first unacknowledged byte).
+    queued: VecDeque<u8>,
+    eof: bool,
+    shut_wr: bool,
+    aborted: bool,
+    space: usize,
+}
+
+impl HostSocket for FakeHost {
+    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(self.send_cap);
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.send_cap -= n;
+        self.sent.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+    fn peek_at(&mut self, offset: usize, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.queued.len().saturating_sub(offset);
+        if avail == 0 {
+            return if self.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = avail.min(buf.len());
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = self.queued[offset + i];
+        }
+        Ok(n)
+    }
+    fn discard(&mut self, len: usize) -> io::Result<()> {
+        assert!(len <= self.queued.len(), "discarding more than queued");
+        self.queued.drain(..len);
+        Ok(())
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shut_wr = true;
+        Ok(())
+    }
+    fn send_space(&mut self) -> usize {
+        self.space
+    }
+    fn abort(&mut self) {
+        self.aborted = true;
+    }
+}
+
+#[derive(Clone, Default)]
+struct Sink(Rc<RefCell<Vec<Vec<u8>>>>);
+
+impl FrameSink for Sink {
+    fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.0.borrow_mut().push(frame.to_vec());
+        Ok(())
+    }
+}
+
+/// A segment we emitted, decoded.
+#[derive(Debug, PartialEq, Eq)]
+struct Out {
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    window: u16,
+    mss: Option<u16>,
+    scale: Option<u8>,
+    payload: Vec<u8>,
+}
+
+impl Sink {
+    fn take(&self) -> Vec<Out> {
+        self.0
+            .borrow_mut()
+            .drain(..)
+            .map(|f| match wire::parse(&f) {
+                Ok((_, Frame::Ip { l4: L4::Tcp(s), .. })) => Out {
+                    seq: s.seq,
+                    ack: s.ack,
+                    flags: s.flags,
+                    window: s.window,
+                    mss: s.mss,
+                    scale: s.window_scale,
+                    payload: s.payload.to_vec(),
+                },
+                other => panic!("not a tcp frame: {other:?}"),
+            })
+            .collect()
+    }
+}
+
+const MTU: usize = 1500;
+const ISS: u32 = 5000;
+const IRS: u32 = 1000;
+
+struct Rig {
+    flow: TcpFlow,
+    host: FakeHost,
+    eg: Egress,
+    sink: Sink,
+    now: Instant,
+}
+
+fn ep() -> Endpoints {
+    Endpoints {
+        sandbox: "10.0.2.100:40000".parse().unwrap(),
+        remote: "10.0.2.2:8000".parse().unwrap(),
+    }
+}
+
+fn seg(seq: u32, ack: u32, flags: TcpFlags, window: u16, payload: &[u8]) -> TcpSegment<'_> {
+    TcpSegment {
+        src_port: 40000,
+        dst_port: 8000,
+        seq,
+        ack,
+        flags,
+        window,
+        mss: None,
+        window_scale: None,
+        payload,
+    }
+}
+
+const ACK: TcpFlags = TcpFlags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+const FIN_ACK: TcpFlags = TcpFlags {
+    syn: false,
+    ack: true,
+    fin: true,
+    rst: false,
+};
+
+fn syn() -> TcpSegment<'static> {
+    TcpSegment {
+        mss: Some(1460),
+        window_scale: Some(7),
+        ..seg(
+            IRS,
+            0,
+            TcpFlags {
+                syn: true,
+                ..TcpFlags::default()
+            },
+            64240,
+            &[],
+        )
+    }
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let sink = Sink::default();
+        let mut eg = Egress::new(
+            MTU,
+            EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
+            Box::new(sink.clone()),
+        );
+        eg.learn_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+        let now = Instant::now();
+        let flow = TcpFlow::new(ep(), &syn(), MTU, ISS, now);
+        let host = FakeHost {
+            send_cap: usize::MAX,
+            space: 1 << 20,
+            ..FakeHost::default()
+        };
+        Rig {
+            flow,
+            host,
+            eg,
+            sink,
+            now,
+        }
+    }
+
+    /// Connect succeeds and the sandbox ACKs our SYN-ACK with `window` (scaled by 7).
+    fn established(window: u16) -> Rig {
+        let mut r = Rig::new();
+        assert_eq!(r.connected(Ok(())), Verdict::Keep);
+        r.sink.take();
+        assert_eq!(
+            r.input(seg(IRS + 1, ISS + 1, ACK, window, &[])),
+            Verdict::Keep
+        );
+        r.sink.take();
+        r
+    }
+
+    fn connected(&mut self, result: io::Result<()>) -> Verdict {
+        self.flow
+            .on_connected(result, &mut self.host, &mut self.eg, self.now)
+    }
+
+    fn input(&mut self, s: TcpSegment<'_>) -> Verdict {
+        let v = self
+            .flow
+            .on_segment(&s, &mut self.host, &mut self.eg, self.now);
+        self.flow.flush_ack(&mut self.host, &mut self.eg, self.now);
+        v
+    }
+
+    fn host_readable(&mut self) -> Verdict {
+        self.flow
+            .on_host_readable(&mut self.host, &mut self.eg, self.now)
+    }
+
+    fn advance(&mut self, d: Duration) -> Verdict {
+        self.now += d;
+        self.flow.on_timer(&mut self.host, &mut self.eg, self.now)
+    }
+}
+
+#[test]
+fn syn_ack_waits_for_host_connect() {
+    let mut r = Rig::new();
+    assert!(
+        r.sink.take().is_empty(),
+        "nothing before the connect finishes"
+    );
+    assert_eq!(r.connected(Ok(())), Verdict::Keep);
+    let out = r.sink.take();
+    assert_eq!(out.len(), 1);
+    let s = &out[0];
+    assert!(s.flags.syn && s.flags.ack && !s.flags.rst);
+    assert_eq!((s.seq, s.ack), (ISS, IRS + 1));
+    assert_eq!(s.mss, Some((MTU - 40) as u16));
+    assert_eq!(s.scale, Some(OUR_WINDOW_SCALE));
+}
+
+#[test]
+fn refused_connect_answers_rst_with_ack_of_syn() {
+    let mut r = Rig::new();
+    let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+    assert_eq!(r.connected(Err(refused)), Verdict::Close);
+    let out = r.sink.take();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].flags.rst && out[0].flags.ack);
+    assert_eq!(out[0].ack, IRS + 1);
+}
+
+#[test]
+fn sandbox_data_reaches_host_and_is_acked_once_per_batch() {
+    let mut r = Rig::established(100);
+    let v = r.flow.on_segment(
+        &seg(IRS + 1, ISS + 1, ACK, 100, b"hello "),
+        &mut r.host,
+        &mut r.eg,
+        r.now,
+    );
+    assert_eq!(v, Verdict::Keep);
+    r.flow.on_segment(
+        &seg(IRS + 7, ISS + 1, ACK, 100, b"world"),
+        &mut r.host,
+        &mut r.eg,
+        r.now,
+    );
+    assert!(
+        r.sink.take().is_empty(),
+        "ACKs wait for the end of the batch"
+    );
+    r.flow.flush_ack(&mut r.host, &mut r.eg, r.now);
+    assert_eq!(r.host.sent, b"hello world");
+    let out = r.sink.take();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, IRS + 12);
+    assert_eq!(out[0].window, ((1 << 20) >> OUR_WINDOW_SCALE) as u16);
+}
+
+#[test]
+fn full_host_buffer_acks_only_accepted_bytes() {
+    let mut r = Rig::established(100);
+    r.host.send_cap = 3;
+    r.input(seg(IRS + 1, ISS + 1, ACK, 100, b"abcdef"));
+    assert_eq!(r.host.sent, b"abc");
+    let out = r.sink.take();
+    assert_eq!(out.last().map(|o| o.ack), Some(IRS + 4));
+    // The sandbox retransmits the rest once the socket drains.
+    r.host.send_cap = 100;
+    r.flow.on_host_writable(&mut r.host, &mut r.eg, r.now);
+    assert_eq!(r.sink.take().len(), 1, "window update when writable again");
+    r.input(seg(IRS + 1, ISS + 1, ACK, 100, b"abcdef"));
+    assert_eq!(r.host.sent, b"abcdef", "overlap trimmed, no byte twice");
+    assert_eq!(r.sink.take().last().map(|o| o.ack), Some(IRS + 7));
+}
+
+#[test]
+fn out_of_order_segment_is_dropped_with_duplicate_ack() {
+    let mut r = Rig::established(100);
+    r.input(seg(IRS + 10, ISS + 1, ACK, 100, b"later"));
+    assert!(r.host.sent.is_empty());
+    let out = r.sink.take();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, IRS + 1);
+}
+
+#[test]
+fn host_data_respects_window_and_is_discarded_only_when_acked() {
+    let mut r = Rig::established(0);
+    r.host.queued.extend((0..5000u32).map(|i| i as u8));
+    // Window 3000 bytes (field 23 << 7 = 2944; use an exact multiple).
+    r.input(seg(IRS + 1, ISS + 1, ACK, 24, &[])); // 24 << 7 = 3072
+    r.sink.take();
+    assert_eq!(r.host_readable(), Verdict::Keep);
+    let out = r.sink.take();
+    let sent: usize = out.iter().map(|o| o.payload.len()).sum();
+    assert_eq!(sent, 3072);
+    assert_eq!(out[0].seq, ISS + 1);
+    assert!(out.iter().all(|o| o.payload.len() <= MTU - 40));
+    assert_eq!(
+        r.host.queued.len(),
+        5000,
+        "nothing discarded before the ACK"
+    );
+    r.input(seg(IRS + 1, ISS + 1 + 3072, ACK, 24, &[]));
+    assert_eq!(r.host.queued.len(), 5000 - 3072);
+    let out = r.sink.take();
+    let sent: usize = out.iter().map(|o| o.payload.len()).sum();
+    assert_eq!(sent, 5000 - 3072, "the ACK opened the window for the rest");
+    assert_eq!(out[0].payload[0], (3072u32 % 256) as u8);
+}
+
+#[test]
+fn timeout_retransmits_from_last_ack() {
+    let mut r = Rig::established(100);
+    r.host.queued.extend([7u8; 2000]);
+    r.host_readable();
+    let first = r.sink.take();
+    assert_eq!(first.len(), 2);
+    r.input(seg(IRS + 1, ISS + 1 + 1460, ACK, 100, &[]));
+    r.sink.take();
+    assert_eq!(r.advance(Duration::from_millis(100)), Verdict::Keep);
+    assert!(r.sink.take().is_empty(), "no retransmission before the RTO");
+    r.advance(Duration::from_millis(150));
+    let again = r.sink.take();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].seq, ISS + 1 + 1460);
+    assert_eq!(again[0].payload.len(), 540);
+}
+
+#[test]
+fn three_duplicate_acks_trigger_fast_retransmit() {
+    let mut r = Rig::established(100);
+    r.host.queued.extend([1u8; 4000]);
+    r.host_readable();
+    assert_eq!(r.sink.take().len(), 3);
+    for _ in 0..2 {
+        r.input(seg(IRS + 1, ISS + 1, ACK, 100, &[]));
+        assert!(r.sink.take().is_empty());
+    }
+    r.input(seg(IRS + 1, ISS + 1, ACK, 100, &[]));
+    let again = r.sink.take();
+    assert_eq!(again.first().map(|o| o.seq), Some(ISS + 1));
+}
+
+#[test]
+fn close_both_ways_ends_the_flow() {
+    let mut r = Rig::established(100);
+    r.input(seg(IRS + 1, ISS + 1, FIN_ACK, 100, b"bye"));
+    assert!(r.host.shut_wr, "sandbox FIN becomes shutdown(SHUT_WR)");
+    assert_eq!(r.host.sent, b"bye");
+    assert_eq!(r.sink.take().last().map(|o| o.ack), Some(IRS + 5));
+    r.host.queued.extend(b"ok");
+    r.host.eof = true;
+    r.host_readable();
+    let out = r.sink.take();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].payload, b"ok");
+    assert!(out[1].flags.fin);
+    assert_eq!(out[1].seq, ISS + 3);
+    assert_eq!(
+        r.input(seg(IRS + 5, ISS + 4, ACK, 100, &[])),
+        Verdict::Close
+    );
+}
+
+#[test]
+fn sandbox_rst_aborts_host_socket() {
+    let mut r = Rig::established(100);
+    let rst = TcpFlags {
+        rst: true,
+        ..TcpFlags::default()
+    };
+    assert_eq!(r.input(seg(IRS + 1, 0, rst, 0, &[])), Verdict::Close);
+    assert!(r.host.aborted);
+}
+
+#[test]
+fn host_reset_resets_sandbox() {
+    let mut r = Rig::established(100);
+    assert_eq!(r.flow.reset(&mut r.host, &mut r.eg), Verdict::Close);
+    let out = r.sink.take();
+    assert!(out[0].flags.rst);
+    assert!(r.host.aborted);
+}
+
+#[test]
+fn zero_window_is_probed_on_the_timer() {
+    let mut r = Rig::established(0);
+    r.host.queued.extend([1u8; 10]);
+    r.host_readable();
+    assert!(r.sink.take().is_empty(), "nothing sent into a zero window");
+    r.advance(Duration::from_millis(250));
+    let probe = r.sink.take();
+    assert_eq!(probe.len(), 1);
+    assert!(probe[0].payload.is_empty());
+    assert_eq!(probe[0].seq, ISS);
+    r.input(seg(IRS + 1, ISS + 1, ACK, 1, &[]));
+    let out = r.sink.take();
+    assert_eq!(out.iter().map(|o| o.payload.len()).sum::<usize>(), 10);
+}
+
+#[test]
+fn small_window_is_rechecked_until_the_host_drains() {
+    let mut r = Rig::established(100);
+    r.host.space = 1000;
+    r.input(seg(IRS + 1, ISS + 1, ACK, 100, b"x"));
+    assert_eq!(r.sink.take().len(), 1);
+    assert!(r.flow.next_timer().is_some(), "small window arms a recheck");
+    r.host.space = 1 << 20;
+    r.advance(Duration::from_millis(1));
+    let out = r.sink.take();
+    assert_eq!(out.len(), 1, "window update once the host socket drained");
+    assert_eq!(out[0].window, ((1 << 20) >> OUR_WINDOW_SCALE) as u16);
+}
+
+#[test]
+fn retransmitted_syn_before_connect_is_ignored_and_after_gets_syn_ack() {
+    let mut r = Rig::new();
+    assert_eq!(r.input(syn()), Verdict::Keep);
+    assert!(r.sink.take().is_empty());
+    r.connected(Ok(()));
+    r.sink.take();
+    r.input(syn());
+    let out = r.sink.take();
+    assert!(out[0].flags.syn && out[0].flags.ack);
+}
