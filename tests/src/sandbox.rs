@@ -178,13 +178,13 @@ impl Harness {
     }
 
     /// A Command running `rootless-run -- COMMAND...` as the test user.
-    pub fn rootless_run(&self, command: &[String]) -> Command {
-        crate::sandbox::command(&self.as_user_argv(&self.rootless_run_argv(command)))
+    pub fn rootless_run(&self, program: &[String]) -> Command {
+        command(&self.as_user_argv(&self.rootless_run_argv(program)))
     }
 
     /// A Command running `argv` as the test user.
     pub fn as_user(&self, argv: &[String]) -> Command {
-        crate::sandbox::command(&self.as_user_argv(argv))
+        command(&self.as_user_argv(argv))
     }
 }
 

@@ -25,6 +25,29 @@ fn gateway(port: u16) -> String {
 }
 
 #[test]
+fn sandbox_has_tap0_with_slirp4netns_addressing() {
+    let h = Harness::new();
+    let script = "ip -o -4 addr show dev tap0; ip -o link show dev tap0; ip -4 route show default";
+    let sh = ["/bin/sh", "-c", script].map(String::from);
+    let out = run(
+        "rootless-run -- ip (tap0)",
+        &mut h.rootless_run(&sh),
+        TIMEOUT,
+    );
+    assert_eq!(out.shell_status(), 0, "ip inside the sandbox failed\n{out}");
+    for want in [
+        "inet 10.0.2.100/24",
+        "mtu 65520",
+        "default via 10.0.2.2 dev tap0",
+    ] {
+        assert!(
+            out.stdout.contains(want),
+            "the sandbox lacks {want:?}\n{out}"
+        );
+    }
+}
+
+#[test]
 fn ping_gateway_is_answered_with_ping_sockets_closed() {
     let h = Harness::new();
     // The sysctl is per network namespace: this changes only the sealed one this test runs in,

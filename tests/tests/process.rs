@@ -32,6 +32,26 @@ fn sh(script: &str) -> Vec<String> {
 }
 
 #[test]
+fn caller_is_root_inside_with_setgroups_denied() {
+    let h = Harness::new();
+    let script = "id -u; id -g; cat /proc/self/uid_map /proc/self/setgroups";
+    let out = run(
+        "rootless-run -- id",
+        &mut h.rootless_run(&sh(script)),
+        TIMEOUT,
+    );
+    assert_eq!(out.shell_status(), 0, "{out}");
+    let uid = h.user().uid;
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    // `unshare -Ur` semantics: uid and gid 0 inside, mapped to the caller, setgroups denied.
+    assert_eq!(
+        words,
+        ["0", "0", "0", &uid.to_string(), "1", "deny"],
+        "{out}"
+    );
+}
+
+#[test]
 fn exit_code_of_child_passes_through() {
     let h = Harness::new();
     for code in [0, 1, 42, 255] {
