@@ -1,6 +1,6 @@
 //! The launcher as a process, as the unprivileged test user (issue 3, items 2 and 4): the
-//! child's exit code and fatal signal pass through, forwarded signals reach the child, and
-//! SIGKILL of the launcher leaves no process behind.
+//! caller is root inside (`unshare -Ur`), the child's exit code and fatal signal pass through,
+//! forwarded signals reach the child, and SIGKILL of the launcher leaves no process behind.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
