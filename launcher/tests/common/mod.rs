@@ -1,0 +1,244 @@
+//! Harness for the launcher's integration tests: checks the machine (sealed netns, root, the
+//! test user, /dev/net/tun), copies the binary to a 0755 temp dir, and runs it (or util-linux
+//! unshare/nsenter, for comparison) as the unprivileged test user with a timeout.
+//! Missing setup fails the test with the remedy; nothing is skipped. No sleeps: processes are
+//! waited on through pidfds with a deadline.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// The unprivileged user the tests run as (created by `scripts/setup`).
+pub const TEST_USER: &str = "rrtest";
+/// Bound for any one command.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+const SETUP: &str = "run `sudo scripts/setup` once, then the tests with `sudo scripts/test`";
+
+/// One test's environment: a runnable copy of the binary and a scratch dir, both removed at
+/// the end of the test.
+pub struct Env {
+    /// The 0755 copy of rootless-run.
+    pub bin: PathBuf,
+    /// A scratch directory owned by the test user.
+    pub scratch: PathBuf,
+    /// The test user's uid and gid.
+    pub uid: u32,
+    pub gid: u32,
+    _dir: tempfile::TempDir,
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct Out {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// The shell's view of the status: the code, or 128 + the signal.
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|s| 128 + s))
+            .unwrap_or(-1)
+    }
+
+    /// Panics with the output unless the command exited 0; returns stdout.
+    pub fn ok(&self) -> &str {
+        assert!(self.status.success(), "command failed: {self:#?}");
+        &self.stdout
+    }
+}
+
+fn check_machine() -> (u32, u32) {
+    let mut problems = Vec::new();
+    if std::env::var("RR_SEALED_NETNS").as_deref() != Ok("1") {
+        panic!(
+            "\nthe launcher integration tests run only inside the sealed network namespace \
+             (RR_SEALED_NETNS=1 is not set), so nothing they start can reach the network.\n\
+             Remedy: {SETUP} (or `sudo scripts/sealed-netns cargo test -p launcher`).\n"
+        );
+    }
+    if !nix::unistd::geteuid().is_root() {
+        problems.push(format!(
+            "the tests must run as root (they switch to {TEST_USER} with setpriv)"
+        ));
+    }
+    let user = nix::unistd::User::from_name(TEST_USER).ok().flatten();
+    if user.is_none() {
+        problems.push(format!(
+            "user {TEST_USER} is missing (useradd -m {TEST_USER})"
+        ));
+    }
+    match fs::metadata("/dev/net/tun") {
+        Ok(m) if m.mode() & 0o006 == 0o006 => {}
+        Ok(_) => problems
+            .push("/dev/net/tun is not usable by other users (chmod 0666 /dev/net/tun)".into()),
+        Err(e) => problems.push(format!("/dev/net/tun: {e} (modprobe tun)")),
+    }
+    for tool in [
+        "/usr/bin/setpriv",
+        "/usr/bin/unshare",
+        "/usr/bin/nsenter",
+        "/usr/bin/newuidmap",
+    ] {
+        if !Path::new(tool).exists() {
+            problems.push(format!(
+                "{tool} is missing (apt-get install util-linux uidmap)"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        panic!(
+            "\nthe machine is not ready for the launcher integration tests:\n  - {}\nRemedy: {SETUP}\n",
+            problems.join("\n  - ")
+        );
+    }
+    let u = user.expect("checked above");
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+impl Env {
+    /// Checks the machine and prepares a fresh copy of the binary.
+    pub fn new() -> Env {
+        let (uid, gid) = check_machine();
+        let dir = tempfile::Builder::new()
+            .prefix("rr-launcher-test-")
+            .tempdir()
+            .expect("create temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+        let bin = dir.path().join("rootless-run");
+        fs::copy(env!("CARGO_BIN_EXE_rootless-run"), &bin).expect("copy the binary");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+        let scratch = dir.path().join("scratch");
+        fs::create_dir(&scratch).expect("mkdir scratch");
+        nix::unistd::chown(
+            &scratch,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .expect("chown scratch");
+        Env {
+            bin,
+            scratch,
+            uid,
+            gid,
+            _dir: dir,
+        }
+    }
+
+    /// A command that runs `prog args` as the test user.
+    pub fn as_user(&self, prog: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args([
+            &format!("--reuid={TEST_USER}"),
+            &format!("--regid={TEST_USER}"),
+            "--init-groups",
+            "--",
+        ])
+        .arg(prog)
+        .args(args)
+        .current_dir(&self.scratch)
+        .env("HOME", &self.scratch)
+        .env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs rootless-run with `args` as the test user.
+    pub fn rr(&self, args: &[&str]) -> Out {
+        self.run(self.as_user(&self.bin, args))
+    }
+
+    /// Runs util-linux `unshare` with `args` as the test user, for comparison.
+    pub fn unshare(&self, args: &[&str]) -> Out {
+        self.run(self.as_user(Path::new("/usr/bin/unshare"), args))
+    }
+
+    /// Runs any program as the test user.
+    pub fn user_cmd(&self, prog: &str, args: &[&str]) -> Out {
+        self.run(self.as_user(Path::new(prog), args))
+    }
+
+    /// Runs `cmd` to completion (bounded by `TIMEOUT`), capturing its output in files so a
+    /// process left behind holding a pipe cannot hang the test.
+    pub fn run(&self, mut cmd: Command) -> Out {
+        let out_path = tempfile::NamedTempFile::new().expect("temp file");
+        let err_path = tempfile::NamedTempFile::new().expect("temp file");
+        cmd.stdin(Stdio::null())
+            .stdout(out_path.reopen().expect("reopen"))
+            .stderr(err_path.reopen().expect("reopen"));
+        let mut child = cmd.spawn().expect("spawn");
+        let status = wait_bounded(&mut child, TIMEOUT);
+        Out {
+            status,
+            stdout: fs::read_to_string(out_path.path()).unwrap_or_default(),
+            stderr: fs::read_to_string(err_path.path()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A pidfd for `pid`.
+pub fn pidfd(pid: u32) -> OwnedFd {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("nonzero pid");
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open")
+}
+
+/// Waits until the process behind `fd` exits; false on timeout.
+pub fn wait_pidfd(fd: &OwnedFd, timeout: Duration) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let ts = rustix::event::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: timeout.subsec_nanos() as i64,
+    };
+    loop {
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+/// Waits for `child` with a deadline; kills it and fails the test when the deadline passes.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let fd = pidfd(child.id());
+    if !wait_pidfd(&fd, timeout) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("command did not finish within {timeout:?}");
+    }
+    child.wait().expect("wait")
+}
+
+/// Pids of processes owned by `uid` whose command line contains `marker`.
+pub fn processes_with(uid: u32, marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.uid() != uid {
+            continue;
+        }
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Every whitespace-separated field, for comparing /proc tables regardless of padding.
+pub fn fields(s: &str) -> Vec<Vec<String>> {
+    s.lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .filter(|v: &Vec<String>| !v.is_empty())
+        .collect()
+}

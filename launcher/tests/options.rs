@@ -1,0 +1,485 @@
+//! Issue 5, option by option: runs the real rootless-run as the unprivileged test user inside
+//! the sealed network namespace, and where util-linux unshare can do the same, compares.
+//! Needs `scripts/setup` (test user, /dev/net/tun 0666, uidmap); run with `sudo scripts/test`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{fields, Env};
+
+#[test]
+fn uid_and_gid_maps_match_unshare_map_root_user() {
+    let env = Env::new();
+    let script = "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups";
+    let ours = env.rr(&["--", "sh", "-c", script]);
+    let theirs = env.unshare(&["-Urn", "sh", "-c", script]);
+    assert_eq!(fields(ours.ok()), fields(theirs.ok()));
+    assert_eq!(
+        fields(ours.ok())[0],
+        ["0", &env.uid.to_string(), "1"],
+        "caller mapped to root"
+    );
+}
+
+#[test]
+fn map_current_user_matches_unshare() {
+    let env = Env::new();
+    let ours = env.rr(&["-c", "--", "id", "-u"]);
+    let theirs = env.unshare(&["-Ucn", "id", "-u"]);
+    assert_eq!(ours.ok().trim(), theirs.ok().trim());
+    assert_eq!(ours.ok().trim(), env.uid.to_string());
+}
+
+#[test]
+fn map_auto_maps_subordinate_ids_through_newuidmap() {
+    let env = Env::new();
+    let out = env.rr(&["--map-auto", "--", "cat", "/proc/self/uid_map"]);
+    let map = fields(out.ok());
+    assert_eq!(map[0], ["0", &env.uid.to_string(), "1"]);
+    assert_eq!(map.len(), 2, "own id plus the subuid block: {map:?}");
+    assert_eq!(map[1][0], "1", "block starts after the caller's inner id");
+}
+
+#[test]
+fn file_created_inside_is_owned_by_the_caller_outside() {
+    let env = Env::new();
+    let path = env.scratch.join("made-inside");
+    let p = path.to_str().expect("utf-8 path");
+    env.rr(&["--", "touch", p]).ok();
+    let m = fs::metadata(&path).expect("file exists");
+    assert_eq!((m.uid(), m.gid()), (env.uid, env.gid));
+    let inside = env.rr(&["--", "stat", "-c", "%u:%g", p]);
+    assert_eq!(inside.ok().trim(), "0:0", "root inside");
+}
+
+#[test]
+fn every_requested_namespace_differs_from_the_callers() {
+    let env = Env::new();
+    let kinds = [
+        "user",
+        "net",
+        "mnt",
+        "uts",
+        "ipc",
+        "cgroup",
+        "time_for_children",
+    ];
+    let script: String = kinds
+        .iter()
+        .map(|k| format!("readlink /proc/self/ns/{k};"))
+        .collect();
+    let outside = env.user_cmd("/bin/sh", &["-c", &script]);
+    let inside = env.rr(&["-muiCT", "--", "sh", "-c", &script]);
+    let (o, i) = (fields(outside.ok()), fields(inside.ok()));
+    assert_eq!(o.len(), kinds.len());
+    for (k, (a, b)) in kinds.iter().zip(o.iter().zip(&i)) {
+        assert_ne!(a, b, "{k} namespace is shared");
+    }
+    // Without the flags, mount/uts/ipc stay shared.
+    let plain = env.rr(&["--", "sh", "-c", &script]);
+    let p = fields(plain.ok());
+    assert_eq!(p[2], o[2], "mount namespace unshared without -m");
+}
+
+#[test]
+fn hostname_is_set_inside_and_does_not_leak() {
+    let env = Env::new();
+    let before = fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let out = env.rr(&["--hostname", "box", "--", "hostname"]);
+    assert_eq!(out.ok().trim(), "box");
+    let out = env.rr(&["-u", "--", "sh", "-c", "hostname inner && hostname"]);
+    assert_eq!(out.ok().trim(), "inner");
+    let after = fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(before, after);
+}
+
+#[test]
+fn pid_namespace_has_our_init_as_pid_1_and_proc_shows_only_the_sandbox() {
+    let env = Env::new();
+    let out = env.rr(&[
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--",
+        "sh",
+        "-c",
+        "echo $$; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'",
+    ]);
+    let f = fields(out.ok());
+    assert_eq!(f[0], ["2"], "the command is pid 2 under our init");
+    assert_eq!(f[1], ["rootless-run"], "pid 1 is our init");
+    // init, sh, ls, grep at most
+    let n: u32 = f[2][0].parse().expect("count");
+    assert!(n <= 4, "/proc shows {n} processes");
+}
+
+#[test]
+fn init_reaps_orphans() {
+    let env = Env::new();
+    // The inner sh prints its pid and exits; its parent subshell is already gone, so it is an
+    // orphan of pid 1. If pid 1 does not reap it, /proc/PID stays (a zombie) and the loop
+    // spins until the test's timeout fails it.
+    let script = r#"o=$( (sh -c 'echo $$' &) ); while [ -e /proc/$o ]; do :; done; echo reaped $o"#;
+    let out = env.rr(&["-p", "--mount-proc", "--", "sh", "-c", script]);
+    assert!(out.ok().starts_with("reaped "), "{out:?}");
+}
+
+#[test]
+fn monotonic_and_boottime_offsets_match_unshare() {
+    let env = Env::new();
+    let script = "cat /proc/self/timens_offsets";
+    let ours = env.rr(&[
+        "-T",
+        "--monotonic=86400",
+        "--boottime=3600",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let theirs = env.unshare(&[
+        "-Ur",
+        "-T",
+        "--monotonic=86400",
+        "--boottime=3600",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(fields(ours.ok()), fields(theirs.ok()));
+    assert!(fields(ours.ok()).contains(&vec!["monotonic".into(), "86400".into(), "0".into()]));
+    let up = env.rr(&["-T", "--boottime=1000000", "--", "cat", "/proc/uptime"]);
+    let secs: f64 = fields(up.ok())[0][0].parse().expect("uptime");
+    assert!(secs > 1_000_000.0, "uptime {secs}");
+}
+
+/// A rootfs with /bin/sh and ls and their libraries, nothing else.
+fn minimal_rootfs(dir: &Path) {
+    for d in ["usr/bin", "proc", "sys", "tmp", "work"] {
+        fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    std::os::unix::fs::symlink("usr/bin", dir.join("bin")).expect("symlink");
+    for prog in ["/bin/sh", "/bin/ls"] {
+        let real = fs::canonicalize(prog).expect("canonicalize");
+        fs::copy(
+            &real,
+            dir.join("usr/bin")
+                .join(Path::new(prog).file_name().expect("name")),
+        )
+        .expect("copy program");
+        let ldd = std::process::Command::new("ldd")
+            .arg(&real)
+            .output()
+            .expect("ldd");
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let dst = dir.join(lib.trim_start_matches('/'));
+            fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir lib dir");
+            fs::copy(lib, &dst).expect("copy lib");
+        }
+    }
+    std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir)
+        .status()
+        .expect("chmod");
+}
+
+#[test]
+fn root_pivots_into_a_minimal_rootfs_and_wd_applies_inside() {
+    let env = Env::new();
+    let rootfs = env.scratch.join("rootfs");
+    minimal_rootfs(&rootfs);
+    let r = rootfs.to_str().expect("utf-8");
+    let out = env.rr(&[
+        "-m",
+        "-R",
+        r,
+        "-w",
+        "/work",
+        "--",
+        "/bin/sh",
+        "-c",
+        "pwd; ls /",
+    ]);
+    let f = fields(out.ok());
+    assert_eq!(f[0], ["/work"]);
+    let mut listing: Vec<_> = f[1..].iter().flatten().cloned().collect();
+    listing.sort();
+    let mut expected: Vec<_> = fs::read_dir(&rootfs)
+        .expect("read rootfs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(listing, expected, "/ is the rootfs");
+    // The host's tree is not reachable: the rootfs's /proc is an empty directory.
+    let out = env.rr(&["-m", "-R", r, "--", "/bin/sh", "-c", "ls -A /proc"]);
+    assert_eq!(out.ok(), "");
+    // --mount-proc lands inside the new root.
+    let out = env.rr(&[
+        "-m",
+        "-p",
+        "--mount-proc",
+        "-R",
+        r,
+        "--",
+        "/bin/sh",
+        "-c",
+        "ls /proc/1",
+    ]);
+    assert!(out.ok().contains("status"), "{out:?}");
+}
+
+#[test]
+fn wd_sets_the_working_directory_like_unshare() {
+    let env = Env::new();
+    let d = env.scratch.to_str().expect("utf-8");
+    let ours = env.rr(&["-w", d, "--", "pwd"]);
+    let theirs = env.unshare(&["-Ur", "-w", d, "pwd"]);
+    assert_eq!(ours.ok(), theirs.ok());
+    assert_eq!(ours.ok().trim(), d);
+}
+
+#[test]
+fn exit_status_and_fatal_signals_pass_through_like_unshare() {
+    let env = Env::new();
+    assert_eq!(env.rr(&["--", "sh", "-c", "exit 42"]).code(), 42);
+    let ours = env.rr(&["--", "sh", "-c", "kill -TERM $$"]);
+    let theirs = env.unshare(&["-Urf", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(ours.status.signal(), Some(15), "re-raised: {ours:?}");
+    assert_eq!(ours.code(), theirs.code());
+    assert_eq!(
+        env.rr(&["-p", "--", "sh", "-c", "kill -TERM $$"]).code(),
+        143
+    );
+    assert_eq!(env.rr(&["-p", "--", "sh", "-c", "exit 42"]).code(), 42);
+}
+
+#[test]
+fn setuid_setgid_and_keep_caps() {
+    let env = Env::new();
+    let out = env.rr(&[
+        "--map-auto",
+        "-S",
+        "1000",
+        "-G",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        "id -u; id -g; grep CapEff /proc/self/status",
+    ]);
+    let f = fields(out.ok());
+    assert_eq!((f[0][0].as_str(), f[1][0].as_str()), ("1000", "1000"));
+    assert_eq!(f[2][1], "0000000000000000", "no caps without --keep-caps");
+    let out = env.rr(&[
+        "--map-auto",
+        "--keep-caps",
+        "-S",
+        "1000",
+        "--",
+        "grep",
+        "CapAmb",
+        "/proc/self/status",
+    ]);
+    assert_ne!(
+        fields(out.ok())[0][1],
+        "0000000000000000",
+        "ambient caps kept"
+    );
+}
+
+#[test]
+fn sigterm_to_the_launcher_reaches_the_command() {
+    let env = Env::new();
+    let mut cmd = env.as_user(
+        &env.bin,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do :; done",
+        ],
+    );
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = common::wait_bounded(&mut child, common::TIMEOUT);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read rest");
+    assert_eq!(rest.trim(), "got-term");
+    assert_eq!(status.code(), Some(7));
+}
+
+/// Starts `script` (which must print "ready") in a sandbox, SIGKILLs the launcher and checks
+/// that every process running `marker` (a symlink to sleep) is gone.
+fn sigkill_leaves_nothing(extra: &[&str], script: &str) {
+    let env = Env::new();
+    let marker = env
+        .scratch
+        .join(format!("rr-kill-marker-{}", std::process::id()));
+    std::os::unix::fs::symlink("/bin/sleep", &marker).expect("symlink");
+    let script = script.replace("MARKER", marker.to_str().expect("utf-8"));
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["--", "sh", "-c", &script]);
+    let mut cmd = env.as_user(&env.bin, &args);
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    let name = marker
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let left = common::processes_with(env.uid, &name);
+    assert!(!left.is_empty(), "the sandboxed sleep is running");
+    let fds: Vec<_> = left.iter().map(|p| common::pidfd(*p)).collect();
+    child.kill().expect("SIGKILL the launcher");
+    common::wait_bounded(&mut child, common::TIMEOUT);
+    for (pid, fd) in left.iter().zip(&fds) {
+        assert!(
+            common::wait_pidfd(fd, Duration::from_secs(10)),
+            "process {pid} survived the launcher"
+        );
+    }
+}
+
+#[test]
+fn sigkill_of_the_launcher_leaves_no_process() {
+    // Without --pid the command itself is tied to the launcher (PR_SET_PDEATHSIG).
+    sigkill_leaves_nothing(&[], "echo ready; exec MARKER 1000");
+}
+
+#[test]
+fn sigkill_of_the_launcher_takes_the_pid_namespace_along() {
+    // With --pid the whole tree goes: the init dies, and the kernel kills the namespace.
+    sigkill_leaves_nothing(
+        &["-p", "--mount-proc"],
+        "MARKER 1000 & MARKER 1001 & echo ready; exec MARKER 1002",
+    );
+}
+
+#[test]
+fn persist_detach_join_nsenter_and_stop_round_trip() {
+    let env = Env::new();
+    let dir = env.scratch.join("box");
+    let d = dir.to_str().expect("utf-8");
+    let out = env.rr(&[
+        "--persist",
+        d,
+        "--detach",
+        "--hostname",
+        "boxy",
+        "--",
+        "sleep",
+        "infinity",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let holder = fs::read_to_string(dir.join("pid")).expect("holder pid recorded");
+    let holder = holder.trim();
+    let launcher: u32 = fs::read_to_string(dir.join("launcher.pid"))
+        .expect("launcher pid recorded")
+        .trim()
+        .parse()
+        .expect("pid");
+    let launcher_fd = common::pidfd(launcher);
+
+    let joined = env.rr(&[
+        "--join",
+        d,
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /proc/self/uid_map",
+    ]);
+    let f = fields(joined.ok());
+    assert_eq!(f[0], ["boxy"]);
+    assert_eq!(f[1], ["0", &env.uid.to_string(), "1"]);
+    let by_pid = env.rr(&["--join", holder, "--", "hostname"]);
+    assert_eq!(by_pid.ok().trim(), "boxy");
+    let entered = env.user_cmd(
+        "/usr/bin/nsenter",
+        &[
+            "-t",
+            holder,
+            "-U",
+            "-n",
+            "-u",
+            "--preserve-credentials",
+            "sh",
+            "-c",
+            "hostname; ip -4 -o addr show tap0",
+        ],
+    );
+    let e = entered.ok();
+    assert!(e.starts_with("boxy\n"), "{e}");
+    assert!(e.contains("10.0.2.100/24"), "{e}");
+
+    let stop = env.rr(&["--stop", d]);
+    assert_eq!(stop.code(), 0, "{stop:?}");
+    assert!(
+        common::wait_pidfd(&launcher_fd, Duration::from_secs(1)),
+        "launcher exited"
+    );
+    assert!(!dir.exists(), "record removed");
+    assert!(
+        !Path::new(&format!("/proc/{holder}")).exists(),
+        "holder gone"
+    );
+    let again = env.rr(&["--stop", d]);
+    assert_eq!(again.code(), 1);
+    assert!(
+        again.stderr.starts_with("rootless-run: --stop="),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn persist_without_detach_keeps_serving_after_the_command_exits() {
+    let env = Env::new();
+    let dir = env.scratch.join("box2");
+    let d = dir.to_str().expect("utf-8");
+    let mut cmd = env.as_user(&env.bin, &["--persist", d, "--", "sh", "-c", "echo ready"]);
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    // The command has exited; the sandbox is still there to join.
+    let out = env.rr(&[
+        "--join", d, "--", "ip", "-4", "-o", "route", "show", "default",
+    ]);
+    assert!(out.ok().contains("via 10.0.2.2"), "{out:?}");
+    assert_eq!(env.rr(&["--stop", d]).code(), 0);
+    let st = common::wait_bounded(&mut child, common::TIMEOUT);
+    assert_eq!(st.code(), Some(0), "the command's status");
+}
+
+#[test]
+fn completions_are_generated_from_the_cli() {
+    let env = Env::new();
+    let out = env.rr(&["--completions", "bash"]);
+    let s = out.ok();
+    assert!(s.contains("--mount-proc"), "bash completion lists options");
+    assert!(s.contains("--map-auto"));
+}
