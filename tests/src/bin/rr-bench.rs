@@ -8,9 +8,8 @@
 //! `rr`: one connection, 1-byte request, 1-byte response, as fast as possible (transactions/s).
 //! `crr`: connect, 1-byte request, 1-byte response, close, repeat (connections/s). The request byte
 //! `c` asks the server to close first, right after its response, and the client closes on the EOF
-//! that follows. So TIME_WAIT stays on the server's side (port ADDR), and tens of thousands of
-//! connections do not use up the ephemeral ports of whatever connects on the host's side (the client
-//! itself, or the helper under test) and slow the next run down.
+//! that follows. So TIME_WAIT stays on the server's side (port ADDR), not on the ephemeral ports of
+//! whatever connects from the host's side (the client itself, or the helper under test).
 //! Both sides set TCP_NODELAY. Every blocking call has a timeout, so a stuck peer is an error,
 //! never a hang.
 
