@@ -457,13 +457,18 @@ fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
 }
 
 fn check_userns_enabled() -> anyhow::Result<()> {
-    if let Ok(s) = std::fs::read_to_string(MAX_USER_NAMESPACES) {
-        if s.trim() == "0" {
-            bail!(
-                "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
-                 (enable them: sysctl -w user.max_user_namespaces=15000)"
-            );
-        }
+    let limit = std::fs::read_to_string(MAX_USER_NAMESPACES).unwrap_or_default();
+    userns_limit_check(&limit)
+}
+
+/// Refuses up front when the sysctl disables user namespaces (unshare would fail with ENOSPC,
+/// whose meaning is far from obvious).
+fn userns_limit_check(limit: &str) -> anyhow::Result<()> {
+    if limit.trim() == "0" {
+        bail!(
+            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
+             (enable them: sysctl -w user.max_user_namespaces=15000)"
+        );
     }
     Ok(())
 }
@@ -687,5 +692,25 @@ fn exec_command(
     match process::exec(&cfg.argv) {
         Ok(never) => match never {},
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_max_user_namespaces_is_refused_with_the_sysctl_named() {
+        let e = userns_limit_check("0\n").expect_err("disabled");
+        assert_eq!(
+            e.to_string(),
+            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
+             (enable them: sysctl -w user.max_user_namespaces=15000)"
+        );
+        assert!(userns_limit_check("96365\n").is_ok());
+        assert!(
+            userns_limit_check("").is_ok(),
+            "unreadable: let unshare decide"
+        );
     }
 }
