@@ -46,10 +46,11 @@ impl RxToken for Rx<'_> {
 
 impl TxToken for Tx<'_, '_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let end = len.min(self.tx.len());
-        let r = f(&mut self.tx[..end]);
-        if end == len {
-            self.egress.raw(&self.tx[..end]);
+        let head = self.egress.headroom();
+        let end = (head + len).min(self.tx.len());
+        let r = f(&mut self.tx[head..end]);
+        if end == head + len {
+            self.egress.raw(&mut self.tx[..end]);
         }
         r
     }
@@ -100,7 +101,7 @@ impl ControlPlane {
     /// An interface with our MAC holding the gateway and DNS addresses (v4 and v6).
     pub fn new(mac: EthernetAddress, mtu: usize, egress: &mut Egress) -> ControlPlane {
         let epoch = StdInstant::now();
-        let mut tx = vec![0u8; mtu + ETH_HEADER].into_boxed_slice();
+        let mut tx = vec![0u8; crate::wire::vnet::LEN + mtu + ETH_HEADER].into_boxed_slice();
         let mut dev = OneFrame {
             rx: None,
             tx: &mut tx,

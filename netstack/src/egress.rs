@@ -1,13 +1,16 @@
 //! Frames toward the sandbox: one preallocated frame buffer, the link addresses, and the sink
 //! (the tap fd, or a recording sink in tests). `tcp`, `udp` and `icmp` fill the payload in
 //! place and call the typed `wire::emit` functions through here; nothing here allocates.
+//! With a vnet_hdr tap, TCP/UDP checksums are left to the sandbox's kernel (NEEDS_CSUM) and
+//! TCP segments may be up to 64 KiB, marked GSO with the sandbox's MSS.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::wire::EthernetAddress;
 
-use crate::wire::emit::{self, TcpHeader};
+use crate::wire::emit::{self, Csum, TcpHeader};
+use crate::wire::vnet::{self, Gso};
 use crate::wire::L2;
 
 /// Where finished frames go.
@@ -25,11 +28,15 @@ pub struct EgressStats {
     pub sink_errors: u64,
     /// Frames not sent because the sandbox's MAC is not known yet.
     pub no_link: u64,
+    /// Datagrams too large for the link (we do not fragment).
+    pub too_big: u64,
 }
 
 /// Builder and sender of frames toward the sandbox.
 pub struct Egress {
     buf: Box<[u8]>,
+    /// Bytes reserved in front of each frame for the virtio-net header (0 without vnet_hdr).
+    head: usize,
     mac: EthernetAddress,
     sandbox_mac: Option<EthernetAddress>,
     sink: Box<dyn FrameSink>,
@@ -40,12 +47,26 @@ pub struct Egress {
 
 /// Ethernet header length; frames are MTU + this.
 const ETH_HEADER: usize = 14;
+/// Largest IP packet (16-bit length fields).
+const MAX_IP_PACKET: usize = u16::MAX as usize;
 
 impl Egress {
-    /// Prepares a frame buffer for `mtu`-sized IP packets; `mac` is our (gateway) address.
-    pub fn new(mtu: usize, mac: EthernetAddress, sink: Box<dyn FrameSink>) -> Egress {
+    /// Prepares a frame buffer for `mtu`-sized IP packets (64 KiB ones with `vnet_hdr`);
+    /// `mac` is our (gateway) address.
+    pub fn new(
+        mtu: usize,
+        mac: EthernetAddress,
+        sink: Box<dyn FrameSink>,
+        vnet_hdr: bool,
+    ) -> Egress {
+        let (head, packet) = if vnet_hdr {
+            (vnet::LEN, MAX_IP_PACKET)
+        } else {
+            (0, mtu)
+        };
         Egress {
-            buf: vec![0; mtu + ETH_HEADER].into_boxed_slice(),
+            buf: vec![0; head + ETH_HEADER + packet].into_boxed_slice(),
+            head,
             mac,
             sandbox_mac: None,
             sink,
@@ -66,6 +87,16 @@ impl Egress {
         self.mtu
     }
 
+    /// Whether TCP segments larger than the MSS may be sent as one GSO frame.
+    pub fn gso(&self) -> bool {
+        self.head > 0
+    }
+
+    /// Bytes a frame handed to `raw` must reserve in front for the virtio-net header.
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+
     fn l2(&mut self) -> Option<L2> {
         match self.sandbox_mac {
             Some(dst) => Some(L2 { src: self.mac, dst }),
@@ -76,8 +107,17 @@ impl Egress {
         }
     }
 
+    fn csum(&self) -> Csum {
+        if self.head > 0 {
+            Csum::Partial
+        } else {
+            Csum::Full
+        }
+    }
+
+    /// Sends `buf[..head + len]` (with vnet_hdr) or `buf[head..head + len]`.
     fn send(&mut self, len: usize) {
-        let Some(frame) = self.buf.get(..len) else {
+        let Some(frame) = self.buf.get(..self.head + len) else {
             return;
         };
         match self.sink.send_frame(frame) {
@@ -89,14 +129,31 @@ impl Egress {
         }
     }
 
+    /// Largest TCP payload one frame toward `remote`'s family may carry: 64 KiB with GSO,
+    /// else what fits the MTU.
+    pub fn max_tcp_payload(&self, remote: SocketAddr) -> usize {
+        if self.gso() {
+            emit::max_tcp_payload(remote.ip())
+        } else {
+            self.link_mss(remote)
+        }
+    }
+
+    /// TCP payload that fits one MTU-sized packet toward `remote`'s family.
+    pub fn link_mss(&self, remote: SocketAddr) -> usize {
+        (self.mtu + ETH_HEADER).saturating_sub(emit::tcp_payload_offset(remote.ip(), false))
+    }
+
     /// Emits a TCP segment from `remote` to `sandbox`. `fill` writes up to `max_payload` bytes
     /// of payload in place and returns how many; its error is returned and nothing is sent.
+    /// A payload longer than `mss` goes out as one GSO frame (only when `gso()`).
     pub fn tcp<F>(
         &mut self,
         remote: SocketAddr,
         sandbox: SocketAddr,
         hdr: &TcpHeader,
         max_payload: usize,
+        mss: usize,
         fill: F,
     ) -> io::Result<usize>
     where
@@ -105,27 +162,33 @@ impl Egress {
         let Some(l2) = self.l2() else {
             return Ok(0);
         };
+        let head = self.head;
         let off = emit::tcp_payload_offset(remote.ip(), hdr.syn_options.is_some());
-        let end = self.buf.len().min(off + max_payload);
-        let n = match self.buf.get_mut(off..end) {
+        let end = self.buf.len().min(head + off + max_payload);
+        let n = match self.buf.get_mut(head + off..end) {
             Some(slot) if !slot.is_empty() => fill(slot)?,
             _ => 0,
         };
-        match emit::tcp(&mut self.buf, l2, remote.ip(), sandbox.ip(), hdr, n) {
-            Ok(len) => self.send(len),
-            Err(error) => tracing::trace!(%error, "tcp segment not emitted"),
+        let csum = self.csum();
+        let frame = &mut self.buf[head..];
+        let len = match emit::tcp(frame, l2, remote.ip(), sandbox.ip(), hdr, n, csum) {
+            Ok(len) => len,
+            Err(error) => {
+                tracing::trace!(%error, "tcp segment not emitted");
+                return Ok(n);
+            }
+        };
+        if head > 0 {
+            let gso = gso_for(remote.ip(), n, mss, off);
+            let l4 = emit::l4_offset(remote.ip()) as u16;
+            vnet::write(&mut self.buf, l4, vnet::TCP_CSUM_OFFSET, gso);
         }
+        self.send(len);
         Ok(n)
     }
 
-    /// Largest TCP payload that fits one frame toward `ip`'s family.
-    pub fn max_tcp_payload(&self, remote: SocketAddr) -> usize {
-        self.buf
-            .len()
-            .saturating_sub(emit::tcp_payload_offset(remote.ip(), false))
-    }
-
     /// Emits a UDP datagram from `remote` to `sandbox`; `fill` writes the payload in place.
+    /// Datagrams that do not fit the MTU are dropped (we do not fragment).
     pub fn udp<F>(&mut self, remote: SocketAddr, sandbox: SocketAddr, fill: F) -> io::Result<usize>
     where
         F: FnOnce(&mut [u8]) -> io::Result<usize>,
@@ -133,13 +196,25 @@ impl Egress {
         let Some(l2) = self.l2() else {
             return Ok(0);
         };
+        let head = self.head;
         let off = emit::udp_payload_offset(remote.ip());
-        let Some(slot) = self.buf.get_mut(off..) else {
+        let Some(slot) = self.buf.get_mut(head + off..) else {
             return Ok(0);
         };
         let n = fill(slot)?;
-        match emit::udp(&mut self.buf, l2, remote, sandbox, n) {
-            Ok(len) => self.send(len),
+        if off + n > self.mtu + ETH_HEADER {
+            self.stats.too_big += 1;
+            return Ok(n);
+        }
+        let csum = self.csum();
+        match emit::udp(&mut self.buf[head..], l2, remote, sandbox, n, csum) {
+            Ok(len) => {
+                if head > 0 {
+                    let l4 = emit::l4_offset(remote.ip()) as u16;
+                    vnet::write(&mut self.buf, l4, vnet::UDP_CSUM_OFFSET, Gso::None);
+                }
+                self.send(len)
+            }
             Err(error) => tracing::trace!(%error, "udp datagram not emitted"),
         }
         Ok(n)
@@ -149,8 +224,8 @@ impl Egress {
     /// whole ICMP message (as a ping socket returns it) in place.
     pub fn echo_reply_v4<F>(
         &mut self,
-        remote: std::net::IpAddr,
-        sandbox: std::net::IpAddr,
+        remote: IpAddr,
+        sandbox: IpAddr,
         ident: u16,
         fill: F,
     ) -> io::Result<usize>
@@ -160,22 +235,43 @@ impl Egress {
         let Some(l2) = self.l2() else {
             return Ok(0);
         };
-        let Some(slot) = self.buf.get_mut(emit::ICMPV4_OFFSET..) else {
+        let head = self.head;
+        let end = self.buf.len().min(head + ETH_HEADER + self.mtu);
+        let Some(slot) = self.buf.get_mut(head + emit::ICMPV4_OFFSET..end) else {
             return Ok(0);
         };
         let n = fill(slot)?;
-        match emit::icmpv4_echo_reply(&mut self.buf, l2, remote, sandbox, ident, n) {
-            Ok(len) => self.send(len),
+        match emit::icmpv4_echo_reply(&mut self.buf[head..], l2, remote, sandbox, ident, n) {
+            Ok(len) => {
+                vnet::write_plain(&mut self.buf[..head]);
+                self.send(len)
+            }
             Err(error) => tracing::trace!(%error, "echo reply not emitted"),
         }
         Ok(n)
     }
 
-    /// Sends an already built frame (from the smoltcp control plane).
-    pub fn raw(&mut self, frame: &[u8]) {
-        match self.sink.send_frame(frame) {
+    /// Sends a frame built elsewhere (the smoltcp control plane). `buf` starts with
+    /// `headroom()` spare bytes for the virtio-net header, then the Ethernet frame.
+    pub fn raw(&mut self, buf: &mut [u8]) {
+        let head = self.head.min(buf.len());
+        vnet::write_plain(&mut buf[..head]);
+        match self.sink.send_frame(buf) {
             Ok(()) => self.stats.frames += 1,
             Err(_) => self.stats.sink_errors += 1,
         }
+    }
+}
+
+/// GSO marking for a TCP payload of `len` bytes with segment size `mss`.
+fn gso_for(ip: IpAddr, len: usize, mss: usize, hdr_len: usize) -> Gso {
+    if len <= mss || mss == 0 {
+        return Gso::None;
+    }
+    let mss = mss.min(usize::from(u16::MAX)) as u16;
+    let hdr_len = hdr_len as u16;
+    match ip {
+        IpAddr::V4(_) => Gso::Tcp4 { mss, hdr_len },
+        IpAddr::V6(_) => Gso::Tcp6 { mss, hdr_len },
     }
 }

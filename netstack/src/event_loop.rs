@@ -64,6 +64,8 @@ pub struct EventLoop {
     poll: Poll,
     tap: OwnedFd,
     rx: Box<[u8]>,
+    /// Bytes of virtio-net header in front of each frame read from the tap.
+    rx_head: usize,
     egress: Egress,
     control: ControlPlane,
     flows: FlowTable,
@@ -91,13 +93,16 @@ impl EventLoop {
         let mtu = cfg.mtu as usize;
         let mac = EthernetAddress(GATEWAY_MAC);
         let sink = TapSink(tap.as_fd().try_clone_to_owned()?);
-        let mut egress = Egress::new(mtu, mac, Box::new(sink));
+        let vnet = crate::tap::has_vnet_hdr(tap.as_fd());
+        tracing::info!(vnet_hdr = vnet, mtu, "network stack starting");
+        let mut egress = Egress::new(mtu, mac, Box::new(sink), vnet);
         let control = ControlPlane::new(mac, mtu, &mut egress);
         let max = cfg.max_flows;
         Ok(EventLoop {
             poll,
             tap,
-            rx: vec![0; mtu + ETH_HEADER].into_boxed_slice(),
+            rx: vec![0; rx_len(vnet, mtu)].into_boxed_slice(),
+            rx_head: if vnet { crate::wire::vnet::LEN } else { 0 },
             egress,
             control,
             flows: FlowTable::new(max),
@@ -161,7 +166,10 @@ impl EventLoop {
         for _ in 0..TAP_BATCH {
             match nix::unistd::read(&self.tap, rx) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tap closed")),
-                Ok(n) => self.dispatch(&rx[..n], now),
+                Ok(n) => match rx.get(self.rx_head..n) {
+                    Some(frame) => self.dispatch(frame, now),
+                    None => self.drops.malformed += 1,
+                },
                 Err(nix::errno::Errno::EAGAIN) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
@@ -562,6 +570,15 @@ fn is_unicast(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => !a.is_multicast() && !a.is_broadcast(),
         IpAddr::V6(a) => !a.is_multicast(),
+    }
+}
+
+/// Receive buffer: one frame, or one 64 KiB GSO super-frame with the virtio-net header.
+fn rx_len(vnet: bool, mtu: usize) -> usize {
+    if vnet {
+        crate::wire::vnet::LEN + ETH_HEADER + usize::from(u16::MAX)
+    } else {
+        ETH_HEADER + mtu
     }
 }
 

@@ -19,6 +19,13 @@ pub const TUN_PATH: &str = "/dev/net/tun";
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca; // _IOW('T', 202, int)
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0; // _IOW('T', 208, unsigned int)
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8; // _IOW('T', 216, int)
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2; // _IOR('T', 210, unsigned int)
+/// Offload: the kernel may hand us frames with partial checksums (NEEDS_CSUM).
+pub const TUN_F_CSUM: libc::c_uint = 0x01;
+/// Offload: TCP over IPv4 segmentation (64 KiB super-frames).
+pub const TUN_F_TSO4: libc::c_uint = 0x02;
+/// Offload: TCP over IPv6 segmentation.
+pub const TUN_F_TSO6: libc::c_uint = 0x04;
 /// Ethernet frames, not IP packets.
 pub const IFF_TAP: i16 = 0x0002;
 /// No 4-byte packet-information prefix.
@@ -80,4 +87,20 @@ pub fn set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> Result<(), SysErr
         return Err(SysError::last("TUNSETOFFLOAD"));
     }
     Ok(())
+}
+
+/// Reads the flags the tap fd was attached with (TUNGETIFF), e.g. to see IFF_VNET_HDR.
+pub fn tap_flags(fd: BorrowedFd<'_>) -> Result<i16, SysError> {
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    // SAFETY: TUNGETIFF writes at most size_of::<ifreq>() (40) bytes into `req`, which is
+    // that size and lives across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req) };
+    if rc < 0 {
+        return Err(SysError::last("TUNGETIFF"));
+    }
+    Ok(req.flags)
 }

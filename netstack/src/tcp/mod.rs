@@ -208,8 +208,9 @@ impl TcpFlow {
         self.ack_pending
     }
 
-    fn link_mss(&self, eg: &Egress) -> usize {
-        self.mss.min(eg.max_tcp_payload(self.ep.remote))
+    /// The sandbox's segment size on this link.
+    fn seg_mss(&self, eg: &Egress) -> usize {
+        self.mss.min(eg.link_mss(self.ep.remote))
     }
 
     fn header(&self, seq: u32, flags: TcpFlags, window: u16) -> TcpHeader {
@@ -300,7 +301,7 @@ impl TcpFlow {
             .min(usize::from(u16::MAX)) as u16;
         let scale = (self.rcv_scale > 0).then_some(self.rcv_scale);
         hdr.syn_options = Some((our_mss, scale));
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, |_| Ok(0));
+        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
         self.snd_nxt = self.iss.wrapping_add(1);
     }
 
@@ -316,7 +317,7 @@ impl TcpFlow {
             },
             0,
         );
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, |_| Ok(0));
+        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
     }
 
     /// Sends the owed ACK with our current window.
@@ -334,7 +335,7 @@ impl TcpFlow {
             },
             window,
         );
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, |_| Ok(0));
+        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
         self.watch_window(now);
     }
 
@@ -488,7 +489,9 @@ impl TcpFlow {
         if self.connecting || !self.established || !self.host_readable || self.fin_sent {
             return Verdict::Keep;
         }
-        let mss = self.link_mss(eg);
+        let mss = self.seg_mss(eg);
+        // With GSO one frame carries up to 64 KiB, cut into `mss` segments by the kernel.
+        let per_frame = eg.max_tcp_payload(self.ep.remote).max(mss);
         loop {
             let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
             let room = self.snd_wnd.saturating_sub(in_flight);
@@ -507,13 +510,18 @@ impl TcpFlow {
                 },
                 window,
             );
-            let max = mss.min(room);
-            let peeked = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, max, |buf| match host
-                .peek_at(in_flight, buf)
-            {
-                Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                other => other,
-            });
+            let max = per_frame.min(room);
+            let peeked = eg.tcp(
+                self.ep.remote,
+                self.ep.sandbox,
+                &hdr,
+                max,
+                mss,
+                |buf| match host.peek_at(in_flight, buf) {
+                    Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                    other => other,
+                },
+            );
             match peeked {
                 Ok(0) => return Verdict::Keep, // no link yet, or no room in the frame
                 Ok(n) => {
@@ -551,7 +559,7 @@ impl TcpFlow {
             },
             window,
         );
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, |_| Ok(0));
+        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
         self.fin_sent = true;
         self.ack_pending = false;
         self.snd_nxt = self.snd_nxt.wrapping_add(1);
@@ -640,7 +648,7 @@ impl TcpFlow {
                 },
                 window,
             );
-            let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, |_| Ok(0));
+            let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
             self.arm_rtx(now);
             return Verdict::Keep;
         }
@@ -680,7 +688,7 @@ pub fn reset_stray(ep: Endpoints, seg: &TcpSegment<'_>, eg: &mut Egress) {
         window: 0,
         syn_options: None,
     };
-    let _ = eg.tcp(ep.remote, ep.sandbox, &hdr, 0, |_| Ok(0));
+    let _ = eg.tcp(ep.remote, ep.sandbox, &hdr, 0, 0, |_| Ok(0));
 }
 
 #[cfg(test)]

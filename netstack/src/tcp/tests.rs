@@ -180,6 +180,7 @@ impl Rig {
             MTU,
             EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
             Box::new(sink.clone()),
+            false,
         );
         eg.learn_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
         let now = Instant::now();

@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message, Icmpv4Packet,
-    IpAddress, IpProtocol, IpRepr, TcpPacket, TcpSeqNumber, UdpPacket,
+    checksum, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message,
+    Icmpv4Packet, IpAddress, IpProtocol, IpRepr, TcpPacket, TcpSeqNumber, UdpPacket,
 };
 
 use super::frame::TcpFlags;
@@ -25,6 +25,15 @@ pub enum EmitError {
     /// Payload longer than an IP packet can carry.
     #[error("payload too long")]
     TooLong,
+}
+
+/// Who computes the TCP/UDP checksum of an emitted frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csum {
+    /// We do: a full pass over the payload.
+    Full,
+    /// The receiving kernel does (vnet_hdr NEEDS_CSUM): we write only the pseudo-header sum.
+    Partial,
 }
 
 /// Link-layer addresses of an emitted frame.
@@ -69,6 +78,20 @@ fn ip_len(ip: IpAddr) -> usize {
     match ip {
         IpAddr::V4(_) => IPV4_LEN,
         IpAddr::V6(_) => IPV6_LEN,
+    }
+}
+
+/// Offset of the L4 header in a frame of `ip`'s family.
+pub fn l4_offset(ip: IpAddr) -> usize {
+    ETH_LEN + ip_len(ip)
+}
+
+/// Largest TCP payload one IP packet of `ip`'s family can carry (with GSO, the frame may
+/// exceed the link MTU): the 16-bit IPv4 total length, or the IPv6 payload length.
+pub fn max_tcp_payload(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(_) => usize::from(u16::MAX) - IPV4_LEN - TCP_LEN,
+        IpAddr::V6(_) => usize::from(u16::MAX) - TCP_LEN,
     }
 }
 
@@ -129,6 +152,7 @@ pub fn tcp(
     dst: IpAddr,
     hdr: &TcpHeader,
     payload_len: usize,
+    csum: Csum,
 ) -> Result<usize, EmitError> {
     let opt_len = if hdr.syn_options.is_some() {
         SYN_OPTIONS_LEN
@@ -163,7 +187,17 @@ pub fn tcp(
         };
         tcp.options_mut().copy_from_slice(&opts);
     }
-    tcp.fill_checksum(&src.into(), &dst.into());
+    match csum {
+        Csum::Full => tcp.fill_checksum(&src.into(), &dst.into()),
+        Csum::Partial => {
+            tcp.set_checksum(checksum::pseudo_header(
+                &src.into(),
+                &dst.into(),
+                IpProtocol::Tcp,
+                l4_len as u32,
+            ));
+        }
+    }
     Ok(off + l4_len)
 }
 
@@ -175,6 +209,7 @@ pub fn udp(
     src: SocketAddr,
     dst: SocketAddr,
     payload_len: usize,
+    csum: Csum,
 ) -> Result<usize, EmitError> {
     let l4_len = UDP_LEN + payload_len;
     let off = l2_l3(buf, l2, src.ip(), dst.ip(), IpProtocol::Udp, l4_len)?;
@@ -185,7 +220,17 @@ pub fn udp(
     udp.set_src_port(src.port());
     udp.set_dst_port(dst.port());
     udp.set_len(l4_len as u16);
-    udp.fill_checksum(&src.ip().into(), &dst.ip().into());
+    match csum {
+        Csum::Full => udp.fill_checksum(&src.ip().into(), &dst.ip().into()),
+        Csum::Partial => {
+            udp.set_checksum(checksum::pseudo_header(
+                &src.ip().into(),
+                &dst.ip().into(),
+                IpProtocol::Udp,
+                l4_len as u32,
+            ));
+        }
+    }
     Ok(off + l4_len)
 }
 

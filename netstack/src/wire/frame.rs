@@ -270,7 +270,7 @@ mod tests {
             syn_options: Some((1460, Some(7))),
         };
         let (src, dst) = ("10.0.2.2".parse().unwrap(), "10.0.2.100".parse().unwrap());
-        let len = emit::tcp(&mut buf, l2(), src, dst, &hdr, 0).unwrap();
+        let len = emit::tcp(&mut buf, l2(), src, dst, &hdr, 0, emit::Csum::Full).unwrap();
         let (eth, frame) = parse(&buf[..len]).unwrap();
         assert_eq!(eth.src, l2().src);
         let Frame::Ip {
@@ -296,7 +296,7 @@ mod tests {
         let dst: std::net::SocketAddr = "[fd00::100]:5000".parse().unwrap();
         let off = emit::udp_payload_offset(src.ip());
         buf[off..off + 3].copy_from_slice(b"abc");
-        let len = emit::udp(&mut buf, l2(), src, dst, 3).unwrap();
+        let len = emit::udp(&mut buf, l2(), src, dst, 3, emit::Csum::Full).unwrap();
         let (_, frame) = parse(&buf[..len]).unwrap();
         assert!(matches!(
             frame,
@@ -316,7 +316,7 @@ mod tests {
         let mut buf = [0u8; 128];
         let src: std::net::SocketAddr = "10.0.2.2:53".parse().unwrap();
         let dst: std::net::SocketAddr = "10.0.2.100:5000".parse().unwrap();
-        let len = emit::udp(&mut buf, l2(), src, dst, 20).unwrap();
+        let len = emit::udp(&mut buf, l2(), src, dst, 20, emit::Csum::Full).unwrap();
         for cut in 0..len {
             let _ = parse(&buf[..cut]);
         }
@@ -328,7 +328,7 @@ mod tests {
         let mut buf = [0u8; 128];
         let src: std::net::SocketAddr = "10.0.2.100:1".parse().unwrap();
         let dst: std::net::SocketAddr = "198.51.100.1:2".parse().unwrap();
-        let len = emit::udp(&mut buf, l2(), src, dst, 8).unwrap();
+        let len = emit::udp(&mut buf, l2(), src, dst, 8, emit::Csum::Full).unwrap();
         buf[14 + 6] = 0x20; // more-fragments flag
         assert_eq!(parse(&buf[..len]), Err(ParseError::Fragment));
     }

@@ -4,6 +4,7 @@
 
 pub mod emit;
 pub mod frame;
+pub mod vnet;
 
 pub use emit::{EmitError, L2};
 pub use frame::{parse, Frame, IpMeta, ParseError, TcpFlags, TcpSegment, L4};
