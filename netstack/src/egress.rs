@@ -17,6 +17,9 @@ use crate::wire::L2;
 pub trait FrameSink {
     /// Sends one frame; a failure drops the frame (the sandbox retransmits or times out).
     fn send_frame(&mut self, frame: &[u8]) -> io::Result<()>;
+
+    /// End of a batch: anything the sink held back must go out now.
+    fn flush(&mut self) {}
 }
 
 /// Counters of what was emitted or dropped on the way out.
@@ -249,6 +252,11 @@ impl Egress {
             Err(error) => tracing::trace!(%error, "echo reply not emitted"),
         }
         Ok(n)
+    }
+
+    /// End of a batch: lets the sink send anything it held back.
+    pub fn flush(&mut self) {
+        self.sink.flush();
     }
 
     /// Sends a frame built elsewhere (the smoltcp control plane). `buf` starts with

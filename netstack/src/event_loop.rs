@@ -77,6 +77,9 @@ pub struct EventLoop {
     /// Scratch list for timer scans.
     scan: Vec<usize>,
     tap_more: bool,
+    /// Test-only faults applied to frames read from the tap.
+    #[cfg(feature = "fault-injection")]
+    rx_faults: Option<crate::fault::Faults>,
     next_timer: Option<Instant>,
     iss_seed: u32,
     /// Drop counters.
@@ -92,10 +95,12 @@ impl EventLoop {
             .register(&mut SourceFd(&tap.as_raw_fd()), TAP, Interest::READABLE)?;
         let mtu = cfg.mtu as usize;
         let mac = EthernetAddress(GATEWAY_MAC);
-        let sink = TapSink(tap.as_fd().try_clone_to_owned()?);
         let vnet = crate::tap::has_vnet_hdr(tap.as_fd());
+        let sink: Box<dyn FrameSink> = Box::new(TapSink(tap.as_fd().try_clone_to_owned()?));
+        #[cfg(feature = "fault-injection")]
+        let (sink, rx_faults) = faults::wrap(sink, rx_len(vnet, mtu))?;
         tracing::info!(vnet_hdr = vnet, mtu, "network stack starting");
-        let mut egress = Egress::new(mtu, mac, Box::new(sink), vnet);
+        let mut egress = Egress::new(mtu, mac, sink, vnet);
         let control = ControlPlane::new(mac, mtu, &mut egress);
         let max = cfg.max_flows;
         Ok(EventLoop {
@@ -110,6 +115,8 @@ impl EventLoop {
             pending: Vec::with_capacity(max),
             scan: Vec::with_capacity(max),
             tap_more: false,
+            #[cfg(feature = "fault-injection")]
+            rx_faults,
             next_timer: None,
             iss_seed: initial_seed(),
             drops: DropStats::default(),
@@ -145,6 +152,7 @@ impl EventLoop {
             }
             self.flush_acks(now);
             self.run_timers(now);
+            self.egress.flush();
         }
     }
 
@@ -159,6 +167,11 @@ impl EventLoop {
         let mut rx = std::mem::take(&mut self.rx);
         let result = self.drain_tap_into(&mut rx, now);
         self.rx = rx;
+        #[cfg(feature = "fault-injection")]
+        if let Some(mut faults) = self.rx_faults.take() {
+            faults.release(|f| self.dispatch(f, now));
+            self.rx_faults = Some(faults);
+        }
         result
     }
 
@@ -167,7 +180,7 @@ impl EventLoop {
             match nix::unistd::read(&self.tap, rx) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tap closed")),
                 Ok(n) => match rx.get(self.rx_head..n) {
-                    Some(frame) => self.dispatch(frame, now),
+                    Some(frame) => self.ingress(frame, now),
                     None => self.drops.malformed += 1,
                 },
                 Err(nix::errno::Errno::EAGAIN) => return Ok(()),
@@ -177,6 +190,22 @@ impl EventLoop {
         }
         self.tap_more = true;
         Ok(())
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn ingress(&mut self, frame: &[u8], now: Instant) {
+        self.dispatch(frame, now);
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn ingress(&mut self, frame: &[u8], now: Instant) {
+        match self.rx_faults.take() {
+            Some(mut faults) => {
+                faults.apply(frame, |f| self.dispatch(f, now));
+                self.rx_faults = Some(faults);
+            }
+            None => self.dispatch(frame, now),
+        }
     }
 
     /// Routes one frame from the sandbox.
@@ -595,4 +624,30 @@ fn initial_seed() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     nanos ^ std::process::id().rotate_left(16)
+}
+
+#[cfg(feature = "fault-injection")]
+mod faults {
+    use std::io;
+
+    use crate::egress::FrameSink;
+    use crate::fault::{FaultSpec, Faults, FaultySink};
+
+    /// Wraps the tap sink and builds the receive-side faults when RR_FAULT_INJECT is set.
+    pub fn wrap(
+        sink: Box<dyn FrameSink>,
+        max_frame: usize,
+    ) -> io::Result<(Box<dyn FrameSink>, Option<Faults>)> {
+        let spec =
+            FaultSpec::from_env().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(match spec {
+            Some(spec) => {
+                tracing::warn!(?spec, "fault injection on the tap path (test build)");
+                let tx = Faults::new(spec, max_frame);
+                let rx = Faults::new(spec, max_frame);
+                (Box::new(FaultySink::new(sink, tx)), Some(rx))
+            }
+            None => (sink, None),
+        })
+    }
 }

@@ -13,8 +13,10 @@ pub mod tap;
 pub mod wire;
 
 mod control;
-mod egress;
+pub mod egress;
 mod event_loop;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod flows;
 mod host;
 mod icmp;

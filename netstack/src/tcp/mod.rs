@@ -137,6 +137,8 @@ pub struct TcpFlow {
     last_active: Instant,
     /// An ACK (or window update) is owed to the sandbox at the end of this batch.
     ack_pending: bool,
+    /// A duplicate ACK must go out before the next segment is processed.
+    dup_ack_now: bool,
     /// Window (bytes) in our last segment to the sandbox.
     last_window: usize,
     /// When to look again at a window we advertised as small.
@@ -179,6 +181,7 @@ impl TcpFlow {
             rtx_at: None,
             last_active: now,
             ack_pending: false,
+            dup_ack_now: false,
             last_window: 0,
             wnd_at: None,
             wnd_backoff: WINDOW_RECHECK_MIN,
@@ -377,6 +380,9 @@ impl TcpFlow {
             tracing::debug!(sandbox = %self.ep.sandbox, %error, "host send failed");
             return self.reset(host, eg);
         }
+        if std::mem::take(&mut self.dup_ack_now) {
+            self.flush_ack(host, eg, now);
+        }
         if self.fin_received && self.fin_acked {
             self.flush_ack(host, eg, now);
             return Verdict::Close;
@@ -454,8 +460,14 @@ impl TcpFlow {
         }
         self.ack_pending = true;
         let ahead = seg.seq.wrapping_sub(self.rcv_nxt) as i32;
-        if ahead > 0 || self.fin_received {
-            return Ok(()); // out of order (dup ACK answers it), or after FIN
+        if ahead > 0 {
+            // Out of order: drop it, and answer every such segment with its own duplicate
+            // ACK (not one per batch), so the sandbox reaches its fast-retransmit threshold.
+            self.dup_ack_now = true;
+            return Ok(());
+        }
+        if self.fin_received {
+            return Ok(());
         }
         let skip = (-ahead) as usize;
         let Some(fresh) = seg.payload.get(skip..) else {
