@@ -100,7 +100,8 @@ pub struct Args {
     /// Switch to UID (inside the sandbox) before exec
     #[arg(short = 'S', long = "setuid", value_name = "UID")]
     setuid: Option<u32>,
-    /// Switch to GID (inside the sandbox) before exec; drops supplementary groups
+    /// Switch to GID (inside the sandbox) before exec; drops supplementary groups where
+    /// setgroups is allowed
     #[arg(short = 'G', long = "setgid", value_name = "GID")]
     setgid: Option<u32>,
     /// New root directory (pivot_root in a mount namespace, else chroot)

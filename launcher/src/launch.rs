@@ -173,7 +173,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     if let Some(rec) = record {
         if !stopping {
             tracing::info!(?status, "command exited; sandbox persists until --stop");
-            wait_for_stop(&signals, &failed)?;
+            wait_for_stop(&signals, &failed, holder)?;
         }
         if let Some(h) = holder {
             let _ = kill(h, Signal::SIGKILL);
@@ -184,12 +184,26 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-/// Waits for SIGTERM/SIGINT/SIGHUP/SIGQUIT (from `--stop` or the terminal) or a stack failure.
-fn wait_for_stop(signals: &Signals, failed: &AtomicBool) -> anyhow::Result<()> {
+/// Waits for SIGTERM/SIGINT/SIGHUP/SIGQUIT (from `--stop` or the terminal), a stack failure,
+/// or the holder's death (then nothing keeps the namespaces any more).
+fn wait_for_stop(
+    signals: &Signals,
+    failed: &AtomicBool,
+    holder: Option<Pid>,
+) -> anyhow::Result<()> {
     loop {
         let (sig, _) = signals.next()?;
         if failed.load(Ordering::SeqCst) {
             return Ok(());
+        }
+        if sig == Signal::SIGCHLD {
+            if let Some(h) = holder {
+                if supervise::reap(h, false)?.is_some() {
+                    tracing::warn!("the persist holder died; stopping the sandbox");
+                    return Ok(());
+                }
+            }
+            continue;
         }
         if matches!(
             sig,
@@ -517,8 +531,10 @@ fn fork_holder(parent: i32, sandbox: i32, types: &[JoinNsType]) -> anyhow::Resul
                 tracing::error!(error = %e, "persist holder cannot enter the sandbox");
                 std::process::exit(1);
             }
-            // Leave the host's working directory (and any mount it pins).
+            // Leave the host's working directory (and any mount it pins) and the caller's
+            // terminal or pipes (a pipe held open would keep a reader waiting for EOF).
             let _ = nix::unistd::chdir("/");
+            let _ = process::stdio_to_devnull();
             process::wait_forever(&process::supervised_set())
         }
     }

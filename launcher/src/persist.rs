@@ -197,12 +197,15 @@ pub fn stop(dir: &Path) -> anyhow::Result<()> {
         .map_err(io::Error::from)
         .with_context(|| format!("the launcher (pid {pid}) is not running"))
         .with_context(ctx)?;
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "rootless-run" {
+    // Guard against a recycled pid: the process must be a persisting launcher.
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !cmdline
+        .split(|b| *b == 0)
+        .any(|a| a.starts_with(b"--persist"))
+    {
         bail!(
-            "{}: pid {pid} is {:?}, not rootless-run (stale record?)",
-            ctx(),
-            comm.trim()
+            "{}: pid {pid} is not a rootless-run --persist launcher (stale record?)",
+            ctx()
         );
     }
     fs::write(dir.join(STOP_FILE), "")

@@ -378,11 +378,23 @@ fn sigkill_of_the_launcher_takes_the_pid_namespace_along() {
     );
 }
 
+/// Stops a persisted sandbox when a test fails half-way, so nothing outlives it.
+struct StopOnDrop<'a>(&'a Env, String);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if Path::new(&self.1).join("launcher.pid").exists() {
+            let _ = self.0.rr(&["--stop", &self.1]);
+        }
+    }
+}
+
 #[test]
 fn persist_detach_join_nsenter_and_stop_round_trip() {
     let env = Env::new();
     let dir = env.scratch.join("box");
     let d = dir.to_str().expect("utf-8");
+    let _guard = StopOnDrop(&env, d.to_string());
     let out = env.rr(&[
         "--persist",
         d,
@@ -458,6 +470,7 @@ fn persist_without_detach_keeps_serving_after_the_command_exits() {
     let env = Env::new();
     let dir = env.scratch.join("box2");
     let d = dir.to_str().expect("utf-8");
+    let _guard = StopOnDrop(&env, d.to_string());
     let mut cmd = env.as_user(&env.bin, &["--persist", d, "--", "sh", "-c", "echo ready"]);
     cmd.stdout(Stdio::piped()).stdin(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
