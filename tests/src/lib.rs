@@ -3,6 +3,8 @@
 //! the namespaces and servers a test talks to, and waits on events with timeouts.
 //! Used by `tests/tests/*.rs`; `rr-probe` (the in-sandbox helper) uses only `pattern`.
 //! Must not sleep, skip a test, or send traffic beyond loopback and namespaces the tests create.
+//! `RR_TEST_LAUNCHER=PATH` runs the suite against another launcher (e.g. a rootlesskit +
+//! slirp4netns wrapper), to tell the tests' own failures from the launcher's.
 #![deny(unsafe_code)]
 
 pub mod child;
