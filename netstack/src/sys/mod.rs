@@ -27,3 +27,6 @@ impl SysError {
         }
     }
 }
+
+#[cfg(test)]
+pub mod alloc_count;

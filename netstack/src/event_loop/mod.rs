@@ -128,32 +128,41 @@ impl EventLoop {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         loop {
-            let timeout = self.timeout(Instant::now());
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let now = Instant::now();
-            if std::mem::take(&mut self.tap_more) {
-                self.drain_tap(now)?;
-            }
-            self.serve_pending(now);
-            for ev in events.iter() {
-                if ev.token() == TAP {
-                    self.drain_tap(now)?;
-                } else if let Some(slot) = FlowTable::slot_of(ev.token()) {
-                    let ready = Ready {
-                        readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                        writable: ev.is_writable() || ev.is_error(),
-                    };
-                    self.host_event(slot, ready, now);
-                }
-            }
-            self.flush_acks(now);
-            self.run_timers(now);
-            self.egress.flush();
+            self.turn(&mut events, None)?;
         }
+    }
+
+    /// One iteration: wait (at most `cap`, if given) and handle what is ready.
+    fn turn(&mut self, events: &mut Events, cap: Option<Duration>) -> io::Result<()> {
+        let timeout = match (self.timeout(Instant::now()), cap) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        if std::mem::take(&mut self.tap_more) {
+            self.drain_tap(now)?;
+        }
+        self.serve_pending(now);
+        for ev in events.iter() {
+            if ev.token() == TAP {
+                self.drain_tap(now)?;
+            } else if let Some(slot) = FlowTable::slot_of(ev.token()) {
+                let ready = Ready {
+                    readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    writable: ev.is_writable() || ev.is_error(),
+                };
+                self.host_event(slot, ready, now);
+            }
+        }
+        self.flush_acks(now);
+        self.run_timers(now);
+        self.egress.flush();
+        Ok(())
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
@@ -651,3 +660,6 @@ mod faults {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
