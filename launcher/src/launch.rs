@@ -514,9 +514,27 @@ fn bind_ns_files<K: Kernel>(k: &mut K, pid: i32, files: &[NsFile]) -> anyhow::Re
 /// The `--persist` holder: a child of ours that enters the sandbox's namespaces and sleeps,
 /// keeping them alive after the command exits. Dies with us (PR_SET_PDEATHSIG).
 fn fork_holder(parent: i32, sandbox: i32, types: &[JoinNsType]) -> anyhow::Result<Pid> {
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     match process::fork().context("cannot fork the persist holder")? {
-        Forked::Parent(pid) => Ok(pid),
+        Forked::Parent(pid) => {
+            drop(ready_w);
+            // One byte once it is inside; EOF if it could not get there.
+            let mut b = [0u8; 1];
+            let n = loop {
+                match nix::unistd::read(ready_r.as_fd(), &mut b) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other.unwrap_or(0),
+                }
+            };
+            if n != 1 {
+                let _ = nix::sys::wait::waitpid(pid, None);
+                bail!("--persist: the holder process could not enter the sandbox's namespaces");
+            }
+            Ok(pid)
+        }
         Forked::Child => {
+            drop(ready_r);
             let mut k = Linux;
             let r = sandbox::tie_to_parent(&mut k, Signal::SIGKILL, parent).and_then(|()| {
                 sandbox::join(
@@ -528,11 +546,14 @@ fn fork_holder(parent: i32, sandbox: i32, types: &[JoinNsType]) -> anyhow::Resul
                 )
             });
             if let Err(e) = r {
-                tracing::error!(error = %e, "persist holder cannot enter the sandbox");
+                tracing::error!(error = %format!("{e:#}"), "persist holder cannot enter the sandbox");
                 std::process::exit(1);
             }
-            // Leave the host's working directory (and any mount it pins) and the caller's
-            // terminal or pipes (a pipe held open would keep a reader waiting for EOF).
+            let _ = nix::unistd::write(&ready_w, b"h");
+            // Keep nothing of the launcher's: not its fds (the tap, the setup channel), not the
+            // host's working directory (and any mount it pins), not the caller's terminal or
+            // pipes (a pipe held open would keep a reader waiting for EOF).
+            process::close_fds_from(3);
             let _ = nix::unistd::chdir("/");
             let _ = process::stdio_to_devnull();
             process::wait_forever(&process::supervised_set())

@@ -299,6 +299,16 @@ fn mount_proc<K: Kernel>(k: &mut K, root: &Path, dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// Names the likely cause of EINVAL from setuid/setgid: the id has no mapping.
+fn unmapped(e: KernelError, flag: &str, id: u32, map_flag: &str) -> anyhow::Error {
+    let why = if e.errno == Errno::EINVAL {
+        format!("{flag}={id}: {id} is not mapped in the sandbox (add {map_flag} or --map-auto)")
+    } else {
+        format!("{flag}={id}")
+    };
+    anyhow::Error::new(e).context(why)
+}
+
 /// setgid, setuid and capabilities, then the final death signal; `parent` is checked again
 /// because a uid change clears the death signal.
 pub fn set_credentials<K: Kernel>(k: &mut K, p: &CredPlan, parent: i32) -> anyhow::Result<()> {
@@ -310,13 +320,15 @@ pub fn set_credentials<K: Kernel>(k: &mut K, p: &CredPlan, parent: i32) -> anyho
                 return Err(anyhow::Error::new(e).context("--setgid"));
             }
         }
-        k.setgid(gid).with_context(|| format!("--setgid={gid}"))?;
+        k.setgid(gid)
+            .map_err(|e| unmapped(e, "--setgid", gid, "--map-groups"))?;
     }
     if let Some(uid) = p.setuid {
         if p.keep_caps {
             k.keep_caps().context("--keep-caps")?;
         }
-        k.setuid(uid).with_context(|| format!("--setuid={uid}"))?;
+        k.setuid(uid)
+            .map_err(|e| unmapped(e, "--setuid", uid, "--map-users"))?;
     }
     if p.keep_caps {
         k.keep_caps().context("--keep-caps")?;

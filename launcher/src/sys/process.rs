@@ -274,3 +274,11 @@ pub fn tap_set_persist(tap: BorrowedFd<'_>) -> nix::Result<()> {
     }
     Ok(())
 }
+
+/// Closes every fd from `first` up (close_range(2)); for a process that will never return to
+/// code owning those fds (the persist holder).
+pub fn close_fds_from(first: u32) {
+    // SAFETY: close_range takes integers only. The caller never touches the closed fds again:
+    // it parks in `wait_forever` for the rest of its life.
+    let _ = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+}
