@@ -38,6 +38,9 @@ pub struct StackConfig {
     pub mtu: u32,
     /// Map the gateway address to the host's 127.0.0.1 (off: `--disable-host-loopback`).
     pub host_loopback: bool,
+    /// Reach destinations outside the virtual network (off: only the gateway and DNS
+    /// services are translated; everything else is refused).
+    pub outbound: bool,
     /// Where DNS queries to the DNS address (port 53) go; `None` disables the forwarder.
     pub dns_upstream: Option<SocketAddr>,
     /// Most concurrent TCP + UDP + ICMP flows; new ones past this evict the oldest idle.
@@ -53,6 +56,7 @@ impl Default for StackConfig {
         StackConfig {
             mtu: DEFAULT_MTU,
             host_loopback: true,
+            outbound: true,
             dns_upstream: None,
             max_flows: 4096,
             tcp_idle_timeout: Duration::from_secs(7200),

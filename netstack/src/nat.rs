@@ -26,6 +26,9 @@ pub enum Refused {
     /// The DNS address was addressed on a port other than 53, or DNS is disabled.
     #[error("no DNS forwarding for this destination")]
     NoDns,
+    /// Outbound traffic is disabled: only the gateway and DNS services are reachable.
+    #[error("outbound traffic is disabled")]
+    OutboundDisabled,
     /// An address inside the virtual network with nothing behind it, or a non-unicast one.
     #[error("destination not routable")]
     Unroutable,
@@ -52,6 +55,9 @@ pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Ref
     }
     if in_virtual_net(ip) || !is_global_unicast(ip) {
         return Err(Refused::Unroutable);
+    }
+    if !cfg.outbound {
+        return Err(Refused::OutboundDisabled);
     }
     Ok(dst)
 }
@@ -136,5 +142,15 @@ mod tests {
     fn outside_addresses_are_reached_as_themselves() {
         let d: SocketAddr = "198.51.100.1:7".parse().unwrap();
         assert_eq!(host_target(&cfg(), d), Ok(d));
+        let closed = StackConfig {
+            outbound: false,
+            ..cfg()
+        };
+        assert_eq!(host_target(&closed, d), Err(Refused::OutboundDisabled));
+        let gw = "10.0.2.2:80".parse().unwrap();
+        assert!(
+            host_target(&closed, gw).is_ok(),
+            "the gateway stays reachable"
+        );
     }
 }
