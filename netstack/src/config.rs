@@ -68,6 +68,14 @@ impl Default for StackConfig {
 /// Default DNS port (RFC 1035).
 const DNS_PORT: u16 = 53;
 
+/// The host's resolver for the DNS forwarder: the first nameserver in /etc/resolv.conf.
+/// A loopback resolver (e.g. systemd-resolved's 127.0.0.53) works: the stack's sockets live
+/// in the host's network namespace.
+pub fn host_resolver() -> Option<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    first_nameserver(&text)
+}
+
 /// The first `nameserver` of a resolv.conf text, as the upstream for the DNS forwarder.
 pub fn first_nameserver(resolv_conf: &str) -> Option<SocketAddr> {
     resolv_conf.lines().find_map(|line| {
