@@ -46,6 +46,12 @@ pub struct User {
 /// argv that runs `argv` as `user` (uid, gid and supplementary groups), with a clean
 /// environment: PATH set as above, and RUST_LOG passed on only when the test run sets it.
 pub fn as_user_argv(user: &User, argv: &[String]) -> Vec<String> {
+    as_user_argv_env(user, &[], argv)
+}
+
+/// Like `as_user_argv`, plus `env` (e.g. `RR_FAULT_INJECT`) in the clean environment. These
+/// come after RUST_LOG, so a test that needs a log level gets it whatever the run sets.
+pub fn as_user_argv_env(user: &User, env: &[(&str, &str)], argv: &[String]) -> Vec<String> {
     let mut out = vec![
         SETPRIV.to_owned(),
         format!("--reuid={}", user.name),
@@ -59,6 +65,7 @@ pub fn as_user_argv(user: &User, argv: &[String]) -> Vec<String> {
     if let Ok(filter) = std::env::var("RUST_LOG") {
         out.push(format!("RUST_LOG={filter}"));
     }
+    out.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
     out.extend(argv.iter().cloned());
     out
 }
@@ -180,6 +187,16 @@ impl Harness {
     /// A Command running `rootless-run -- COMMAND...` as the test user.
     pub fn rootless_run(&self, program: &[String]) -> Command {
         command(&self.as_user_argv(&self.rootless_run_argv(program)))
+    }
+
+    /// A Command running `rootless-run -- COMMAND...` as the test user, with `env` added to its
+    /// clean environment (the launcher's netstack reads `RR_FAULT_INJECT` from there).
+    pub fn rootless_run_env(&self, env: &[(&str, &str)], program: &[String]) -> Command {
+        command(&as_user_argv_env(
+            &self.user,
+            env,
+            &self.rootless_run_argv(program),
+        ))
     }
 
     /// A Command running `argv` as the test user.
