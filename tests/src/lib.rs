@@ -12,5 +12,6 @@ pub mod pattern;
 pub mod preflight;
 pub mod procs;
 pub mod sandbox;
+pub mod scripted;
 pub mod servers;
 pub mod topology;

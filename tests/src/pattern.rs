@@ -7,6 +7,10 @@ use sha2::{Digest, Sha256};
 /// Seed of the TCP echo payload; any fixed value works as long as both sides agree.
 pub const TCP_SEED: u64 = 0x7272_2d74_6573_7473;
 
+/// Seed of what host-side servers send into the sandbox, distinct from `TCP_SEED` so that an
+/// echo of the sandbox's own bytes can never pass for it.
+pub const HOST_SEED: u64 = 0x6873_742d_7365_6e64;
+
 /// Size of the chunks in which payloads are generated and hashed.
 pub const CHUNK: usize = 64 * 1024;
 
