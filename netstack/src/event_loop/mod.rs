@@ -155,6 +155,7 @@ impl EventLoop {
                 let ready = Ready {
                     readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                     writable: ev.is_writable() || ev.is_error(),
+                    hup: ev.is_read_closed() || ev.is_error(),
                 };
                 self.host_event(slot, ready, now);
             }
@@ -463,6 +464,7 @@ impl EventLoop {
                 Ready {
                     readable: true,
                     writable: false,
+                    hup: false,
                 },
                 now,
             );
@@ -493,7 +495,7 @@ impl EventLoop {
         let mut touched = std::mem::take(&mut self.touched);
         for slot in touched.drain(..) {
             if let Some(Flow::Tcp(flow, host)) = self.flows.get_mut(slot) {
-                flow.flush_ack(host, &mut self.egress, now);
+                flow.end_batch(host, &mut self.egress, now);
                 if let Some(t) = flow.next_timer() {
                     self.arm(t);
                 }
@@ -569,6 +571,8 @@ impl EventLoop {
 struct Ready {
     readable: bool,
     writable: bool,
+    /// The peer hung up (its FIN may be queued behind data).
+    hup: bool,
 }
 
 fn tcp_event(
@@ -592,7 +596,7 @@ fn tcp_event(
         flow.on_host_writable(host, eg, now);
     }
     if ready.readable {
-        return flow.on_host_readable(host, eg, now);
+        return flow.on_host_readable(host, eg, now, ready.hup);
     }
     Verdict::Keep
 }

@@ -70,6 +70,9 @@ const SMALL_WINDOW: usize = 256 << 10;
 /// First and largest interval of that recheck.
 const WINDOW_RECHECK_MIN: Duration = Duration::from_micros(500);
 const WINDOW_RECHECK_MAX: Duration = Duration::from_millis(20);
+/// How long an ACK of short data waits for a reply to carry it. Far below Linux's 40 ms
+/// minimum, so a sandbox sender using Nagle loses little when no reply comes.
+const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// What the event loop should do with the flow after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +122,10 @@ pub struct TcpFlow {
     host_readable: bool,
     /// Host socket may accept data.
     host_writable: bool,
+    /// The host peer closed its side (EPOLLRDHUP seen): its FIN is queued behind the data.
+    host_hup: bool,
+    /// A delayed ACK is due at this time unless data we send carries it first.
+    ack_at: Option<Instant>,
     /// Sandbox sent FIN (and we passed it on as shutdown).
     fin_received: bool,
     /// Our FIN is in flight at sequence `snd_nxt - 1`.
@@ -139,6 +146,8 @@ pub struct TcpFlow {
     ack_pending: bool,
     /// A duplicate ACK must go out before the next segment is processed.
     dup_ack_now: bool,
+    /// The owed ACK must not be delayed (bulk data, FIN, a refused send).
+    ack_urgent: bool,
     /// Window (bytes) in our last segment to the sandbox.
     last_window: usize,
     /// When to look again at a window we advertised as small.
@@ -172,6 +181,8 @@ impl TcpFlow {
             mss: their_mss.min(link_mss),
             host_readable: false,
             host_writable: true,
+            host_hup: false,
+            ack_at: None,
             fin_received: false,
             fin_sent: false,
             fin_acked: false,
@@ -182,6 +193,7 @@ impl TcpFlow {
             last_active: now,
             ack_pending: false,
             dup_ack_now: false,
+            ack_urgent: false,
             last_window: 0,
             wnd_at: None,
             wnd_backoff: WINDOW_RECHECK_MIN,
@@ -200,10 +212,10 @@ impl TcpFlow {
 
     /// The earliest time `on_timer` needs to run, if any.
     pub fn next_timer(&self) -> Option<Instant> {
-        match (self.rtx_at, self.wnd_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.rtx_at, self.wnd_at, self.ack_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether an ACK is owed to the sandbox (flushed once per batch).
@@ -323,12 +335,26 @@ impl TcpFlow {
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
     }
 
-    /// Sends the owed ACK with our current window.
+    /// End of a batch: sends the owed ACK now, or delays it by `ACK_DELAY` when it only
+    /// acknowledges short in-order data that a reply may soon carry.
+    pub fn end_batch<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
+        if !self.ack_pending {
+            return;
+        }
+        if std::mem::take(&mut self.ack_urgent) {
+            self.flush_ack(host, eg, now);
+        } else if self.ack_at.is_none() {
+            self.ack_at = Some(now + ACK_DELAY);
+        }
+    }
+
+    /// Sends the owed ACK now, with our current window.
     pub fn flush_ack<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
         if !self.ack_pending {
             return;
         }
         self.ack_pending = false;
+        self.ack_at = None;
         let window = self.our_window(host);
         let hdr = self.header(
             self.snd_nxt,
@@ -486,7 +512,13 @@ impl TcpFlow {
         self.rcv_nxt = self.rcv_nxt.wrapping_add(sent as u32);
         if sent < fresh.len() {
             self.host_writable = false;
+            self.ack_urgent = true;
             return Ok(());
+        }
+        // A full-sized segment is bulk: ACK it this batch. A short one is likely a request
+        // whose answer can carry the ACK (delayed ACK, RFC 9293 3.8.6.3).
+        if fresh.len() >= self.mss || seg.flags.fin {
+            self.ack_urgent = true;
         }
         if seg.flags.fin {
             host.shutdown_write()?;
@@ -504,6 +536,8 @@ impl TcpFlow {
         let mss = self.seg_mss(eg);
         // With GSO one frame carries up to 64 KiB, cut into `mss` segments by the kernel.
         let per_frame = eg.max_tcp_payload(self.ep.remote).max(mss);
+        // One window per push: it only changes as the host drains, which a later ACK tells.
+        let window = self.our_window(host);
         loop {
             let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
             let room = self.snd_wnd.saturating_sub(in_flight);
@@ -513,7 +547,6 @@ impl TcpFlow {
                 }
                 return Verdict::Keep;
             }
-            let window = self.our_window(host);
             let hdr = self.header(
                 self.snd_nxt,
                 TcpFlags {
@@ -539,8 +572,16 @@ impl TcpFlow {
                 Ok(n) => {
                     self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
                     self.ack_pending = false;
+                    self.ack_at = None;
                     if self.rtx_at.is_none() {
                         self.rtx_at = Some(now + self.rto);
+                    }
+                    if n < max && !self.host_hup {
+                        // A short peek emptied the receive queue (tcp_recvmsg walks it all);
+                        // new data raises a fresh edge, so skip the EAGAIN round trip. After a
+                        // hang-up no edge will come, so then we peek on until EOF.
+                        self.host_readable = false;
+                        return Verdict::Keep;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -599,8 +640,10 @@ impl TcpFlow {
         host: &mut H,
         eg: &mut Egress,
         now: Instant,
+        hup: bool,
     ) -> Verdict {
         self.host_readable = true;
+        self.host_hup |= hup;
         self.last_active = now;
         self.push(host, eg, now)
     }
@@ -630,6 +673,9 @@ impl TcpFlow {
     ) -> Verdict {
         if self.wnd_at.is_some_and(|at| at <= now) {
             self.recheck_window(host, eg, now);
+        }
+        if self.ack_at.is_some_and(|at| at <= now) {
+            self.flush_ack(host, eg, now);
         }
         match self.rtx_at {
             Some(at) if at <= now => {}

@@ -226,8 +226,9 @@ impl Rig {
     }
 
     fn host_readable(&mut self) -> Verdict {
+        let hup = self.host.eof;
         self.flow
-            .on_host_readable(&mut self.host, &mut self.eg, self.now)
+            .on_host_readable(&mut self.host, &mut self.eg, self.now, hup)
     }
 
     fn advance(&mut self, d: Duration) -> Verdict {
@@ -470,4 +471,59 @@ fn retransmitted_syn_before_connect_is_ignored_and_after_gets_syn_ack() {
     r.input(syn());
     let out = r.sink.take();
     assert!(out[0].flags.syn && out[0].flags.ack);
+}
+
+#[test]
+fn short_data_ack_is_delayed_and_carried_by_the_reply() {
+    let mut r = Rig::established(100);
+    r.flow.on_segment(
+        &seg(IRS + 1, ISS + 1, ACK, 100, b"GET"),
+        &mut r.host,
+        &mut r.eg,
+        r.now,
+    );
+    r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
+    let early = r.sink.take();
+    assert!(
+        early.is_empty(),
+        "the ACK of a short request waits: {early:?}"
+    );
+    r.host.queued.extend(b"200");
+    r.host_readable();
+    let out = r.sink.take();
+    assert_eq!(out.len(), 1, "the reply carries the ACK; no pure ACK");
+    assert_eq!(
+        (out[0].ack, out[0].payload.as_slice()),
+        (IRS + 4, &b"200"[..])
+    );
+    r.flow.on_segment(
+        &seg(IRS + 4, ISS + 4, ACK, 100, b"x"),
+        &mut r.host,
+        &mut r.eg,
+        r.now,
+    );
+    r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
+    assert!(r.sink.take().is_empty());
+    r.advance(Duration::from_millis(2));
+    let out = r.sink.take();
+    assert_eq!(
+        out.len(),
+        1,
+        "without a reply the ACK goes out on its timer"
+    );
+    assert_eq!(out[0].ack, IRS + 5);
+}
+
+#[test]
+fn full_sized_segment_is_acked_in_the_same_batch() {
+    let mut r = Rig::established(100);
+    let big = [7u8; MTU - 40];
+    r.flow.on_segment(
+        &seg(IRS + 1, ISS + 1, ACK, 100, &big),
+        &mut r.host,
+        &mut r.eg,
+        r.now,
+    );
+    r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
+    assert_eq!(r.sink.take().len(), 1);
 }
