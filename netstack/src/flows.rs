@@ -65,17 +65,21 @@ struct Slot {
 
 /// The table itself.
 pub struct FlowTable {
+    /// Slots in use or freed; grows up to `capacity` within its reservation, so memory is
+    /// touched only as flows appear (a full table of `max_flows` slots is ~600 KiB).
     slots: Vec<Option<Slot>>,
+    capacity: usize,
     free: Vec<usize>,
     index: HashMap<FlowKey, usize>,
 }
 
 impl FlowTable {
-    /// A table of `capacity` slots, allocated now.
+    /// A table of `capacity` slots, reserved now.
     pub fn new(capacity: usize) -> FlowTable {
         FlowTable {
-            slots: (0..capacity).map(|_| None).collect(),
-            free: (0..capacity).rev().collect(),
+            slots: Vec::with_capacity(capacity),
+            capacity,
+            free: Vec::with_capacity(capacity),
             index: HashMap::with_capacity(capacity),
         }
     }
@@ -105,6 +109,10 @@ impl FlowTable {
     pub fn reserve(&mut self) -> Option<(usize, Option<Flow>)> {
         if let Some(slot) = self.free.pop() {
             return Some((slot, None));
+        }
+        if self.slots.len() < self.capacity {
+            self.slots.push(None);
+            return Some((self.slots.len() - 1, None));
         }
         let victim = self
             .slots
@@ -153,5 +161,64 @@ impl FlowTable {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|_| i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::Endpoints;
+    use crate::udp::UdpFlow;
+
+    fn udp_flow(port: u16, now: Instant) -> (FlowKey, Flow) {
+        let ep = Endpoints {
+            sandbox: SocketAddr::from(([10, 0, 2, 100], port)),
+            remote: SocketAddr::from(([10, 0, 2, 2], 9)),
+        };
+        let target = SocketAddr::from(([127, 0, 0, 1], 9));
+        let flow = UdpFlow::open(ep, target, now).expect("udp socket");
+        let key = FlowKey {
+            proto: Proto::Udp,
+            sandbox: ep.sandbox,
+            remote: ep.remote,
+        };
+        (key, Flow::Udp(flow))
+    }
+
+    #[test]
+    fn full_table_evicts_the_least_recently_active_udp_flow() {
+        let mut t = FlowTable::new(3);
+        let start = Instant::now();
+        let mut keys = Vec::new();
+        for i in 0..3u16 {
+            let (slot, evicted) = t.reserve().expect("room");
+            assert!(evicted.is_none());
+            let (key, flow) = udp_flow(
+                1000 + i,
+                start + std::time::Duration::from_secs(u64::from(i)),
+            );
+            t.insert(slot, key, flow);
+            keys.push(key);
+        }
+        let (slot, evicted) = t.reserve().expect("evicts");
+        assert!(evicted.is_some());
+        assert_eq!(t.find(&keys[0]), None, "the oldest flow went");
+        assert!(t.find(&keys[1]).is_some() && t.find(&keys[2]).is_some());
+        t.release(slot);
+        assert_eq!(
+            t.reserve().map(|(s, e)| (s, e.is_none())),
+            Some((slot, true))
+        );
+    }
+
+    #[test]
+    fn removed_slot_is_reused_and_index_forgets_the_key() {
+        let mut t = FlowTable::new(2);
+        let (slot, _) = t.reserve().expect("room");
+        let (key, flow) = udp_flow(2000, Instant::now());
+        t.insert(slot, key, flow);
+        assert!(t.remove(slot).is_some());
+        assert_eq!(t.find(&key), None);
+        assert_eq!(t.reserve().map(|(s, _)| s), Some(slot));
     }
 }
