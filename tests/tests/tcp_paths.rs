@@ -115,11 +115,8 @@ fn zero_window_holds_host_data_until_sandbox_reads_then_delivers_all() {
         &gateway(server.port()),
         &gateway(server.ctrl_port()),
     ]);
-    let out = run(
-        "rootless-run -- rr-probe recv-after-go",
-        &mut h.rootless_run(&probe),
-        BULK_TIMEOUT,
-    );
+    let script = format!("{} && $P tcp-counters TCPZeroWindowDrop", probe.join(" "));
+    let out = sandbox_sh(&h, "rootless-run -- rr-probe recv-after-go", &[], &script);
     let rep = server.report(TIMEOUT);
     assert_eq!(
         out.shell_status(),
@@ -139,6 +136,17 @@ fn zero_window_holds_host_data_until_sandbox_reads_then_delivers_all() {
         counter(&out, "TCPToZeroWindowAdv") > 0,
         "the sandbox never advertised a zero window before it read (host blocked after \
          {blocked} bytes)\n{out}\n{rep:?}"
+    );
+    // Over the whole transfer (the last count printed, after the go line's).
+    let dropped = out
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("TCPZeroWindowDrop="));
+    assert_eq!(
+        dropped,
+        Some("0"),
+        "the netstack sent data into the sandbox's closed window\n{out}"
     );
     assert_eq!(rep.sent, BYTES, "the host did not send everything: {rep:?}");
     assert_line(
