@@ -527,3 +527,24 @@ fn full_sized_segment_is_acked_in_the_same_batch() {
     r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
     assert_eq!(r.sink.take().len(), 1);
 }
+
+#[test]
+fn answered_zero_window_probes_never_reset_the_flow() {
+    let mut r = Rig::established(0);
+    r.host.queued.extend([3u8; 100]);
+    r.host_readable();
+    for probe in 0..(MAX_RETRIES + 5) {
+        assert_eq!(
+            r.advance(RTO_MAX),
+            Verdict::Keep,
+            "probe {probe} reset the flow"
+        );
+        let out = r.sink.take();
+        assert!(out.iter().all(|o| !o.flags.rst), "probe {probe}: {out:?}");
+        assert_eq!(r.input(seg(IRS + 1, ISS + 1, ACK, 0, &[])), Verdict::Keep);
+        r.sink.take();
+    }
+    r.input(seg(IRS + 1, ISS + 1, ACK, 10, &[]));
+    let out = r.sink.take();
+    assert_eq!(out.iter().map(|o| o.payload.len()).sum::<usize>(), 100);
+}

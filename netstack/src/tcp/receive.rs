@@ -1,0 +1,260 @@
+//! Sandbox -> host half of the TCP translator: segments from the sandbox (ACKs, data, FIN,
+//! RST) and the ACKs and windows we owe it. Part of `tcp`; see its theory of operation.
+
+use std::io;
+use std::time::Instant;
+
+use super::*;
+
+impl TcpFlow {
+    pub(super) fn our_window<H: HostSocket>(&mut self, host: &mut H) -> u16 {
+        let space = if self.fin_received {
+            0
+        } else {
+            host.send_space()
+        };
+        let field = (space >> self.rcv_scale).min(usize::from(u16::MAX)) as u16;
+        self.last_window = usize::from(field) << self.rcv_scale;
+        field
+    }
+
+    /// Arms or clears the small-window recheck after we advertised `last_window`.
+    fn watch_window(&mut self, now: Instant) {
+        if self.last_window < SMALL_WINDOW && !self.fin_received && self.established {
+            if self.wnd_at.is_none() {
+                self.wnd_at = Some(now + self.wnd_backoff);
+            }
+        } else {
+            self.wnd_at = None;
+            self.wnd_backoff = WINDOW_RECHECK_MIN;
+        }
+    }
+
+    /// The small-window recheck fired: send a window update if the host socket drained.
+    pub(super) fn recheck_window<H: HostSocket>(
+        &mut self,
+        host: &mut H,
+        eg: &mut Egress,
+        now: Instant,
+    ) {
+        self.wnd_at = None;
+        let before = self.last_window;
+        let space = host.send_space();
+        if space >= before.saturating_mul(2).max(SMALL_WINDOW / 4) {
+            self.wnd_backoff = WINDOW_RECHECK_MIN;
+            self.ack_pending = true;
+            self.flush_ack(host, eg, now);
+        } else {
+            self.wnd_backoff = (self.wnd_backoff * 2).min(WINDOW_RECHECK_MAX);
+            self.wnd_at = Some(now + self.wnd_backoff);
+        }
+    }
+
+    /// End of a batch: sends the owed ACK now, or delays it by `ACK_DELAY` when it only
+    /// acknowledges short in-order data that a reply may soon carry.
+    pub fn end_batch<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
+        if !self.ack_pending {
+            return;
+        }
+        if std::mem::take(&mut self.ack_urgent) {
+            self.flush_ack(host, eg, now);
+        } else if self.ack_at.is_none() {
+            self.ack_at = Some(now + ACK_DELAY);
+        }
+    }
+
+    /// Sends the owed ACK now, with our current window.
+    pub fn flush_ack<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
+        if !self.ack_pending {
+            return;
+        }
+        self.ack_pending = false;
+        self.ack_at = None;
+        let window = self.our_window(host);
+        let hdr = self.header(
+            self.snd_nxt,
+            TcpFlags {
+                ack: true,
+                ..TcpFlags::default()
+            },
+            window,
+        );
+        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+        self.watch_window(now);
+    }
+
+    /// Handles one segment from the sandbox.
+    pub fn on_segment<H: HostSocket>(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        host: &mut H,
+        eg: &mut Egress,
+        now: Instant,
+    ) -> Verdict {
+        self.last_active = now;
+        if seg.flags.rst {
+            host.abort();
+            return Verdict::Close;
+        }
+        if seg.flags.syn {
+            return self.on_syn_again(seg, host, eg);
+        }
+        if !seg.flags.ack || self.connecting {
+            return Verdict::Keep;
+        }
+        if !self.established {
+            if seg.ack != self.iss.wrapping_add(1) {
+                return Verdict::Keep;
+            }
+            self.established = true;
+            self.snd_una = seg.ack;
+            self.rtx_at = None;
+            self.rto = RTO_MIN;
+            self.retries = 0;
+        }
+        let progress = self.on_ack(seg, host, now);
+        if let Err(error) = progress {
+            tracing::debug!(sandbox = %self.ep.sandbox, %error, "host socket failed");
+            return self.reset(host, eg);
+        }
+        if let Err(error) = self.on_data(seg, host) {
+            tracing::debug!(sandbox = %self.ep.sandbox, %error, "host send failed");
+            return self.reset(host, eg);
+        }
+        if std::mem::take(&mut self.dup_ack_now) {
+            self.flush_ack(host, eg, now);
+        }
+        if self.fin_received && self.fin_acked {
+            self.flush_ack(host, eg, now);
+            return Verdict::Close;
+        }
+        self.push(host, eg, now)
+    }
+
+    fn on_syn_again<H: HostSocket>(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        host: &mut H,
+        eg: &mut Egress,
+    ) -> Verdict {
+        if seg.seq != self.irs {
+            // A new connection on a reused port while we still hold the old one.
+            host.abort();
+            self.send_rst(eg);
+            return Verdict::Close;
+        }
+        if !self.connecting && !self.established {
+            self.send_syn_ack(host, eg);
+        }
+        Verdict::Keep
+    }
+
+    /// Processes the acknowledgement and window of a segment.
+    fn on_ack<H: HostSocket>(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        host: &mut H,
+        now: Instant,
+    ) -> io::Result<()> {
+        let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
+        let acked = seg.ack.wrapping_sub(self.snd_una) as usize;
+        let old_wnd = self.snd_wnd;
+        self.snd_wnd = usize::from(seg.window) << self.snd_scale;
+        if acked > in_flight {
+            // Acknowledges data we never sent: ignore (RFC 9293 3.10.7.4).
+            return Ok(());
+        }
+        if acked == 0 {
+            if in_flight == 0 {
+                // Nothing outstanding: this answers a zero-window probe (or is a window
+                // update). A peer that answers is alive, so persisting never gives up
+                // (RFC 9293 3.8.6.1); only unanswered retransmissions count.
+                self.retries = 0;
+            }
+            let duplicate = in_flight > 0
+                && seg.payload.is_empty()
+                && !seg.flags.fin
+                && self.snd_wnd == old_wnd;
+            if duplicate {
+                self.dupacks = self.dupacks.saturating_add(1);
+                if self.dupacks == DUPACK_THRESHOLD {
+                    self.rewind();
+                }
+            }
+            return Ok(());
+        }
+        let fin_covered = self.fin_sent && acked == in_flight;
+        let data = acked - usize::from(fin_covered);
+        if data > 0 {
+            host.discard(data)?;
+        }
+        if fin_covered {
+            self.fin_acked = true;
+        }
+        self.snd_una = seg.ack;
+        self.dupacks = 0;
+        self.retries = 0;
+        self.rto = RTO_MIN;
+        self.rtx_at = (self.snd_una != self.snd_nxt).then(|| now + self.rto);
+        Ok(())
+    }
+
+    /// Passes in-order payload (and a FIN) on to the host socket.
+    fn on_data<H: HostSocket>(&mut self, seg: &TcpSegment<'_>, host: &mut H) -> io::Result<()> {
+        let len = seg.payload.len();
+        if len == 0 && !seg.flags.fin {
+            return Ok(());
+        }
+        self.ack_pending = true;
+        let ahead = seg.seq.wrapping_sub(self.rcv_nxt) as i32;
+        if ahead > 0 {
+            // Out of order: drop it, and answer every such segment with its own duplicate
+            // ACK (not one per batch), so the sandbox reaches its fast-retransmit threshold.
+            self.dup_ack_now = true;
+            return Ok(());
+        }
+        if self.fin_received {
+            return Ok(());
+        }
+        let skip = (-ahead) as usize;
+        let Some(fresh) = seg.payload.get(skip..) else {
+            return Ok(()); // entirely old data
+        };
+        let mut sent = 0;
+        while sent < fresh.len() {
+            match host.send(&fresh[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(sent as u32);
+        if sent < fresh.len() {
+            self.host_writable = false;
+            self.ack_urgent = true;
+            return Ok(());
+        }
+        // A full-sized segment is bulk: ACK it this batch. A short one is likely a request
+        // whose answer can carry the ACK (delayed ACK, RFC 9293 3.8.6.3).
+        if fresh.len() >= self.mss || seg.flags.fin {
+            self.ack_urgent = true;
+        }
+        if seg.flags.fin {
+            host.shutdown_write()?;
+            self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+            self.fin_received = true;
+        }
+        Ok(())
+    }
+
+    /// The host socket has send space again: tell the sandbox the window opened.
+    pub fn on_host_writable<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
+        if !self.host_writable && !self.connecting {
+            self.host_writable = true;
+            self.ack_pending = true;
+            self.flush_ack(host, eg, now);
+        }
+    }
+}
