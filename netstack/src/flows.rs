@@ -155,6 +155,18 @@ impl FlowTable {
         Some(s.flow)
     }
 
+    /// Whether the flow in `slot` has nothing more to carry from the sandbox: UDP and ICMP
+    /// always, TCP once the sandbox's FIN or RST arrived.
+    pub fn sandbox_closed(&self, slot: usize) -> bool {
+        match self.slots.get(slot) {
+            Some(Some(Slot {
+                flow: Flow::Tcp(f, _),
+                ..
+            })) => f.sandbox_closed(),
+            _ => true,
+        }
+    }
+
     /// Slots in use (for timer scans).
     pub fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
         self.slots

@@ -2,7 +2,8 @@
 //! Called by the launcher's parent (on a thread of its own, after fork) and by the
 //! slirp4netns-compatible binary; everything else in the crate is reached from here.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use crate::config::StackConfig;
 use crate::event_loop::EventLoop;
@@ -42,5 +43,15 @@ impl Stack {
     /// Serves the sandbox until a fatal error; returns only on error.
     pub fn run(mut self) -> Result<(), StackError> {
         self.event_loop.run().map_err(StackError::Loop)
+    }
+
+    /// Serves the sandbox until `stop` becomes readable (e.g. the launcher writes to a pipe
+    /// once its command exited), then goes on until every TCP flow has carried the sandbox's
+    /// last bytes and FIN (or `linger` passed), so a command that exits right after writing
+    /// loses nothing. Keep the sandbox's network namespace alive meanwhile (hold its ns fd).
+    pub fn run_until(mut self, stop: BorrowedFd<'_>, linger: Duration) -> Result<(), StackError> {
+        self.event_loop
+            .run_until(stop, linger)
+            .map_err(StackError::Loop)
     }
 }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -30,6 +30,8 @@ use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
 
 /// Token of the tap fd.
 const TAP: Token = Token(0);
+/// Token of the optional stop fd (`run_until`); flow tokens stay far below it.
+const STOP: Token = Token(usize::MAX);
 /// Frames read from the tap per iteration before other work gets a turn.
 const TAP_BATCH: usize = 64;
 /// Readiness events taken per epoll_wait.
@@ -77,6 +79,8 @@ pub struct EventLoop {
     /// Scratch list for timer scans.
     scan: Vec<usize>,
     tap_more: bool,
+    /// The stop fd of `run_until` fired.
+    stop_requested: bool,
     /// Test-only faults applied to frames read from the tap.
     #[cfg(feature = "fault-injection")]
     rx_faults: Option<crate::fault::Faults>,
@@ -115,6 +119,7 @@ impl EventLoop {
             pending: Vec::with_capacity(max),
             scan: Vec::with_capacity(max),
             tap_more: false,
+            stop_requested: false,
             #[cfg(feature = "fault-injection")]
             rx_faults,
             next_timer: None,
@@ -130,6 +135,41 @@ impl EventLoop {
         loop {
             self.turn(&mut events, None)?;
         }
+    }
+
+    /// Runs until `stop` becomes readable, then until every TCP flow has seen the sandbox's
+    /// FIN or RST (what the sandbox sent before it went away is delivered), at most `linger`.
+    pub fn run_until(&mut self, stop: BorrowedFd<'_>, linger: Duration) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        self.poll.registry().register(
+            &mut SourceFd(&stop.as_raw_fd()),
+            STOP,
+            Interest::READABLE,
+        )?;
+        while !self.stop_requested {
+            self.turn(&mut events, None)?;
+        }
+        let deadline = Instant::now() + linger;
+        // Whatever is queued on the tap now is the sandbox's last word.
+        self.drain_tap(Instant::now())?;
+        while !self.sandbox_finished() {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::debug!("linger expired with flows still open");
+                break;
+            }
+            self.turn(&mut events, Some(deadline - now))?;
+        }
+        Ok(())
+    }
+
+    /// Every TCP flow has the sandbox's side closed.
+    fn sandbox_finished(&mut self) -> bool {
+        let mut open = 0;
+        for slot in self.flows.occupied() {
+            open += usize::from(!self.flows.sandbox_closed(slot));
+        }
+        open == 0
     }
 
     /// One iteration: wait (at most `cap`, if given) and handle what is ready.
@@ -149,7 +189,9 @@ impl EventLoop {
         }
         self.serve_pending(now);
         for ev in events.iter() {
-            if ev.token() == TAP {
+            if ev.token() == STOP {
+                self.stop_requested = true;
+            } else if ev.token() == TAP {
                 self.drain_tap(now)?;
             } else if let Some(slot) = FlowTable::slot_of(ev.token()) {
                 let ready = Ready {

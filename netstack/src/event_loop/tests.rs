@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::Events;
@@ -485,4 +485,61 @@ fn hostile_segments_on_a_live_flow_never_panic_and_other_flows_carry_on() {
         }
     }
     assert_eq!(&got, b"still here");
+}
+
+#[test]
+fn stop_then_linger_delivers_the_sandboxs_last_bytes_and_fin() {
+    let mut r = Rig::new();
+    let syn = TcpFlags {
+        syn: true,
+        ..TcpFlags::default()
+    };
+    r.send(IRS, 0, syn, &[], true);
+    let mut buf = [0u8; 2048];
+    let (iss, _, _, _) = r.recv(&mut buf);
+    let (mut server, _) = r.listener.accept().expect("accept");
+    server.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    r.send(IRS + 1, iss + 1, ACK, &[], false);
+    // The command's last write and its FIN are still queued on the tap when it exits.
+    let fin = TcpFlags {
+        fin: true,
+        ack: true,
+        ..TcpFlags::default()
+    };
+    r.send(IRS + 1, iss + 1, fin, b"last words", false);
+    let (stop_rx, stop_tx) = nix::unistd::pipe().expect("pipe");
+    nix::unistd::write(&stop_tx, b"x").expect("stop");
+    let started = Instant::now();
+    r.lp.run_until(stop_rx.as_fd(), DEADLINE)
+        .expect("run_until");
+    assert!(
+        started.elapsed() < DEADLINE,
+        "returned only at the linger deadline"
+    );
+    let mut got = Vec::new();
+    server.read_to_end(&mut got).expect("host reads to EOF");
+    assert_eq!(got, b"last words");
+}
+
+#[test]
+fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
+    let mut r = Rig::new();
+    let syn = TcpFlags {
+        syn: true,
+        ..TcpFlags::default()
+    };
+    r.send(IRS, 0, syn, &[], true);
+    let mut buf = [0u8; 2048];
+    let (iss, _, _, _) = r.recv(&mut buf);
+    let _server = r.listener.accept().expect("accept");
+    r.send(IRS + 1, iss + 1, ACK, &[], false);
+    let (stop_rx, stop_tx) = nix::unistd::pipe().expect("pipe");
+    nix::unistd::write(&stop_tx, b"x").expect("stop");
+    let linger = Duration::from_millis(50);
+    let started = Instant::now();
+    r.lp.run_until(stop_rx.as_fd(), linger).expect("run_until");
+    assert!(
+        started.elapsed() >= linger,
+        "a flow the sandbox never closed holds the linger"
+    );
 }

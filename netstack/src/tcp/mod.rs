@@ -242,6 +242,11 @@ impl TcpFlow {
 }
 
 impl TcpFlow {
+    /// The sandbox closed its side (FIN received); a RST removes the flow instead.
+    pub fn sandbox_closed(&self) -> bool {
+        self.fin_received
+    }
+
     /// Host connect still in progress.
     pub fn is_connecting(&self) -> bool {
         self.connecting
