@@ -1,0 +1,235 @@
+//! Routing of frames read from the tap: parse once, then to the control plane, or to the TCP,
+//! UDP or ICMP flow of their 5-tuple, opening flows (and host sockets) on first sight.
+//! Part of `event_loop`; decides nothing about addresses itself (`nat` does).
+
+use super::*;
+
+impl EventLoop {
+    #[cfg(not(feature = "fault-injection"))]
+    pub(super) fn ingress(&mut self, frame: &[u8], now: Instant) {
+        self.dispatch(frame, now);
+    }
+
+    #[cfg(feature = "fault-injection")]
+    pub(super) fn ingress(&mut self, frame: &[u8], now: Instant) {
+        match self.rx_faults.take() {
+            Some(mut faults) => {
+                faults.apply(frame, |f| self.dispatch(f, now));
+                self.rx_faults = Some(faults);
+            }
+            None => self.dispatch(frame, now),
+        }
+    }
+
+    /// Routes one frame from the sandbox.
+    pub(super) fn dispatch(&mut self, frame: &[u8], now: Instant) {
+        let (eth, parsed) = match wire::parse(frame) {
+            Ok(p) => p,
+            Err(error) => {
+                self.drops.malformed += 1;
+                tracing::trace!(%error, "frame dropped");
+                return;
+            }
+        };
+        self.egress.learn_sandbox_mac(eth.src);
+        match parsed {
+            Frame::Arp => self.control.input(frame, &mut self.egress, now),
+            Frame::Ip { meta, l4 } => self.dispatch_ip(frame, meta, l4, now),
+            Frame::Unsupported => self.drops.malformed += 1,
+        }
+    }
+
+    fn dispatch_ip(&mut self, frame: &[u8], meta: IpMeta, l4: L4<'_>, now: Instant) {
+        match l4 {
+            L4::Tcp(seg) => self.tcp_input(meta, &seg, now),
+            L4::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => self.udp_input(meta, src_port, dst_port, payload, now),
+            L4::EchoRequestV4 { .. } | L4::Other if is_ours(meta.dst) => {
+                self.control.input(frame, &mut self.egress, now)
+            }
+            L4::Other if meta.proto == IpProtocol::Icmpv6 && !is_unicast(meta.dst) => {
+                // Neighbour and router solicitations go to multicast addresses.
+                self.control.input(frame, &mut self.egress, now)
+            }
+            L4::EchoRequestV4 { ident, message, .. } => self.ping_input(meta, ident, message, now),
+            L4::Other => self.drops.refused += 1,
+        }
+    }
+
+    fn tcp_input(&mut self, meta: IpMeta, seg: &TcpSegment<'_>, now: Instant) {
+        let ep = Endpoints {
+            sandbox: SocketAddr::new(meta.src, seg.src_port),
+            remote: SocketAddr::new(meta.dst, seg.dst_port),
+        };
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            sandbox: ep.sandbox,
+            remote: ep.remote,
+        };
+        if let Some(slot) = self.flows.find(&key) {
+            if let Some(Flow::Tcp(flow, host)) = self.flows.get_mut(slot) {
+                let verdict = flow.on_segment(seg, host, &mut self.egress, now);
+                let owes_ack = flow.ack_pending();
+                let timer = flow.next_timer();
+                self.after_tcp(slot, verdict, owes_ack, timer);
+            }
+            return;
+        }
+        if seg.flags.syn && !seg.flags.ack {
+            self.tcp_open(key, ep, seg, now);
+        } else {
+            tcp::reset_stray(ep, seg, &mut self.egress);
+        }
+    }
+
+    fn tcp_open(&mut self, key: FlowKey, ep: Endpoints, seg: &TcpSegment<'_>, now: Instant) {
+        let target = match nat::host_target(&self.cfg, ep.remote) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.drops.refused += 1;
+                tracing::debug!(remote = %ep.remote, %reason, "tcp connection refused");
+                return tcp::reset_stray(ep, seg, &mut self.egress);
+            }
+        };
+        let Some((slot, evicted)) = self.flows.reserve() else {
+            self.drops.table_full += 1;
+            return tcp::reset_stray(ep, seg, &mut self.egress);
+        };
+        self.close_flow(evicted);
+        let mut stream = match TcpStream::connect(target) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::debug!(%target, %error, "host connect failed at once");
+                self.flows.release(slot);
+                return tcp::reset_stray(ep, seg, &mut self.egress);
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) =
+            self.poll
+                .registry()
+                .register(&mut stream, FlowTable::token(slot), interest)
+        {
+            tracing::warn!(%error, "cannot register host socket");
+            self.flows.release(slot);
+            return tcp::reset_stray(ep, seg, &mut self.egress);
+        }
+        let iss = self.next_iss(&ep);
+        let flow = TcpFlow::new(ep, seg, self.egress.mtu(), iss, now);
+        tracing::debug!(sandbox = %ep.sandbox, remote = %ep.remote, %target, "tcp flow opened");
+        self.flows
+            .insert(slot, key, Flow::Tcp(Box::new(flow), HostTcp::new(stream)));
+        self.arm(now + self.cfg.tcp_idle_timeout);
+    }
+
+    fn next_iss(&mut self, ep: &Endpoints) -> u32 {
+        // Not a security boundary (the sandbox sees only its own flows): just avoid reusing
+        // sequence space across quick reconnects on one port pair.
+        self.iss_seed = self
+            .iss_seed
+            .wrapping_mul(1_103_515_245)
+            .wrapping_add(u32::from(ep.sandbox.port()) << 16 | u32::from(ep.remote.port()));
+        self.iss_seed
+    }
+
+    fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
+        let ep = Endpoints {
+            sandbox: SocketAddr::new(meta.src, sport),
+            remote: SocketAddr::new(meta.dst, dport),
+        };
+        let key = FlowKey {
+            proto: Proto::Udp,
+            sandbox: ep.sandbox,
+            remote: ep.remote,
+        };
+        if let Some(slot) = self.flows.find(&key) {
+            if let Some(Flow::Udp(flow)) = self.flows.get_mut(slot) {
+                flow.send_from_sandbox(payload, now);
+            }
+            return;
+        }
+        let target = match nat::host_target(&self.cfg, ep.remote) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.drops.refused += 1;
+                tracing::trace!(remote = %ep.remote, %reason, "udp datagram refused");
+                return;
+            }
+        };
+        let opened = UdpFlow::open(ep, target, now);
+        match opened {
+            Ok(mut flow) => {
+                flow.send_from_sandbox(payload, now);
+                let registered = self.add_flow(key, |slot, reg| {
+                    reg.register(&mut flow.sock, FlowTable::token(slot), Interest::READABLE)
+                });
+                if let Some(slot) = registered {
+                    self.flows.insert(slot, key, Flow::Udp(flow));
+                    self.arm(now + self.cfg.udp_idle_timeout);
+                }
+            }
+            Err(error) => tracing::debug!(%target, %error, "udp socket failed"),
+        }
+    }
+
+    fn ping_input(&mut self, meta: IpMeta, ident: u16, message: &[u8], now: Instant) {
+        let sandbox = SocketAddr::new(meta.src, ident);
+        let remote = SocketAddr::new(meta.dst, 0);
+        let key = FlowKey {
+            proto: Proto::Icmp,
+            sandbox,
+            remote,
+        };
+        if let Some(slot) = self.flows.find(&key) {
+            if let Some(Flow::Ping(flow)) = self.flows.get_mut(slot) {
+                flow.send_from_sandbox(message, now);
+            }
+            return;
+        }
+        if nat::host_target(&self.cfg, remote).is_err() {
+            self.drops.refused += 1;
+            return;
+        }
+        match PingFlow::open(meta.src, meta.dst, ident, now) {
+            Ok(mut flow) => {
+                flow.send_from_sandbox(message, now);
+                let registered = self.add_flow(key, |slot, reg| {
+                    reg.register(&mut flow.sock, FlowTable::token(slot), Interest::READABLE)
+                });
+                if let Some(slot) = registered {
+                    self.flows.insert(slot, key, Flow::Ping(flow));
+                    self.arm(now + self.cfg.udp_idle_timeout);
+                }
+            }
+            Err(error) => {
+                // Typically EACCES: our gid is outside net.ipv4.ping_group_range.
+                tracing::debug!(remote = %meta.dst, %error, "no ping socket; echo request dropped");
+            }
+        }
+    }
+
+    /// Reserves a slot and registers a socket for it; `None` when full or registration fails.
+    fn add_flow<F>(&mut self, key: FlowKey, register: F) -> Option<usize>
+    where
+        F: FnOnce(usize, &mio::Registry) -> io::Result<()>,
+    {
+        let Some((slot, evicted)) = self.flows.reserve() else {
+            self.drops.table_full += 1;
+            tracing::debug!(?key, "flow table full");
+            return None;
+        };
+        self.close_flow(evicted);
+        match register(slot, self.poll.registry()) {
+            Ok(()) => Some(slot),
+            Err(error) => {
+                tracing::warn!(%error, "cannot register host socket");
+                self.flows.release(slot);
+                None
+            }
+        }
+    }
+}
