@@ -46,11 +46,33 @@ pub(crate) fn report_child_error(e: &anyhow::Error) -> i32 {
     }
 }
 
+/// Prints a clap error as our one line (`rootless-run: what: why`) and exits 2; help and
+/// version output go through clap unchanged (exit 0).
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    eprintln!("rootless-run: {first}; try 'rootless-run --help'");
+    std::process::exit(EXIT_USAGE);
+}
+
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let args = match cli::parse(&argv) {
         Ok(a) => a,
-        Err(e) => e.exit(),
+        Err(e) => usage_error(e),
     };
     init_logging();
     let caller = cli::Caller::current();
