@@ -167,6 +167,11 @@ impl FlowTable {
         }
     }
 
+    /// Number of slots handed out so far (used or free).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Slots in use (for timer scans).
     pub fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
         self.slots

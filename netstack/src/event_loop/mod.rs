@@ -24,7 +24,7 @@ use crate::flows::{Flow, FlowKey, FlowTable, Proto};
 use crate::host::HostTcp;
 use crate::icmp::PingFlow;
 use crate::nat;
-use crate::tcp::{self, Endpoints, TcpFlow, Verdict};
+use crate::tcp::{self, Endpoints, HostSocket, TcpFlow, Verdict};
 use crate::udp::UdpFlow;
 use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
 
@@ -155,12 +155,26 @@ impl EventLoop {
         while !self.sandbox_finished() {
             let now = Instant::now();
             if now >= deadline {
-                tracing::debug!("linger expired with flows still open");
+                tracing::debug!("linger expired with flows still open; resetting them");
+                self.abort_unfinished();
                 break;
             }
             self.turn(&mut events, Some(deadline - now))?;
         }
         Ok(())
+    }
+
+    /// Resets (RST, not FIN) the host side of every TCP flow the sandbox did not close, so
+    /// a host peer never mistakes a cut-off stream for a complete one.
+    fn abort_unfinished(&mut self) {
+        for slot in 0..self.flows.slot_count() {
+            if self.flows.sandbox_closed(slot) {
+                continue;
+            }
+            if let Some(Flow::Tcp(_, host)) = self.flows.get_mut(slot) {
+                host.abort();
+            }
+        }
     }
 
     /// Every TCP flow has the sandbox's side closed.

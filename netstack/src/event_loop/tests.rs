@@ -531,7 +531,8 @@ fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
     r.send(IRS, 0, syn, &[], true);
     let mut buf = [0u8; 2048];
     let (iss, _, _, _) = r.recv(&mut buf);
-    let _server = r.listener.accept().expect("accept");
+    let (mut server, _) = r.listener.accept().expect("accept");
+    server.set_read_timeout(Some(DEADLINE)).expect("timeout");
     r.send(IRS + 1, iss + 1, ACK, &[], false);
     let (stop_rx, stop_tx) = nix::unistd::pipe().expect("pipe");
     nix::unistd::write(&stop_tx, b"x").expect("stop");
@@ -541,5 +542,12 @@ fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
     assert!(
         started.elapsed() >= linger,
         "a flow the sandbox never closed holds the linger"
+    );
+    drop(r);
+    let mut one = [0u8; 1];
+    let err = server.read(&mut one);
+    assert!(
+        matches!(&err, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a cut-off flow must reach the host as a reset, not EOF: {err:?}"
     );
 }
