@@ -142,6 +142,7 @@ pub mod fake {
         pub ppid: i32,
         pub fail_unshare: Option<Errno>,
         pub fail_clear_groups: Option<Errno>,
+        pub fail_setns_pid: Option<Errno>,
     }
 
     impl Recorder {
@@ -175,7 +176,10 @@ pub mod fake {
         }
         fn setns_pid(&mut self, pid: i32, flags: CloneFlags) -> Result<(), KernelError> {
             self.calls.push(Call::SetnsPid(pid, flags));
-            Ok(())
+            match self.fail_setns_pid {
+                Some(e) => Err(KernelError::new("setns", pid.to_string(), e)),
+                None => Ok(()),
+            }
         }
         fn setns_file(&mut self, path: &Path, flag: CloneFlags) -> Result<(), KernelError> {
             self.calls.push(Call::SetnsFile(path.into(), flag));

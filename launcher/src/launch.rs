@@ -28,6 +28,7 @@ use crate::cli::Caller;
 use crate::config::{Join, JoinNsType, NsFile, RunConfig};
 use crate::idmap::{self, MapText, RangeSpec, Setgroups, SubIds};
 use crate::kernel::Kernel;
+use crate::network;
 use crate::persist::{self, Record};
 use crate::sandbox::{self, CredPlan, FsPlan, JoinPlan, MapWrite, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
@@ -143,11 +144,15 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
 
     // The last fork is behind us: threads are safe from here on.
     let failed = Arc::new(AtomicBool::new(false));
+    let mut net = None;
     if let Some(tap) = tap {
-        if let Err(e) = start_stack(tap, cfg.mtu, child, failed.clone()) {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
-            return Err(e);
+        match network::start(tap, cfg.mtu, child, failed.clone()) {
+            Ok(n) => net = Some(n),
+            Err(e) => {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
         }
     }
     ours.send(tag::GO, &[], &[])
@@ -181,6 +186,9 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         }
         rec.remove(&mut Linux);
     }
+    if let Some(n) = net {
+        n.finish();
+    }
     Ok(status)
 }
 
@@ -213,35 +221,6 @@ fn wait_for_stop(
             return Ok(());
         }
     }
-}
-
-fn start_stack(
-    tap: std::os::fd::OwnedFd,
-    mtu: u32,
-    child: Pid,
-    failed: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let cfg = netstack::StackConfig {
-        mtu,
-        ..Default::default()
-    };
-    // The stack is built and run on its own thread (it need not be Send). The command may
-    // start before the stack is up: frames wait in the tap queue, and a construction failure
-    // is handled like a run failure (log, kill the sandbox, exit 1).
-    std::thread::Builder::new()
-        .name("netstack".into())
-        .spawn(move || {
-            let result = netstack::Stack::new(tap, cfg).and_then(|stack| stack.run());
-            if let Err(e) = result {
-                tracing::error!(error = %anyhow::Error::new(e), "network stack failed; killing the sandbox");
-                failed.store(true, Ordering::SeqCst);
-                let _ = kill(child, Signal::SIGKILL);
-                // Wake a persisted launcher waiting for --stop.
-                let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
-            }
-        })
-        .context("cannot start the network stack thread")?;
-    Ok(())
 }
 
 /// Parent side of the setup protocol. `Ok(None)`: the child gave up (and said why).

@@ -543,6 +543,26 @@ mod tests {
                 CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET
             )]
         );
+        // Before Linux 5.8 setns() takes no pidfd: the /proc files, user namespace first.
+        let mut k = Recorder {
+            fail_setns_pid: Some(Errno::EINVAL),
+            ..Default::default()
+        };
+        let plan = JoinPlan::Pid {
+            pid: 99,
+            types: vec![JoinNsType::User, JoinNsType::Net, JoinNsType::Mount],
+        };
+        join(&mut k, &plan).expect("fallback works");
+        assert_eq!(
+            k.calls[1..],
+            [
+                Call::SetnsFile("/proc/99/ns/user".into(), CloneFlags::CLONE_NEWUSER),
+                Call::SetnsFile("/proc/99/ns/net".into(), CloneFlags::CLONE_NEWNET),
+                Call::SetnsFile("/proc/99/ns/mnt".into(), CloneFlags::CLONE_NEWNS),
+            ]
+        );
+        k.fail_setns_pid = Some(Errno::EPERM);
+        assert!(join(&mut k, &plan).is_err(), "EPERM is not papered over");
         let mut k = Recorder::default();
         let plan = JoinPlan::Files(vec![
             (JoinNsType::User, "/a/user".into()),

@@ -8,10 +8,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{fields, Env};
+use common::{fields, Env, Spawned};
 
 #[test]
 fn uid_and_gid_maps_match_unshare_map_root_user() {
@@ -300,31 +299,19 @@ fn setuid_setgid_and_keep_caps() {
 #[test]
 fn sigterm_to_the_launcher_reaches_the_command() {
     let env = Env::new();
-    let mut cmd = env.as_user(
-        &env.bin,
-        &[
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do :; done",
-        ],
-    );
-    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read ready");
-    assert_eq!(line.trim(), "ready");
+    // Short foreground sleeps: dash runs the trap when the current one ends. (A background
+    // `sleep 1000 & wait` would race: a TERM sent to the job between fork and exec is caught
+    // by the handler the child inherited and lost at exec, leaving the sleep behind.)
+    let script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut run = Spawned::start(env.as_user(&env.bin, &["--", "sh", "-c", script]), "ready");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(run.pid() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("kill");
-    let status = common::wait_bounded(&mut child, common::TIMEOUT);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read rest");
-    assert_eq!(rest.trim(), "got-term");
-    assert_eq!(status.code(), Some(7));
+    let status = run.wait();
+    assert_eq!(status.code(), Some(7), "{status:?}");
+    assert_eq!(run.rest().trim(), "got-term");
 }
 
 /// Starts `script` (which must print "ready") in a sandbox, SIGKILLs the launcher and checks
@@ -338,13 +325,7 @@ fn sigkill_leaves_nothing(extra: &[&str], script: &str) {
     let script = script.replace("MARKER", marker.to_str().expect("utf-8"));
     let mut args: Vec<&str> = extra.to_vec();
     args.extend(["--", "sh", "-c", &script]);
-    let mut cmd = env.as_user(&env.bin, &args);
-    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read ready");
-    assert_eq!(line.trim(), "ready");
+    let mut run = Spawned::start(env.as_user(&env.bin, &args), "ready");
     let name = marker
         .file_name()
         .expect("name")
@@ -353,8 +334,8 @@ fn sigkill_leaves_nothing(extra: &[&str], script: &str) {
     let left = common::processes_with(env.uid, &name);
     assert!(!left.is_empty(), "the sandboxed sleep is running");
     let fds: Vec<_> = left.iter().map(|p| common::pidfd(*p)).collect();
-    child.kill().expect("SIGKILL the launcher");
-    common::wait_bounded(&mut child, common::TIMEOUT);
+    run.child.kill().expect("SIGKILL the launcher");
+    run.wait();
     for (pid, fd) in left.iter().zip(&fds) {
         assert!(
             common::wait_pidfd(fd, Duration::from_secs(10)),
@@ -471,21 +452,17 @@ fn persist_without_detach_keeps_serving_after_the_command_exits() {
     let dir = env.scratch.join("box2");
     let d = dir.to_str().expect("utf-8");
     let _guard = StopOnDrop(&env, d.to_string());
-    let mut cmd = env.as_user(&env.bin, &["--persist", d, "--", "sh", "-c", "echo ready"]);
-    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read ready");
-    assert_eq!(line.trim(), "ready");
+    let mut run = Spawned::start(
+        env.as_user(&env.bin, &["--persist", d, "--", "sh", "-c", "echo ready"]),
+        "ready",
+    );
     // The command has exited; the sandbox is still there to join.
     let out = env.rr(&[
         "--join", d, "--", "ip", "-4", "-o", "route", "show", "default",
     ]);
     assert!(out.ok().contains("via 10.0.2.2"), "{out:?}");
     assert_eq!(env.rr(&["--stop", d]).code(), 0);
-    let st = common::wait_bounded(&mut child, common::TIMEOUT);
-    assert_eq!(st.code(), Some(0), "the command's status");
+    assert_eq!(run.wait().code(), Some(0), "the command's status");
 }
 
 #[test]
@@ -495,4 +472,61 @@ fn completions_are_generated_from_the_cli() {
     let s = out.ok();
     assert!(s.contains("--mount-proc"), "bash completion lists options");
     assert!(s.contains("--map-auto"));
+}
+
+#[test]
+fn kill_child_signal_reaches_the_command_when_the_launcher_dies() {
+    let env = Env::new();
+    let flag = env.scratch.join("got-term");
+    let script = format!(
+        "trap 'echo term > {}; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+        flag.display()
+    );
+    let mut run = Spawned::start(
+        env.as_user(&env.bin, &["--kill-child=TERM", "--", "sh", "-c", &script]),
+        "ready",
+    );
+    let sh = common::children_of(run.pid());
+    assert_eq!(sh.len(), 1, "the launcher has one child, the shell: {sh:?}");
+    let fd = common::pidfd(sh[0]);
+    run.child.kill().expect("SIGKILL the launcher");
+    run.wait();
+    assert!(
+        common::wait_pidfd(&fd, Duration::from_secs(10)),
+        "shell exited"
+    );
+    assert_eq!(fs::read_to_string(&flag).expect("trap ran").trim(), "term");
+}
+
+/// The optional fields (shared:N, master:N) of the root mount, as the sandbox sees them.
+fn root_propagation(out: &str) -> Vec<String> {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no root mount in {out}"));
+    line.split_whitespace()
+        .skip(6)
+        .take_while(|f| *f != "-")
+        .map(|f| f.split(':').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn propagation_matches_unshare() {
+    let env = Env::new();
+    for p in ["private", "slave", "shared", "unchanged"] {
+        let flag = format!("--propagation={p}");
+        let ours = env.rr(&["-m", &flag, "--", "cat", "/proc/self/mountinfo"]);
+        let theirs = env.unshare(&["-Urm", &flag, "cat", "/proc/self/mountinfo"]);
+        assert_eq!(
+            root_propagation(ours.ok()),
+            root_propagation(theirs.ok()),
+            "{flag}"
+        );
+    }
+    let private = env.rr(&["-m", "--", "cat", "/proc/self/mountinfo"]);
+    assert!(
+        root_propagation(private.ok()).is_empty(),
+        "default is private"
+    );
 }

@@ -242,3 +242,137 @@ pub fn fields(s: &str) -> Vec<Vec<String>> {
         .filter(|v: &Vec<String>| !v.is_empty())
         .collect()
 }
+
+/// A launcher started in the background whose first stdout line has been read; killed (and
+/// reaped) on drop, so a failing test leaves nothing running.
+pub struct Spawned {
+    pub child: Child,
+    pub stdout: std::process::ChildStdout,
+}
+
+/// Reads one byte from `r` within `timeout`; None at EOF. Panics with what the process tree
+/// is doing when the deadline passes.
+fn read_byte_bounded(r: &mut std::process::ChildStdout, timeout: Duration, pid: u32) -> Option<u8> {
+    use std::io::Read;
+    let ts = rustix::event::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let mut fds = [rustix::event::PollFd::new(
+        &*r,
+        rustix::event::PollFlags::IN,
+    )];
+    loop {
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => panic!(
+                "no output within {timeout:?}; process tree: {}",
+                describe_tree(pid)
+            ),
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+    let mut b = [0u8; 1];
+    match r.read(&mut b) {
+        Ok(0) => None,
+        Ok(_) => Some(b[0]),
+        Err(e) => panic!("read: {e}"),
+    }
+}
+
+/// `pid state wchan cmdline` for `pid` and its descendants, for failure messages.
+pub fn describe_tree(pid: u32) -> String {
+    let mut out = String::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(") ")
+            .next()
+            .unwrap_or("")
+            .chars()
+            .next()
+            .unwrap_or('?');
+        let cmd = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        for t in fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let wchan = fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+            out.push_str(&format!(
+                "\n  {p}/{} {state} {wchan} {cmd}",
+                t.file_name().to_string_lossy()
+            ));
+        }
+        todo.extend(children_of(p));
+    }
+    out
+}
+
+impl Spawned {
+    /// Starts `cmd` with stdout piped and returns once it printed `first_line`.
+    pub fn start(mut cmd: Command, first_line: &str) -> Spawned {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut s = Spawned { child, stdout };
+        let line = s.read_line();
+        assert_eq!(line.trim(), first_line, "first line of output");
+        s
+    }
+
+    /// One line of stdout (bounded by `TIMEOUT`).
+    pub fn read_line(&mut self) -> String {
+        let mut line = Vec::new();
+        let pid = self.pid();
+        while let Some(b) = read_byte_bounded(&mut self.stdout, TIMEOUT, pid) {
+            line.push(b);
+            if b == b'\n' {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    /// Pid of the launcher (setpriv execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for exit with the test deadline.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_bounded(&mut self.child, TIMEOUT)
+    }
+
+    /// The rest of stdout, up to EOF (bounded by `TIMEOUT` per byte).
+    pub fn rest(&mut self) -> String {
+        let mut out = Vec::new();
+        let pid = self.pid();
+        while let Some(b) = read_byte_bounded(&mut self.stdout, TIMEOUT, pid) {
+            out.push(b);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Pids of the children of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
