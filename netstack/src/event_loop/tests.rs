@@ -3,7 +3,7 @@
 //! Checks a TCP flow end to end and that its steady state allocates nothing.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,27 @@ impl Rig {
         if self.counting {
             self.allocs += allocations() - before;
         }
+    }
+
+    /// Opens a flow from SPORT: SYN, the SYN-ACK, the host's accept, our ACK.
+    /// Returns our peer's initial sequence number and the host's end of the connection.
+    fn connect(&mut self) -> (u32, TcpStream) {
+        let syn = TcpFlags {
+            syn: true,
+            ..TcpFlags::default()
+        };
+        self.send(IRS, 0, syn, &[], true);
+        let mut buf = [0u8; 2048];
+        let (iss, ack, flags, _) = self.recv(&mut buf);
+        assert!(
+            flags.syn && flags.ack,
+            "SYN-ACK once the host connect succeeded"
+        );
+        assert_eq!(ack, IRS + 1);
+        let (server, _) = self.listener.accept().expect("accept");
+        server.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        self.send(IRS + 1, iss + 1, ACK, &[], false);
+        (iss, server)
     }
 
     /// Writes a TCP segment from the sandbox to 10.0.2.2:port.
@@ -160,21 +181,7 @@ const ACK: TcpFlags = TcpFlags {
 #[test]
 fn tcp_flow_through_the_loop_carries_data_both_ways_without_allocating() {
     let mut r = Rig::new();
-    let syn = TcpFlags {
-        syn: true,
-        ..TcpFlags::default()
-    };
-    r.send(IRS, 0, syn, &[], true);
-    let mut scratch = [0u8; 2048];
-    let (iss, ack, flags, _) = r.recv(&mut scratch);
-    assert!(
-        flags.syn && flags.ack,
-        "SYN-ACK once the host connect succeeded"
-    );
-    assert_eq!(ack, IRS + 1);
-    let (mut server, _) = r.listener.accept().expect("accept");
-    server.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    r.send(IRS + 1, iss + 1, ACK, &[], false);
+    let (iss, mut server) = r.connect();
 
     // Warm-up, then count: sandbox -> host, 200 segments of 1000 bytes.
     let chunk = [0x5au8; 1000];
@@ -433,15 +440,12 @@ fn mutated_frames_never_panic_or_stop_the_loop() {
 #[test]
 fn hostile_segments_on_a_live_flow_never_panic_and_other_flows_carry_on() {
     let mut r = Rig::new();
+    let (iss, _victim) = r.connect();
+    let mut buf = [0u8; 2048];
     let syn = TcpFlags {
         syn: true,
         ..TcpFlags::default()
     };
-    r.send(IRS, 0, syn, &[], true);
-    let mut buf = [0u8; 2048];
-    let (iss, _, _, _) = r.recv(&mut buf);
-    let (_victim, _) = r.listener.accept().expect("accept");
-    r.send(IRS + 1, iss + 1, ACK, &[], false);
     let mut rng = Rng(42);
     let payload = [0xa5u8; 1400];
     // Random SYNs open new flows to the listener: accept and drop them as they come.
@@ -490,16 +494,7 @@ fn hostile_segments_on_a_live_flow_never_panic_and_other_flows_carry_on() {
 #[test]
 fn stop_then_linger_delivers_the_sandboxs_last_bytes_and_fin() {
     let mut r = Rig::new();
-    let syn = TcpFlags {
-        syn: true,
-        ..TcpFlags::default()
-    };
-    r.send(IRS, 0, syn, &[], true);
-    let mut buf = [0u8; 2048];
-    let (iss, _, _, _) = r.recv(&mut buf);
-    let (mut server, _) = r.listener.accept().expect("accept");
-    server.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    r.send(IRS + 1, iss + 1, ACK, &[], false);
+    let (iss, mut server) = r.connect();
     // The command's last write and its FIN are still queued on the tap when it exits.
     let fin = TcpFlags {
         fin: true,
@@ -524,16 +519,7 @@ fn stop_then_linger_delivers_the_sandboxs_last_bytes_and_fin() {
 #[test]
 fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
     let mut r = Rig::new();
-    let syn = TcpFlags {
-        syn: true,
-        ..TcpFlags::default()
-    };
-    r.send(IRS, 0, syn, &[], true);
-    let mut buf = [0u8; 2048];
-    let (iss, _, _, _) = r.recv(&mut buf);
-    let (mut server, _) = r.listener.accept().expect("accept");
-    server.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    r.send(IRS + 1, iss + 1, ACK, &[], false);
+    let (_, mut server) = r.connect();
     let (stop_rx, stop_tx) = nix::unistd::pipe().expect("pipe");
     nix::unistd::write(&stop_tx, b"x").expect("stop");
     let linger = Duration::from_millis(50);

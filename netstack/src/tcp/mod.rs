@@ -74,6 +74,20 @@ const WINDOW_RECHECK_MAX: Duration = Duration::from_millis(20);
 /// minimum, so a sandbox sender using Nagle loses little when no reply comes.
 const ACK_DELAY: Duration = Duration::from_millis(1);
 
+/// Flags of a pure ACK.
+const ACK: TcpFlags = TcpFlags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+/// Flags of our FIN.
+const FIN_ACK: TcpFlags = TcpFlags { fin: true, ..ACK };
+/// Flags of our RST (always with an ACK of what we took).
+const RST_ACK: TcpFlags = TcpFlags { rst: true, ..ACK };
+/// Flags of our SYN-ACK.
+const SYN_ACK: TcpFlags = TcpFlags { syn: true, ..ACK };
+
 /// What the event loop should do with the flow after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -239,6 +253,19 @@ impl TcpFlow {
             syn_options: None,
         }
     }
+
+    /// Emits a segment without payload at `seq` carrying our current window.
+    fn send_control<H: HostSocket>(
+        &mut self,
+        host: &mut H,
+        eg: &mut Egress,
+        seq: u32,
+        flags: TcpFlags,
+    ) {
+        let window = self.our_window(host);
+        let hdr = self.header(seq, flags, window);
+        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+    }
 }
 
 impl TcpFlow {
@@ -270,9 +297,8 @@ pub fn reset_stray(ep: Endpoints, seg: &TcpSegment<'_>, eg: &mut Egress) {
         seq,
         ack,
         flags: TcpFlags {
-            rst: true,
             ack: with_ack,
-            ..TcpFlags::default()
+            ..RST_ACK
         },
         window: 0,
         syn_options: None,

@@ -70,16 +70,7 @@ impl TcpFlow {
         }
         self.ack_pending = false;
         self.ack_at = None;
-        let window = self.our_window(host);
-        let hdr = self.header(
-            self.snd_nxt,
-            TcpFlags {
-                ack: true,
-                ..TcpFlags::default()
-            },
-            window,
-        );
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+        self.send_control(host, eg, self.snd_nxt, ACK);
         self.watch_window(now);
     }
 

@@ -30,20 +30,11 @@ impl TcpFlow {
     }
 
     pub(super) fn send_syn_ack<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress) {
-        let mut hdr = self.header(
-            self.iss,
-            TcpFlags {
-                syn: true,
-                ack: true,
-                ..TcpFlags::default()
-            },
-            0,
-        );
+        let mut hdr = self.header(self.iss, SYN_ACK, 0);
         // The window of a SYN-ACK is never scaled (RFC 7323 2.2).
         hdr.window = host.send_space().min(usize::from(u16::MAX)) as u16;
-        let our_mss = eg
-            .max_tcp_payload(self.ep.remote)
-            .min(usize::from(u16::MAX)) as u16;
+        // Our MSS is the link's, even with GSO: the sandbox sizes its segments by it.
+        let our_mss = eg.link_mss(self.ep.remote).min(usize::from(u16::MAX)) as u16;
         let scale = (self.rcv_scale > 0).then_some(self.rcv_scale);
         hdr.syn_options = Some((our_mss, scale));
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
@@ -53,15 +44,7 @@ impl TcpFlow {
     /// Sends RST|ACK for the sandbox's connection (connect refused, or any abort).
     pub fn send_rst(&self, eg: &mut Egress) {
         let seq = if self.established { self.snd_nxt } else { 0 };
-        let hdr = self.header(
-            seq,
-            TcpFlags {
-                rst: true,
-                ack: true,
-                ..TcpFlags::default()
-            },
-            0,
-        );
+        let hdr = self.header(seq, RST_ACK, 0);
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
     }
 
@@ -89,14 +72,7 @@ impl TcpFlow {
                 }
                 return Verdict::Keep;
             }
-            let hdr = self.header(
-                self.snd_nxt,
-                TcpFlags {
-                    ack: true,
-                    ..TcpFlags::default()
-                },
-                window,
-            );
+            let hdr = self.header(self.snd_nxt, ACK, window);
             let max = per_frame.min(room);
             let peeked = eg.tcp(
                 self.ep.remote,
@@ -144,17 +120,7 @@ impl TcpFlow {
     }
 
     pub(super) fn send_fin<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
-        let window = self.our_window(host);
-        let hdr = self.header(
-            self.snd_nxt,
-            TcpFlags {
-                ack: true,
-                fin: true,
-                ..TcpFlags::default()
-            },
-            window,
-        );
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+        self.send_control(host, eg, self.snd_nxt, FIN_ACK);
         self.fin_sent = true;
         self.ack_pending = false;
         self.snd_nxt = self.snd_nxt.wrapping_add(1);
@@ -230,16 +196,7 @@ impl TcpFlow {
         if in_flight == 0 && self.snd_wnd == 0 {
             // Zero-window probe: a pure ACK one below snd_una makes the sandbox answer
             // with its current window.
-            let window = self.our_window(host);
-            let hdr = self.header(
-                self.snd_una.wrapping_sub(1),
-                TcpFlags {
-                    ack: true,
-                    ..TcpFlags::default()
-                },
-                window,
-            );
-            let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+            self.send_control(host, eg, self.snd_una.wrapping_sub(1), ACK);
             self.arm_rtx(now);
             return Verdict::Keep;
         }
