@@ -142,7 +142,8 @@ impl FlowTable {
         }
     }
 
-    /// Removes and returns the flow in `slot`, freeing the slot.
+    /// Removes and returns the flow in `slot`, freeing the slot. Dropping the flow closes its
+    /// socket, which also removes it from the epoll set (no EPOLL_CTL_DEL needed).
     pub fn remove(&mut self, slot: usize) -> Option<Flow> {
         let flow = self.take(slot)?;
         self.free.push(slot);

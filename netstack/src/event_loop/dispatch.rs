@@ -98,7 +98,7 @@ impl EventLoop {
             self.drops.table_full += 1;
             return tcp::reset_stray(ep, seg, &mut self.egress);
         };
-        self.close_flow(evicted);
+        drop(evicted); // closing the socket also takes it out of the epoll set
         let mut stream = match TcpStream::connect(target) {
             Ok(s) => s,
             Err(error) => {
@@ -119,11 +119,24 @@ impl EventLoop {
             return tcp::reset_stray(ep, seg, &mut self.egress);
         }
         let iss = self.next_iss(&ep);
-        let flow = TcpFlow::new(ep, seg, self.egress.mtu(), iss, now);
+        let mut flow = TcpFlow::new(ep, seg, self.egress.mtu(), iss, now);
+        let mut host = HostTcp::new(stream);
         tracing::debug!(sandbox = %ep.sandbox, remote = %ep.remote, %target, "tcp flow opened");
+        // On loopback the handshake usually completes inside connect(): answer the sandbox
+        // now rather than one epoll round trip later.
+        if let Some(result) = host.connect_result() {
+            if flow.on_connected(result, &mut host, &mut self.egress, now) == Verdict::Close {
+                self.flows.release(slot);
+                return;
+            }
+        }
+        let timer = flow.next_timer();
         self.flows
-            .insert(slot, key, Flow::Tcp(Box::new(flow), HostTcp::new(stream)));
+            .insert(slot, key, Flow::Tcp(Box::new(flow), host));
         self.arm(now + self.cfg.tcp_idle_timeout);
+        if let Some(t) = timer {
+            self.arm(t);
+        }
     }
 
     fn next_iss(&mut self, ep: &Endpoints) -> u32 {
@@ -222,7 +235,7 @@ impl EventLoop {
             tracing::debug!(?key, "flow table full");
             return None;
         };
-        self.close_flow(evicted);
+        drop(evicted); // closing the socket also takes it out of the epoll set
         match register(slot, self.poll.registry()) {
             Ok(()) => Some(slot),
             Err(error) => {

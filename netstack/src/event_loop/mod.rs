@@ -305,8 +305,7 @@ impl EventLoop {
     fn after_tcp(&mut self, slot: usize, verdict: Verdict, owes_ack: bool, timer: Option<Instant>) {
         match verdict {
             Verdict::Close => {
-                let flow = self.flows.remove(slot);
-                self.close_flow(flow);
+                self.flows.remove(slot);
             }
             Verdict::Keep => {
                 if owes_ack && !self.touched.contains(&slot) {
@@ -366,8 +365,7 @@ impl EventLoop {
                 tracing::debug!(sandbox = %flow.endpoints().sandbox, "idle tcp flow reset");
                 flow.reset(host, &mut self.egress);
             }
-            let flow = self.flows.remove(slot);
-            self.close_flow(flow);
+            self.flows.remove(slot);
             return;
         }
         if let Flow::Tcp(flow, host) = flow {
@@ -377,20 +375,6 @@ impl EventLoop {
             self.after_tcp(slot, verdict, owes_ack, timer);
         }
         self.arm(expires);
-    }
-
-    /// Deregisters and drops a flow's socket.
-    fn close_flow(&mut self, flow: Option<Flow>) {
-        let registry = self.poll.registry();
-        let result = match flow {
-            Some(Flow::Tcp(_, mut host)) => registry.deregister(&mut host.stream),
-            Some(Flow::Udp(mut f)) => registry.deregister(&mut f.sock),
-            Some(Flow::Ping(mut f)) => registry.deregister(&mut f.sock),
-            None => Ok(()),
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "deregister failed");
-        }
     }
 }
 
