@@ -218,3 +218,63 @@ fn outbound_tcp_reaches_documentation_address_through_outer_netns() {
         "the server saw the connection come from {peer}"
     );
 }
+
+/// The DNS forwarder at 10.0.2.3:53 relays to the host's first resolv.conf nameserver. The test
+/// is that upstream: a UDP echo server on the sealed namespace's 127.0.0.1:53, named by a
+/// resolv.conf bind-mounted (in a private mount namespace) over /etc/resolv.conf for the
+/// launcher only. Nothing leaves the sealed namespace, and the host's resolver is never used.
+#[test]
+fn dns_forwarder_relays_to_the_hosts_resolver() {
+    let h = Harness::new();
+    let upstream = std::net::UdpSocket::bind(("127.0.0.1", 53))
+        .expect("bind the fake upstream resolver on 127.0.0.1:53 (the sealed netns is ours)");
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok((n, peer)) = upstream.recv_from(&mut buf) {
+            if upstream.send_to(&buf[..n], peer).is_ok() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let resolv = h.dir().join("resolv.conf");
+    fs::write(&resolv, "nameserver 127.0.0.1\n").expect("write the test's resolv.conf");
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf || exit 91; exec \"$@\"",
+        resolv.display()
+    );
+    let mut argv = [
+        "/usr/bin/unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+        "sh",
+    ]
+    .map(String::from)
+    .to_vec();
+    let probe = h.probe(&["udp-echo", "10.0.2.3:53", "4"]);
+    argv.extend(h.as_user_argv(&h.rootless_run_argv(&probe)));
+    let out = run(
+        "rootless-run -- rr-probe udp-echo 10.0.2.3:53",
+        &mut command(&argv),
+        TIMEOUT,
+    );
+    assert_eq!(
+        out.shell_status(),
+        0,
+        "datagrams to the DNS address were not relayed to the resolver\n{out}"
+    );
+    assert!(
+        out.stdout.contains("echoed 4 datagrams"),
+        "unexpected probe output\n{out}"
+    );
+    assert!(
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= 4,
+        "the upstream on 127.0.0.1:53 did not see the queries"
+    );
+}
