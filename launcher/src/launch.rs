@@ -7,7 +7,8 @@
 //!                                              open tap0; netlink config
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
-//!   start netstack thread; send 'g'  ------->  [--pid: fork init (pid 1) -> fork command]
+//!   start netstack thread; send 'g'  ------->  --pid: fork init (pid 1) -> fork command
+//!                                              else: stay as monitor (subreaper) -> fork command
 //!   forward signals; reap; exit with status    mounts, hostname, root, wd; creds; exec argv
 //! ```
 //! Called by `main` with a validated `RunConfig`. Owns fork/exec order and the channel
@@ -28,12 +29,13 @@ use crate::cli::Caller;
 use crate::config::{Join, JoinNsType, NsFile, RunConfig};
 use crate::idmap::{self, MapText, RangeSpec, Setgroups, SubIds};
 use crate::kernel::Kernel;
+use crate::monitor;
 use crate::network;
 use crate::persist::{self, Record};
 use crate::sandbox::{self, CredPlan, FsPlan, JoinPlan, MapWrite, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
 use crate::sys::fdpass::Channel;
-use crate::sys::process::{self, Forked, Lifeline};
+use crate::sys::process::{self, Forked, Lifeline, ProcDir};
 use crate::sys::Linux;
 
 /// Channel message tags.
@@ -607,6 +609,13 @@ fn child_setup(
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     sandbox::tie_to_parent(k, Signal::SIGKILL, parent)?;
+    // The monitor lists processes through the caller's /proc, whatever the command's mount
+    // namespace and root become.
+    let proc = if plan.init || plan.relay {
+        None
+    } else {
+        Some(ProcDir::open().context("cannot open /proc")?)
+    };
     if let Some(ns) = &plan.ns {
         sandbox::enter(k, ns, parent, &mut || {
             chan.send(tag::MAPS, &[], &[]).context("setup channel")?;
@@ -682,8 +691,24 @@ fn child_setup(
         sandbox::prepare_fs(k, &plan.fs)?;
         return exec_command(k, cfg, plan, 0, old_mask);
     }
-    sandbox::prepare_fs(k, &plan.fs)?;
-    exec_command(k, cfg, plan, parent, old_mask)
+    let proc = proc.context("no /proc handle for the monitor")?;
+    let signals = monitor::prepare(k, parent)?;
+    let me = nix::unistd::getpid().as_raw();
+    match process::fork().context("cannot fork")? {
+        Forked::Parent(cmd) => {
+            let st = monitor::watch(&signals, cmd, parent, plan.creds.kill_child, &proc)?;
+            if let Status::Signaled(sig) = st {
+                process::reraise(sig);
+            }
+            Ok(st.code())
+        }
+        Forked::Child => {
+            drop(signals);
+            drop(proc);
+            sandbox::prepare_fs(k, &plan.fs)?;
+            exec_command(k, cfg, plan, me, old_mask)
+        }
+    }
 }
 
 /// Forwards signals to `child` and exits as it did (re-raising a fatal signal).

@@ -9,6 +9,7 @@ mod config;
 mod idmap;
 mod kernel;
 mod launch;
+mod monitor;
 mod network;
 mod persist;
 mod sandbox;

@@ -1,5 +1,5 @@
 //! Waiting for a child while forwarding signals to it: the loop shared by the launcher's
-//! parent, the relay process and the pid-1 init.
+//! parent, the relay process, the monitor and the pid-1 init.
 //! Expects the supervised signals (`sys::process::supervised_set`) to be blocked already; reads
 //! them from a signalfd. Forwards each to the child unless it came from the kernel (si_code
 //! SI_KERNEL): the terminal sends SIGINT/SIGQUIT/SIGWINCH/... to the whole foreground process
@@ -42,7 +42,16 @@ pub struct Signals(SignalFd);
 impl Signals {
     /// Opens a signalfd for the supervised set (which must already be blocked).
     pub fn open() -> anyhow::Result<Signals> {
-        SignalFd::with_flags(&supervised_set(), SfdFlags::SFD_CLOEXEC)
+        Signals::open_with(&[])
+    }
+
+    /// Opens a signalfd for the supervised set plus `extra` (all blocked already).
+    pub fn open_with(extra: &[Signal]) -> anyhow::Result<Signals> {
+        let mut set = supervised_set();
+        for s in extra {
+            set.add(*s);
+        }
+        SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
             .map(Signals)
             .context("cannot open a signalfd")
     }
@@ -116,20 +125,51 @@ pub fn supervise_until(
     reap_all: bool,
     seen: &mut dyn FnMut(Signal),
 ) -> anyhow::Result<Status> {
+    let judge = &mut |sig| {
+        seen(sig);
+        Verdict::Forward
+    };
+    supervise_while(signals, child, reap_all, judge)?
+        .context("supervision stopped although every signal was forwarded")
+}
+
+/// What `supervise_while` does with a signal other than SIGCHLD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass it on to the child (unless the kernel sent it to the whole group).
+    Forward,
+    /// Drop it.
+    Ignore,
+    /// Stop supervising and return `None`, leaving the child running.
+    Stop,
+}
+
+/// Forwards signals to `child` as `judge` decides until it exits (`Some(status)`) or `judge`
+/// says stop (`None`).
+pub fn supervise_while(
+    signals: &Signals,
+    child: Pid,
+    reap_all: bool,
+    judge: &mut dyn FnMut(Signal) -> Verdict,
+) -> anyhow::Result<Option<Status>> {
     // The child may have exited before the signalfd existed; its SIGCHLD is then pending and
     // the first read returns it, but check once anyway.
     if let Some(st) = reap(child, reap_all)? {
-        return Ok(st);
+        return Ok(Some(st));
     }
     loop {
         let (sig, code) = signals.next()?;
         if sig == Signal::SIGCHLD {
             if let Some(st) = reap(child, reap_all)? {
-                return Ok(st);
+                return Ok(Some(st));
             }
             continue;
         }
-        seen(sig);
+        match judge(sig) {
+            Verdict::Stop => return Ok(None),
+            Verdict::Ignore => continue,
+            Verdict::Forward => {}
+        }
         if should_forward(sig, code) {
             tracing::debug!(signal = %sig, child = child.as_raw(), "forwarding");
             // ESRCH: it is exiting; its SIGCHLD follows.

@@ -351,6 +351,49 @@ fn sigkill_of_the_launcher_leaves_no_process() {
 }
 
 #[test]
+fn sigkill_of_the_launcher_takes_detached_descendants_along_without_pid() {
+    // Two background jobs and an orphan (its parent subshell exits, so it is reparented to the
+    // monitor, the subreaper) all die with the launcher, though no pid namespace holds them.
+    let env = Env::new();
+    let marker = env
+        .scratch
+        .join(format!("rr-detached-marker-{}", std::process::id()));
+    std::os::unix::fs::symlink("/bin/sleep", &marker).expect("symlink");
+    let m = marker.to_str().expect("utf-8");
+    let script = format!("{m} 1000 & {m} 1001 & ({m} 1002 &); echo ready; wait");
+    let mut run = Spawned::start(env.as_user(&env.bin, &["--", "sh", "-c", &script]), "ready");
+    let launcher = run.pid();
+    let tree = common::descendants_of(launcher);
+    // The monitor, the shell, its two jobs and the orphan; the subshell has been waited for.
+    assert_eq!(
+        tree.len(),
+        5,
+        "sandbox tree: {}",
+        common::describe_tree(launcher)
+    );
+    let monitor = common::children_of(launcher);
+    assert_eq!(monitor.len(), 1, "{}", common::describe_tree(launcher));
+    assert_eq!(
+        common::children_of(monitor[0]).len(),
+        2,
+        "the shell and the orphan are the monitor's: {}",
+        common::describe_tree(launcher)
+    );
+    let fds: Vec<_> = tree.iter().map(|p| common::pidfd(*p)).collect();
+    run.child.kill().expect("SIGKILL the launcher");
+    run.wait();
+    for (pid, fd) in tree.iter().zip(&fds) {
+        assert!(
+            common::wait_pidfd(fd, Duration::from_secs(10)),
+            "process {pid} survived the launcher: {}",
+            common::describe_tree(*pid)
+        );
+    }
+    let name = marker.file_name().expect("name").to_string_lossy();
+    assert_eq!(common::processes_with(env.uid, &name), Vec::<u32>::new());
+}
+
+#[test]
 fn sigkill_of_the_launcher_takes_the_pid_namespace_along() {
     // With --pid the whole tree goes: the init dies, and the kernel kills the namespace.
     sigkill_leaves_nothing(
@@ -486,8 +529,10 @@ fn kill_child_signal_reaches_the_command_when_the_launcher_dies() {
         env.as_user(&env.bin, &["--kill-child=TERM", "--", "sh", "-c", &script]),
         "ready",
     );
-    let sh = common::children_of(run.pid());
-    assert_eq!(sh.len(), 1, "the launcher has one child, the shell: {sh:?}");
+    let monitor = common::children_of(run.pid());
+    assert_eq!(monitor.len(), 1, "the launcher has one child: {monitor:?}");
+    let sh = common::children_of(monitor[0]);
+    assert_eq!(sh.len(), 1, "the monitor has one child, the shell: {sh:?}");
     let fd = common::pidfd(sh[0]);
     run.child.kill().expect("SIGKILL the launcher");
     run.wait();

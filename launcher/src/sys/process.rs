@@ -1,5 +1,5 @@
 //! Process plumbing: fork, exec, signal masks and dispositions, pidfds, waiting, re-raising a
-//! child's fatal signal, and stdio redirection for `--detach`.
+//! child's fatal signal, stdio redirection for `--detach`, and listing /proc for the monitor.
 //! Called by `launch`, `sandbox`, `supervise` and `persist`; decides nothing.
 
 use std::convert::Infallible;
@@ -281,4 +281,73 @@ pub fn close_fds_from(first: u32) {
     // SAFETY: close_range takes integers only. The caller never touches the closed fds again:
     // it parks in `wait_forever` for the rest of its life.
     let _ = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+}
+
+/// Blocks `sig` too (on top of the supervised set), so it can be read from a signalfd.
+pub fn block(sig: Signal) -> nix::Result<()> {
+    let mut set = SigSet::empty();
+    set.add(sig);
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+}
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to us, not to init.
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// The /proc that was visible when it was opened. Held by the monitor so it can still list
+/// processes after the command pivot_root()s away from it or joins another mount namespace.
+pub struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    /// Opens /proc (close-on-exec).
+    pub fn open() -> nix::Result<ProcDir> {
+        use nix::fcntl::OFlag;
+        nix::fcntl::open(
+            "/proc",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(ProcDir)
+    }
+
+    /// `(pid, contents of /proc/PID/stat)` of every process visible; processes that exit
+    /// during the scan are left out.
+    pub fn stats(&self) -> nix::Result<Vec<(i32, String)>> {
+        use nix::fcntl::OFlag;
+        use std::io::Read;
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(
+            self.0.as_fd(),
+            ".",
+            flags | OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let path = format!("{pid}/stat");
+            let Ok(fd) = nix::fcntl::openat(
+                self.0.as_fd(),
+                path.as_str(),
+                flags,
+                nix::sys::stat::Mode::empty(),
+            ) else {
+                continue;
+            };
+            let mut text = String::new();
+            if std::fs::File::from(fd).read_to_string(&mut text).is_ok() {
+                out.push((pid, text));
+            }
+        }
+        Ok(out)
+    }
 }

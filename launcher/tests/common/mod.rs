@@ -376,3 +376,14 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|p| p.parse().ok())
         .collect()
 }
+
+/// Pids of every descendant of `pid` (not `pid` itself), parents before children.
+pub fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = children_of(pid);
+    while let Some(p) = todo.pop() {
+        out.push(p);
+        todo.extend(children_of(p));
+    }
+    out
+}
