@@ -223,9 +223,9 @@ impl Egress {
         Ok(n)
     }
 
-    /// Emits an ICMPv4 echo reply to `sandbox` carrying `ident`; `fill` writes the reply's
-    /// whole ICMP message (as a ping socket returns it) in place.
-    pub fn echo_reply_v4<F>(
+    /// Emits an echo reply (ICMP or ICMPv6, by `remote`'s family) to `sandbox` carrying
+    /// `ident`; `fill` writes the reply's whole ICMP message (as a ping socket returns it).
+    pub fn echo_reply<F>(
         &mut self,
         remote: IpAddr,
         sandbox: IpAddr,
@@ -240,11 +240,11 @@ impl Egress {
         };
         let head = self.head;
         let end = self.buf.len().min(head + ETH_HEADER + self.mtu);
-        let Some(slot) = self.buf.get_mut(head + emit::ICMPV4_OFFSET..end) else {
+        let Some(slot) = self.buf.get_mut(head + emit::l4_offset(remote)..end) else {
             return Ok(0);
         };
         let n = fill(slot)?;
-        match emit::icmpv4_echo_reply(&mut self.buf[head..], l2, remote, sandbox, ident, n) {
+        match emit::echo_reply(&mut self.buf[head..], l2, remote, sandbox, ident, n) {
             Ok(len) => {
                 vnet::write_plain(&mut self.buf[..head]);
                 self.send(len)

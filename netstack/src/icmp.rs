@@ -1,5 +1,5 @@
-//! ICMP echo to destinations other than our own addresses, through unprivileged ping sockets
-//! (SOCK_DGRAM/IPPROTO_ICMP). Needs the caller's gid inside net.ipv4.ping_group_range; when the
+//! ICMP and ICMPv6 echo to destinations other than our own addresses, through unprivileged
+//! ping sockets (SOCK_DGRAM/IPPROTO_ICMP or IPPROTO_ICMPV6). Needs the caller's gid inside net.ipv4.ping_group_range; when the
 //! kernel refuses the socket, echo requests get no reply (as with slirp4netns) and we log it
 //! once. Echo to the gateway and DNS addresses never comes here: the control plane answers it.
 
@@ -29,12 +29,9 @@ pub struct PingFlow {
 }
 
 impl PingFlow {
-    /// Opens a ping socket toward `remote` (IPv4 only).
+    /// Opens a ping socket toward `remote` (ICMP or ICMPv6 by its family).
     pub fn open(sandbox: IpAddr, remote: IpAddr, ident: u16, now: Instant) -> io::Result<PingFlow> {
-        if !remote.is_ipv4() {
-            return Err(io::Error::from(io::ErrorKind::Unsupported));
-        }
-        let fd = sys::socket::ping_socket_v4()?;
+        let fd = sys::socket::ping_socket(remote.is_ipv6())?;
         let sock = UdpSocket::from_std(std::net::UdpSocket::from(fd));
         sock.connect(SocketAddr::new(remote, 0))?;
         Ok(PingFlow {
@@ -65,7 +62,7 @@ impl PingFlow {
         self.more = false;
         for _ in 0..RECV_BUDGET {
             let sock = &self.sock;
-            match eg.echo_reply_v4(self.remote, self.sandbox, self.ident, |buf| sock.recv(buf)) {
+            match eg.echo_reply(self.remote, self.sandbox, self.ident, |buf| sock.recv(buf)) {
                 Ok(_) => self.last_active = now,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) => tracing::trace!(%error, "ping socket receive error"),

@@ -278,3 +278,51 @@ fn dns_forwarder_relays_to_the_hosts_resolver() {
         "the upstream on 127.0.0.1:53 did not see the queries"
     );
 }
+
+/// Echo to hosts other than the gateway goes out through unprivileged ping sockets (IPv4 and
+/// IPv6) when net.ipv4.ping_group_range admits the user. Run in a fresh network namespace of
+/// its own (the sysctl is per namespace, and another test sets it to '1 0'), whose loopback
+/// holds the two documentation addresses pinged: nothing leaves that namespace.
+#[test]
+fn echo_to_other_hosts_uses_ping_sockets_v4_and_v6() {
+    let h = Harness::new();
+    let script = "ip link set lo up && ip addr add 198.51.100.7/32 dev lo && \
+                  ip -6 addr add 2001:db8::7/128 dev lo nodad && \
+                  echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range || exit 91; \
+                  exec \"$@\"";
+    let mut argv = [
+        "/usr/bin/unshare",
+        "--net",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        "sh",
+    ]
+    .map(String::from)
+    .to_vec();
+    let pings = "ping -n -c1 -W10 198.51.100.7 && ping -6 -n -c1 -W10 2001:db8::7";
+    let sh = ["/bin/sh", "-c", pings].map(String::from);
+    argv.extend(h.as_user_argv(&h.rootless_run_argv(&sh)));
+    let out = run(
+        "rootless-run -- ping 198.51.100.7 and 2001:db8::7",
+        &mut command(&argv),
+        TIMEOUT,
+    );
+    assert_eq!(
+        out.shell_status(),
+        0,
+        "echo through ping sockets failed\n{out}"
+    );
+    assert_eq!(
+        out.stdout
+            .matches("1 packets transmitted, 1 received")
+            .count(),
+        2,
+        "both pings must be answered\n{out}"
+    );
+    assert!(
+        out.stdout.contains("from 198.51.100.7") && out.stdout.contains("from 2001:db8::7"),
+        "the replies must come from the pinged hosts\n{out}"
+    );
+}

@@ -47,14 +47,14 @@ impl EventLoop {
                 dst_port,
                 payload,
             } => self.udp_input(meta, src_port, dst_port, payload, now),
-            L4::EchoRequestV4 { .. } | L4::Other if is_ours(meta.dst) => {
+            L4::EchoRequest { .. } | L4::Other if is_ours(meta.dst) => {
                 self.control.input(frame, &mut self.egress, now)
             }
             L4::Other if meta.proto == IpProtocol::Icmpv6 && !is_unicast(meta.dst) => {
                 // Neighbour and router solicitations go to multicast addresses.
                 self.control.input(frame, &mut self.egress, now)
             }
-            L4::EchoRequestV4 { ident, message, .. } => self.ping_input(meta, ident, message, now),
+            L4::EchoRequest { ident, message, .. } => self.ping_input(meta, ident, message, now),
             L4::Other => self.drops.refused += 1,
         }
     }

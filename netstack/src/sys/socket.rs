@@ -73,15 +73,20 @@ pub fn outq(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(value.max(0) as usize)
 }
 
-/// Opens an unprivileged ICMP echo ("ping") socket for IPv4; fails with EACCES when the
-/// caller's gid is outside net.ipv4.ping_group_range.
-pub fn ping_socket_v4() -> io::Result<OwnedFd> {
+/// Opens an unprivileged ICMP (`v6` false) or ICMPv6 echo ("ping") socket; fails with
+/// EACCES when the caller's gid is outside net.ipv4.ping_group_range (which governs both).
+pub fn ping_socket(v6: bool) -> io::Result<OwnedFd> {
+    let (family, proto) = if v6 {
+        (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+    } else {
+        (libc::AF_INET, libc::IPPROTO_ICMP)
+    };
     // SAFETY: socket(2) takes no pointers; on success we own the returned descriptor.
     let fd = unsafe {
         libc::socket(
-            libc::AF_INET,
+            family,
             libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMP,
+            proto,
         )
     };
     if fd < 0 {

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     checksum, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message,
-    Icmpv4Packet, IpAddress, IpProtocol, IpRepr, TcpPacket, TcpSeqNumber, UdpPacket,
+    Icmpv4Packet, Icmpv6Message, Icmpv6Packet, IpAddress, IpProtocol, IpRepr, TcpPacket,
+    TcpSeqNumber, UdpPacket,
 };
 
 use super::frame::TcpFlags;
@@ -104,9 +105,6 @@ pub fn tcp_payload_offset(ip: IpAddr, syn_options: bool) -> usize {
 pub fn udp_payload_offset(ip: IpAddr) -> usize {
     ETH_LEN + ip_len(ip) + UDP_LEN
 }
-
-/// Offset of the ICMPv4 message in a frame.
-pub const ICMPV4_OFFSET: usize = ETH_LEN + IPV4_LEN;
 
 /// Writes Ethernet and IP headers for an L4 part of `l4_len` bytes; returns the L4 offset.
 fn l2_l3(
@@ -234,9 +232,9 @@ pub fn udp(
     Ok(off + l4_len)
 }
 
-/// Turns the ICMP message of `msg_len` bytes at `ICMPV4_OFFSET` (an echo reply as a ping
-/// socket returns it) into a frame to the sandbox carrying `ident`; returns the frame length.
-pub fn icmpv4_echo_reply(
+/// Turns the ICMP or ICMPv6 message of `msg_len` bytes at `l4_offset(src)` (an echo reply as
+/// a ping socket returns it) into a frame to the sandbox carrying `ident`; returns its length.
+pub fn echo_reply(
     buf: &mut [u8],
     l2: L2,
     src: IpAddr,
@@ -244,14 +242,30 @@ pub fn icmpv4_echo_reply(
     ident: u16,
     msg_len: usize,
 ) -> Result<usize, EmitError> {
-    let off = l2_l3(buf, l2, src, dst, IpProtocol::Icmp, msg_len)?;
+    let proto = match src {
+        IpAddr::V4(_) => IpProtocol::Icmp,
+        IpAddr::V6(_) => IpProtocol::Icmpv6,
+    };
+    let off = l2_l3(buf, l2, src, dst, proto, msg_len)?;
     let msg = buf
         .get_mut(off..off + msg_len)
         .ok_or(EmitError::BufferTooSmall)?;
-    let mut icmp = Icmpv4Packet::new_checked(msg).map_err(|_| EmitError::BufferTooSmall)?;
-    icmp.set_msg_type(Icmpv4Message::EchoReply);
-    icmp.set_msg_code(0);
-    icmp.set_echo_ident(ident);
-    icmp.fill_checksum();
+    match (src, dst) {
+        (IpAddr::V4(_), _) => {
+            let mut icmp = Icmpv4Packet::new_checked(msg).map_err(|_| EmitError::BufferTooSmall)?;
+            icmp.set_msg_type(Icmpv4Message::EchoReply);
+            icmp.set_msg_code(0);
+            icmp.set_echo_ident(ident);
+            icmp.fill_checksum();
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut icmp = Icmpv6Packet::new_checked(msg).map_err(|_| EmitError::BufferTooSmall)?;
+            icmp.set_msg_type(Icmpv6Message::EchoReply);
+            icmp.set_msg_code(0);
+            icmp.set_echo_ident(ident);
+            icmp.fill_checksum(&s, &d);
+        }
+        _ => return Err(EmitError::FamilyMismatch),
+    }
     Ok(off + msg_len)
 }

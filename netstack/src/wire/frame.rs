@@ -84,8 +84,8 @@ pub enum L4<'a> {
         /// Payload bytes.
         payload: &'a [u8],
     },
-    /// ICMPv4 echo request: identifier, sequence number and data.
-    EchoRequestV4 {
+    /// ICMP or ICMPv6 echo request: identifier, sequence number and data.
+    EchoRequest {
         /// Identifier.
         ident: u16,
         /// Sequence number.
@@ -121,6 +121,7 @@ pub struct Ethernet {
 }
 
 const ICMPV4_ECHO_REQUEST: u8 = 8; // RFC 792
+const ICMPV6_ECHO_REQUEST: u8 = 128; // RFC 4443
 
 /// Parses `buf` (one Ethernet frame) into its source MAC and a `Frame` view.
 pub fn parse(buf: &[u8]) -> Result<(Ethernet, Frame<'_>), ParseError> {
@@ -192,14 +193,16 @@ fn parse_l4(proto: IpProtocol, buf: &[u8]) -> Result<L4<'_>, ParseError> {
                 payload: udp.payload(),
             })
         }
-        IpProtocol::Icmp => Ok(parse_icmpv4(buf)),
+        IpProtocol::Icmp => Ok(parse_echo(buf, ICMPV4_ECHO_REQUEST)),
+        IpProtocol::Icmpv6 => Ok(parse_echo(buf, ICMPV6_ECHO_REQUEST)),
         _ => Ok(L4::Other),
     }
 }
 
-fn parse_icmpv4(buf: &[u8]) -> L4<'_> {
+/// An echo request (of the family whose request type is `request`), or `Other`.
+fn parse_echo(buf: &[u8], request: u8) -> L4<'_> {
     match buf {
-        [ICMPV4_ECHO_REQUEST, 0, _, _, i0, i1, s0, s1, ..] => L4::EchoRequestV4 {
+        [t, 0, _, _, i0, i1, s0, s1, ..] if *t == request => L4::EchoRequest {
             ident: u16::from_be_bytes([*i0, *i1]),
             seq: u16::from_be_bytes([*s0, *s1]),
             message: buf,
@@ -348,7 +351,7 @@ mod tests {
         let (_, f) = parse(&frame).unwrap();
         let Frame::Ip {
             l4:
-                L4::EchoRequestV4 {
+                L4::EchoRequest {
                     ident,
                     seq,
                     message,
@@ -359,5 +362,52 @@ mod tests {
             panic!("not echo: {f:?}");
         };
         assert_eq!((ident, seq, message.len()), (0x1234, 5, 12));
+    }
+
+    #[test]
+    fn icmpv6_echo_request_parses_and_reply_is_emitted_with_valid_checksum() {
+        use smoltcp::wire::{Icmpv6Packet, Ipv6Address};
+        let src: std::net::IpAddr = "fd00::100".parse().unwrap();
+        let dst: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let mut frame = [0u8; 14 + 40 + 12];
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let ip = &mut frame[14..54];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&12u16.to_be_bytes());
+        ip[6] = 58; // ICMPv6
+        ip[7] = 64;
+        if let (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) = (src, dst) {
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+        }
+        frame[54..66].copy_from_slice(&[128, 0, 0, 0, 0xab, 0xcd, 0, 9, b'p', b'i', b'n', b'g']);
+        let (_, f) = parse(&frame).unwrap();
+        let Frame::Ip {
+            l4:
+                L4::EchoRequest {
+                    ident,
+                    seq,
+                    message,
+                },
+            ..
+        } = f
+        else {
+            panic!("not an echo request: {f:?}");
+        };
+        assert_eq!((ident, seq, message.len()), (0xabcd, 9, 12));
+
+        // A reply as a ping socket returns it (kernel's identifier), turned into a frame.
+        let mut buf = [0u8; 128];
+        let off = emit::l4_offset(dst);
+        buf[off..off + 12]
+            .copy_from_slice(&[129, 0, 0, 0, 0x11, 0x11, 0, 9, b'p', b'i', b'n', b'g']);
+        let len = emit::echo_reply(&mut buf, l2(), dst, src, 0xabcd, 12).unwrap();
+        let icmp = Icmpv6Packet::new_checked(&buf[off..len]).unwrap();
+        assert_eq!((icmp.echo_ident(), icmp.echo_seq_no()), (0xabcd, 9));
+        let (s, d): (Ipv6Address, Ipv6Address) = match (dst, src) {
+            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => (s, d),
+            _ => unreachable!(),
+        };
+        assert!(icmp.verify_checksum(&s, &d));
     }
 }
