@@ -78,6 +78,17 @@ pub fn command(argv: &[String]) -> Command {
     cmd
 }
 
+/// argv that runs `setup` (a shell snippet, as root) in new namespaces made by
+/// `unshare FLAGS` and then execs `then`; `setup` failing exits 91 before `then` runs.
+pub fn in_new_namespaces(flags: &[&str], setup: &str, then: &[String]) -> Vec<String> {
+    let script = format!("{setup} || exit 91; exec \"$@\"");
+    let mut out = vec!["/usr/bin/unshare".to_owned()];
+    out.extend(argv(flags));
+    out.extend(argv(&["--", "/bin/sh", "-c", &script, "sh"]));
+    out.extend(then.iter().cloned());
+    out
+}
+
 /// Turns string slices into an owned argv.
 pub fn argv(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| (*s).to_owned()).collect()

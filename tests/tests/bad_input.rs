@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rr_tests::child::{run, Outcome, Running, TIMEOUT};
 use rr_tests::procs;
-use rr_tests::sandbox::{command, unique_token, Harness};
+use rr_tests::sandbox::{command, in_new_namespaces, unique_token, Harness};
 
 /// Exit code for a usage error (STYLE.md, CLI: exit codes).
 const EXIT_USAGE: i32 = 2;
@@ -138,26 +138,16 @@ fn disabled_user_namespaces_give_a_one_line_error() {
 /// Runs the launcher as the test user in a private mount namespace where /dev/net is a fresh
 /// tmpfs prepared by `prepare` (a shell snippet run as root); returns its outcome.
 fn launch_with_private_dev_net(h: &Harness, token: &str, prepare: &str) -> Outcome {
-    let script = format!(
+    let setup = format!(
         "mount -t tmpfs -o mode=0755,size=64k rr-dev-net /dev/net || exit 91; {prepare}; \
          if [ -e /dev/net/tun ]; then echo \"precondition: tun $(stat -c %a /dev/net/tun)\"; \
-         else echo 'precondition: tun absent'; fi; \
-         exec \"$@\""
+         else echo 'precondition: tun absent'; fi"
     );
-    let mut argv = [
-        "/usr/bin/unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-        "sh",
-    ]
-    .map(String::from)
-    .to_vec();
-    argv.extend(h.as_user_argv(&h.rootless_run_argv(&h.probe(&["hold", token]))));
+    let argv = in_new_namespaces(
+        &["--mount", "--propagation", "private"],
+        &setup,
+        &h.as_user_argv(&h.rootless_run_argv(&h.probe(&["hold", token]))),
+    );
     run(
         "unshare --mount: rootless-run with a private /dev/net",
         &mut command(&argv),

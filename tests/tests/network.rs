@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rr_tests::child::{run, TIMEOUT};
 use rr_tests::pattern::{sha256_hex, TCP_SEED};
-use rr_tests::sandbox::{command, Harness};
+use rr_tests::sandbox::{command, in_new_namespaces, Harness};
 use rr_tests::servers::{ClosedPort, TcpEcho, UdpEcho, GATEWAY};
 use rr_tests::topology::{Internet, ECHO_PORT, OUTER_ADDR, SERVER_ADDR};
 
@@ -240,25 +240,13 @@ fn dns_forwarder_relays_to_the_hosts_resolver() {
     });
     let resolv = h.dir().join("resolv.conf");
     fs::write(&resolv, "nameserver 127.0.0.1\n").expect("write the test's resolv.conf");
-    let script = format!(
-        "mount --bind {} /etc/resolv.conf || exit 91; exec \"$@\"",
-        resolv.display()
-    );
-    let mut argv = [
-        "/usr/bin/unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-        "sh",
-    ]
-    .map(String::from)
-    .to_vec();
+    let setup = format!("mount --bind {} /etc/resolv.conf", resolv.display());
     let probe = h.probe(&["udp-echo", "10.0.2.3:53", "4"]);
-    argv.extend(h.as_user_argv(&h.rootless_run_argv(&probe)));
+    let argv = in_new_namespaces(
+        &["--mount", "--propagation", "private"],
+        &setup,
+        &h.as_user_argv(&h.rootless_run_argv(&probe)),
+    );
     let out = run(
         "rootless-run -- rr-probe udp-echo 10.0.2.3:53",
         &mut command(&argv),
@@ -286,24 +274,16 @@ fn dns_forwarder_relays_to_the_hosts_resolver() {
 #[test]
 fn echo_to_other_hosts_uses_ping_sockets_v4_and_v6() {
     let h = Harness::new();
-    let script = "ip link set lo up && ip addr add 198.51.100.7/32 dev lo && \
-                  ip -6 addr add 2001:db8::7/128 dev lo nodad && \
-                  echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range || exit 91; \
-                  exec \"$@\"";
-    let mut argv = [
-        "/usr/bin/unshare",
-        "--net",
-        "--",
-        "/bin/sh",
-        "-c",
-        script,
-        "sh",
-    ]
-    .map(String::from)
-    .to_vec();
+    let setup = "ip link set lo up && ip addr add 198.51.100.7/32 dev lo && \
+                 ip -6 addr add 2001:db8::7/128 dev lo nodad && \
+                 echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range";
     let pings = "ping -n -c1 -W10 198.51.100.7 && ping -6 -n -c1 -W10 2001:db8::7";
     let sh = ["/bin/sh", "-c", pings].map(String::from);
-    argv.extend(h.as_user_argv(&h.rootless_run_argv(&sh)));
+    let argv = in_new_namespaces(
+        &["--net"],
+        setup,
+        &h.as_user_argv(&h.rootless_run_argv(&sh)),
+    );
     let out = run(
         "rootless-run -- ping 198.51.100.7 and 2001:db8::7",
         &mut command(&argv),

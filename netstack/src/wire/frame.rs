@@ -336,32 +336,69 @@ mod tests {
         assert_eq!(parse(&buf[..len]), Err(ParseError::Fragment));
     }
 
+    /// An Ethernet frame carrying an echo request (ICMP or ICMPv6 by the addresses' family)
+    /// with 4 bytes of data.
+    fn echo_request_frame(
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        ident: u16,
+        seq: u16,
+    ) -> Vec<u8> {
+        use std::net::IpAddr;
+        let [i0, i1] = ident.to_be_bytes();
+        let [s0, s1] = seq.to_be_bytes();
+        let (ethertype, request) = match src {
+            IpAddr::V4(_) => ([0x08, 0x00], 8),
+            IpAddr::V6(_) => ([0x86, 0xdd], 128),
+        };
+        let icmp = [request, 0, 0, 0, i0, i1, s0, s1, b'p', b'i', b'n', b'g'];
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&ethertype);
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                frame.extend_from_slice(&[0x45, 0, 0, 32, 0, 0, 0, 0, 64, 1, 0, 0]);
+                frame.extend_from_slice(&s.octets());
+                frame.extend_from_slice(&d.octets());
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                frame.extend_from_slice(&[0x60, 0, 0, 0, 0, 12, 58, 64]);
+                frame.extend_from_slice(&s.octets());
+                frame.extend_from_slice(&d.octets());
+            }
+            _ => panic!("mixed families"),
+        }
+        frame.extend_from_slice(&icmp);
+        frame
+    }
+
+    /// (ident, seq, message length) of the echo request `frame` parses to.
+    fn parsed_echo(frame: &[u8]) -> (u16, u16, usize) {
+        match parse(frame) {
+            Ok((
+                _,
+                Frame::Ip {
+                    l4:
+                        L4::EchoRequest {
+                            ident,
+                            seq,
+                            message,
+                        },
+                    ..
+                },
+            )) => (ident, seq, message.len()),
+            other => panic!("not an echo request: {other:?}"),
+        }
+    }
+
     #[test]
     fn echo_request_carries_whole_message() {
-        let mut frame = vec![0u8; 14 + 20 + 12];
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut frame[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&32u16.to_be_bytes());
-        ip[8] = 64;
-        ip[9] = 1;
-        ip[12..16].copy_from_slice(&[10, 0, 2, 100]);
-        ip[16..20].copy_from_slice(&[198, 51, 100, 1]);
-        frame[34..46].copy_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 5, b'p', b'i', b'n', b'g']);
-        let (_, f) = parse(&frame).unwrap();
-        let Frame::Ip {
-            l4:
-                L4::EchoRequest {
-                    ident,
-                    seq,
-                    message,
-                },
-            ..
-        } = f
-        else {
-            panic!("not echo: {f:?}");
-        };
-        assert_eq!((ident, seq, message.len()), (0x1234, 5, 12));
+        let frame = echo_request_frame(
+            "10.0.2.100".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+            0x1234,
+            5,
+        );
+        assert_eq!(parsed_echo(&frame), (0x1234, 5, 12));
     }
 
     #[test]
@@ -369,32 +406,8 @@ mod tests {
         use smoltcp::wire::{Icmpv6Packet, Ipv6Address};
         let src: std::net::IpAddr = "fd00::100".parse().unwrap();
         let dst: std::net::IpAddr = "2001:db8::1".parse().unwrap();
-        let mut frame = [0u8; 14 + 40 + 12];
-        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
-        let ip = &mut frame[14..54];
-        ip[0] = 0x60;
-        ip[4..6].copy_from_slice(&12u16.to_be_bytes());
-        ip[6] = 58; // ICMPv6
-        ip[7] = 64;
-        if let (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) = (src, dst) {
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-        }
-        frame[54..66].copy_from_slice(&[128, 0, 0, 0, 0xab, 0xcd, 0, 9, b'p', b'i', b'n', b'g']);
-        let (_, f) = parse(&frame).unwrap();
-        let Frame::Ip {
-            l4:
-                L4::EchoRequest {
-                    ident,
-                    seq,
-                    message,
-                },
-            ..
-        } = f
-        else {
-            panic!("not an echo request: {f:?}");
-        };
-        assert_eq!((ident, seq, message.len()), (0xabcd, 9, 12));
+        let frame = echo_request_frame(src, dst, 0xabcd, 9);
+        assert_eq!(parsed_echo(&frame), (0xabcd, 9, 12));
 
         // A reply as a ping socket returns it (kernel's identifier), turned into a frame.
         let mut buf = [0u8; 128];
