@@ -6,12 +6,18 @@
 use std::cell::OnceCell;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use nix::sys::signal::Signal;
 
 use crate::config::{ExtraNs, Join, JoinNsType, Mode, NsFile, Propagation, RunConfig};
 use crate::idmap::{self, IdMapPlan, RangeSpec, Setgroups};
+
+/// `--busy-poll` default, in microseconds.
+const DEFAULT_BUSY_POLL_US: u64 = netstack::config::DEFAULT_BUSY_POLL.as_micros() as u64;
+/// Largest `--busy-poll`: a spin longer than this is a CPU burner, not a latency trade.
+const MAX_BUSY_POLL_US: u64 = 10_000;
 
 /// Run a program in new user and network namespaces with a working userspace network
 /// (10.0.2.100/24 via 10.0.2.2, as slirp4netns), like `unshare -Urn` but online.
@@ -143,6 +149,11 @@ pub struct Args {
     /// Do not configure IPv6 (fd00::100/64 via fd00::2) in the sandbox
     #[arg(long)]
     disable_ipv6: bool,
+    /// Longest busy-poll of the network stack before it sleeps after a small exchange,
+    /// in microseconds (0: never spin)
+    #[arg(long, value_name = "USEC", default_value_t = DEFAULT_BUSY_POLL_US,
+          value_parser = clap::value_parser!(u64).range(..=MAX_BUSY_POLL_US))]
+    busy_poll: u64,
     /// Print shell completions for SHELL to stdout and exit
     #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
@@ -469,6 +480,7 @@ pub fn validate(
         detach: args.detach,
         mtu: args.mtu,
         ipv6,
+        busy_poll: Duration::from_micros(args.busy_poll),
     })))
 }
 

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
@@ -209,4 +210,6 @@ pub struct RunConfig {
     pub mtu: u32,
     /// Configure IPv6 in the sandbox.
     pub ipv6: bool,
+    /// Longest busy-poll of the network stack (`--busy-poll`).
+    pub busy_poll: Duration,
 }

@@ -148,7 +148,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     let failed = Arc::new(AtomicBool::new(false));
     let mut net = None;
     if let Some(tap) = tap {
-        match network::start(tap, cfg.mtu, child, failed.clone()) {
+        match network::start(tap, cfg.mtu, cfg.busy_poll, child, failed.clone()) {
             Ok(n) => net = Some(n),
             Err(e) => {
                 let _ = kill(child, Signal::SIGKILL);

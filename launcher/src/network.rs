@@ -34,6 +34,7 @@ pub struct Network {
 pub fn start(
     tap: OwnedFd,
     mtu: u32,
+    busy_poll: Duration,
     child: Pid,
     failed: Arc<AtomicBool>,
 ) -> anyhow::Result<Network> {
@@ -43,6 +44,7 @@ pub fn start(
         .ok();
     let cfg = netstack::StackConfig {
         mtu,
+        busy_poll,
         dns_upstream: netstack::config::host_resolver(),
         ..Default::default()
     };

@@ -49,7 +49,14 @@ pub struct StackConfig {
     pub tcp_idle_timeout: Duration,
     /// A UDP or ICMP flow with no traffic for this long is closed.
     pub udp_idle_timeout: Duration,
+    /// Longest busy-poll before the loop sleeps after a turn that moved little data (it
+    /// adapts below this; zero disables it; it is off when only one CPU is available).
+    pub busy_poll: Duration,
 }
+
+/// Default `busy_poll`: longer than a request/response round trip through the host's
+/// loopback, short enough that a sandbox talking rarely costs nothing measurable.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(100);
 
 impl Default for StackConfig {
     fn default() -> Self {
@@ -61,6 +68,7 @@ impl Default for StackConfig {
             max_flows: 4096,
             tcp_idle_timeout: Duration::from_secs(7200),
             udp_idle_timeout: Duration::from_secs(60),
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -27,12 +27,21 @@ pub trait FrameSink {
 pub struct EgressStats {
     /// Frames handed to the sink.
     pub frames: u64,
+    /// Bytes of those frames (headers included).
+    pub bytes: u64,
     /// Frames the sink refused.
     pub sink_errors: u64,
     /// Frames not sent because the sandbox's MAC is not known yet.
     pub no_link: u64,
     /// Datagrams too large for the link (we do not fragment).
     pub too_big: u64,
+}
+
+impl EgressStats {
+    fn count(&mut self, len: usize) {
+        self.frames += 1;
+        self.bytes += len as u64;
+    }
 }
 
 /// Builder and sender of frames toward the sandbox.
@@ -124,7 +133,7 @@ impl Egress {
             return;
         };
         match self.sink.send_frame(frame) {
-            Ok(()) => self.stats.frames += 1,
+            Ok(()) => self.stats.count(frame.len()),
             Err(error) => {
                 self.stats.sink_errors += 1;
                 tracing::trace!(%error, "tap write failed, frame dropped");
@@ -265,7 +274,7 @@ impl Egress {
         let head = self.head.min(buf.len());
         vnet::write_plain(&mut buf[..head]);
         match self.sink.send_frame(buf) {
-            Ok(()) => self.stats.frames += 1,
+            Ok(()) => self.stats.count(buf.len()),
             Err(_) => self.stats.sink_errors += 1,
         }
     }

@@ -66,6 +66,25 @@ fn unknown_flag_is_a_one_line_usage_error() {
 }
 
 #[test]
+fn out_of_range_busy_poll_is_a_one_line_usage_error() {
+    let h = Harness::new();
+    let token = unique_token("badspin");
+    let hold = h.probe(&["hold", &token]);
+    for bad in ["10001", "-1", "fast"] {
+        let flag = format!("--busy-poll={bad}");
+        let argv = h.as_user_argv(&h.rootless_run_with(&[&flag], &hold));
+        let out = run(
+            &format!("rootless-run {flag}"),
+            &mut command(&argv),
+            TIMEOUT,
+        );
+        assert_one_line_error(&out, EXIT_USAGE, &["--busy-poll", bad]);
+        assert_eq!(out.stdout, "", "nothing may run after a usage error\n{out}");
+    }
+    assert_nothing_left(&h, &token);
+}
+
+#[test]
 fn missing_command_after_double_dash_is_a_one_line_usage_error() {
     let h = Harness::new();
     let out = run("rootless-run --", &mut h.rootless_run(&[]), TIMEOUT);

@@ -119,6 +119,41 @@ fn tcp_echo_of_10_mb_through_gateway_keeps_every_byte() {
 }
 
 #[test]
+fn echo_works_with_busy_poll_off_and_at_its_maximum() {
+    let h = Harness::new();
+    let tcp = TcpEcho::start();
+    let udp = UdpEcho::start();
+    let bytes = 1_000_000u64;
+    let expected = sha256_hex(TCP_SEED, bytes);
+    let script = format!(
+        "{probe} tcp-echo {tcp} {bytes} && {probe} udp-echo {udp} 8",
+        probe = h.probe(&[]).join(" "),
+        tcp = gateway(tcp.port()),
+        udp = gateway(udp.port()),
+    );
+    let sh = ["/bin/sh", "-c", &script].map(String::from);
+    for usec in ["0", "10000"] {
+        let argv = h.as_user_argv(&h.rootless_run_with(&["--busy-poll", usec], &sh));
+        let out = run(
+            &format!("rootless-run --busy-poll {usec} -- tcp and udp echo"),
+            &mut command(&argv),
+            BULK_TIMEOUT,
+        );
+        assert_eq!(
+            out.shell_status(),
+            0,
+            "echo with --busy-poll {usec} failed\n{out}"
+        );
+        assert!(
+            out.stdout
+                .contains(&format!("received {bytes} bytes sha256 {expected}"))
+                && out.stdout.contains("echoed 8 datagrams"),
+            "echo with --busy-poll {usec} lost or changed bytes\n{out}"
+        );
+    }
+}
+
+#[test]
 fn udp_echo_through_gateway_returns_each_datagram_intact() {
     let h = Harness::new();
     let server = UdpEcho::start();

@@ -27,6 +27,7 @@ use crate::nat;
 use crate::tcp::{self, Endpoints, HostSocket, TcpFlow, Verdict};
 use crate::udp::UdpFlow;
 use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
+use spin::Spin;
 
 /// Token of the tap fd.
 const TAP: Token = Token(0);
@@ -85,6 +86,12 @@ pub struct EventLoop {
     #[cfg(feature = "fault-injection")]
     rx_faults: Option<crate::fault::Faults>,
     next_timer: Option<Instant>,
+    /// Busy-poll policy for the wait at the top of each turn.
+    spin: Spin,
+    /// Bytes read from the tap in this turn.
+    tap_bytes: usize,
+    /// Bytes read from and written to the tap in the last turn.
+    moved: usize,
     iss_seed: u32,
     /// Drop counters.
     pub drops: DropStats,
@@ -103,7 +110,8 @@ impl EventLoop {
         let sink: Box<dyn FrameSink> = Box::new(TapSink(tap.as_fd().try_clone_to_owned()?));
         #[cfg(feature = "fault-injection")]
         let (sink, rx_faults) = faults::wrap(sink, rx_len(vnet, mtu))?;
-        tracing::info!(vnet_hdr = vnet, mtu, "network stack starting");
+        let spin = spin_max(cfg.busy_poll);
+        tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
         let mut egress = Egress::new(mtu, mac, sink, vnet);
         let control = ControlPlane::new(mac, mtu, &mut egress);
         let max = cfg.max_flows;
@@ -123,6 +131,9 @@ impl EventLoop {
             #[cfg(feature = "fault-injection")]
             rx_faults,
             next_timer: None,
+            spin: Spin::new(spin),
+            tap_bytes: 0,
+            moved: 0,
             iss_seed: initial_seed(),
             drops: DropStats::default(),
             cfg,
@@ -192,12 +203,14 @@ impl EventLoop {
             (Some(t), Some(c)) => Some(t.min(c)),
             (t, c) => t.or(c),
         };
-        match self.poll.poll(events, timeout) {
+        match self.wait(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
         let now = Instant::now();
+        let sent_before = self.egress.stats.bytes;
+        self.tap_bytes = 0;
         if std::mem::take(&mut self.tap_more) {
             self.drain_tap(now)?;
         }
@@ -219,6 +232,35 @@ impl EventLoop {
         self.flush_acks(now);
         self.run_timers(now);
         self.egress.flush();
+        let sent = self.egress.stats.bytes.wrapping_sub(sent_before);
+        self.moved = self.tap_bytes.saturating_add(sent as usize);
+        Ok(())
+    }
+
+    /// Waits for readiness at most `timeout`: first polls without blocking for as long as
+    /// the spin policy allows after the last turn, then blocks for the rest.
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        let spin = self.spin.budget(self.moved, timeout);
+        let start = Instant::now();
+        if !spin.is_zero() {
+            loop {
+                self.poll.poll(events, Some(Duration::ZERO))?;
+                if !events.is_empty() {
+                    self.spin.record(Some(start.elapsed()));
+                    return Ok(());
+                }
+                if start.elapsed() >= spin {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        self.poll.poll(events, rest)?;
+        if timeout != Some(Duration::ZERO) {
+            self.spin
+                .record((!events.is_empty()).then(|| start.elapsed()));
+        }
         Ok(())
     }
 
@@ -246,7 +288,10 @@ impl EventLoop {
             match nix::unistd::read(&self.tap, rx) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tap closed")),
                 Ok(n) => match rx.get(self.rx_head..n) {
-                    Some(frame) => self.ingress(frame, now),
+                    Some(frame) => {
+                        self.tap_bytes += n;
+                        self.ingress(frame, now)
+                    }
                     None => self.drops.malformed += 1,
                 },
                 Err(nix::errno::Errno::EAGAIN) => return Ok(()),
@@ -436,6 +481,15 @@ fn rx_len(vnet: bool, mtu: usize) -> usize {
     }
 }
 
+/// The busy-poll maximum to use: `wanted`, unless this thread may run on one CPU only
+/// (spinning there would only delay the peer it waits for).
+fn spin_max(wanted: Duration) -> Duration {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() > 1 => wanted,
+        _ => Duration::ZERO,
+    }
+}
+
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
@@ -478,5 +532,6 @@ mod faults {
 }
 
 mod dispatch;
+mod spin;
 #[cfg(test)]
 mod tests;
