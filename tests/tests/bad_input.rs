@@ -73,11 +73,7 @@ fn out_of_range_busy_poll_is_a_one_line_usage_error() {
     for bad in ["10001", "-1", "fast"] {
         let flag = format!("--busy-poll={bad}");
         let argv = h.as_user_argv(&h.rootless_run_with(&[&flag], &hold));
-        let out = run(
-            &format!("rootless-run {flag}"),
-            &mut command(&argv),
-            TIMEOUT,
-        );
+        let out = run(format!("rootless-run {flag}"), &mut command(&argv), TIMEOUT);
         assert_one_line_error(&out, EXIT_USAGE, &["--busy-poll", bad]);
         assert_eq!(out.stdout, "", "nothing may run after a usage error\n{out}");
     }

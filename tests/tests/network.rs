@@ -135,7 +135,7 @@ fn echo_works_with_busy_poll_off_and_at_its_maximum() {
     for usec in ["0", "10000"] {
         let argv = h.as_user_argv(&h.rootless_run_with(&["--busy-poll", usec], &sh));
         let out = run(
-            &format!("rootless-run --busy-poll {usec} -- tcp and udp echo"),
+            format!("rootless-run --busy-poll {usec} -- tcp and udp echo"),
             &mut command(&argv),
             BULK_TIMEOUT,
         );
