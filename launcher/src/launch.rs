@@ -144,6 +144,11 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         return Err(e);
     }
 
+    // The command may start before the stack's thread: its frames wait in the tap's queue,
+    // and the thread's start-up is off the command's critical path.
+    ours.send(tag::GO, &[], &[])
+        .context("cannot tell the sandbox to start")?;
+    drop(ours);
     // The last fork is behind us: threads are safe from here on.
     let failed = Arc::new(AtomicBool::new(false));
     let mut net = None;
@@ -157,9 +162,6 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
             }
         }
     }
-    ours.send(tag::GO, &[], &[])
-        .context("cannot tell the sandbox to start")?;
-    drop(ours);
     if let Some(d) = detached.take() {
         d.ready();
     }
@@ -311,12 +313,15 @@ fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
             } else {
                 SubIds::default()
             };
+            // The name only appears in errors about `auto` ranges; looking it up costs an
+            // NSS round trip, so a plain launch does not.
+            let name = if needs_sub { caller.name() } else { "" };
             let uid = idmap::resolve(
                 im.own_uid_inner,
                 caller.uid,
                 &im.uid_ranges,
                 sub.uid,
-                caller.name(),
+                name,
                 idmap::SUBUID_PATH,
             )
             .context("--map-users")?;
@@ -325,7 +330,7 @@ fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
                 caller.gid,
                 &im.gid_ranges,
                 sub.gid,
-                caller.name(),
+                name,
                 idmap::SUBGID_PATH,
             )
             .context("--map-groups")?;

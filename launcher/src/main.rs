@@ -27,12 +27,26 @@ const EXIT_SETUP: i32 = 1;
 /// Exit status for a usage error (clap's and ours).
 const EXIT_USAGE: i32 = 2;
 
+/// Logs to stderr at the levels RUST_LOG names (`LEVEL` and `TARGET=LEVEL`, comma
+/// separated, e.g. `netstack=debug,warn`); warnings only when it is unset or unreadable.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let default = || Targets::new().with_default(tracing::Level::WARN);
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|error| {
+            eprintln!("rootless-run: RUST_LOG={spec:?} ignored: {error}");
+            default()
+        }),
+        Err(_) => default(),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .init();
 }
 

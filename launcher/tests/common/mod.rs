@@ -114,7 +114,10 @@ impl Env {
             .expect("create temp dir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod 0755");
         let bin = dir.path().join("rootless-run");
-        fs::copy(env!("CARGO_BIN_EXE_rootless-run"), &bin).expect("copy the binary");
+        // RR_TEST_LAUNCHER tests another build (the static release one) instead of this one.
+        let built = std::env::var_os("RR_TEST_LAUNCHER")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_rootless-run").into());
+        fs::copy(&built, &bin).expect("copy the binary");
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
         let scratch = dir.path().join("scratch");
         fs::create_dir(&scratch).expect("mkdir scratch");
