@@ -60,6 +60,7 @@ impl EventLoop {
     }
 
     fn tcp_input(&mut self, meta: IpMeta, seg: &TcpSegment<'_>, now: Instant) {
+        self.flow_traffic = true;
         let ep = Endpoints {
             sandbox: SocketAddr::new(meta.src, seg.src_port),
             remote: SocketAddr::new(meta.dst, seg.dst_port),
@@ -150,6 +151,7 @@ impl EventLoop {
     }
 
     fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
+        self.flow_traffic = true;
         let ep = Endpoints {
             sandbox: SocketAddr::new(meta.src, sport),
             remote: SocketAddr::new(meta.dst, dport),
@@ -190,6 +192,7 @@ impl EventLoop {
     }
 
     fn ping_input(&mut self, meta: IpMeta, ident: u16, message: &[u8], now: Instant) {
+        self.flow_traffic = true;
         let sandbox = SocketAddr::new(meta.src, ident);
         let remote = SocketAddr::new(meta.dst, 0);
         let key = FlowKey {

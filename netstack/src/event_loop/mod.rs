@@ -27,7 +27,7 @@ use crate::nat;
 use crate::tcp::{self, Endpoints, HostSocket, TcpFlow, Verdict};
 use crate::udp::UdpFlow;
 use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
-use spin::Spin;
+use spin::{Spin, Turn};
 
 /// Token of the tap fd.
 const TAP: Token = Token(0);
@@ -90,8 +90,10 @@ pub struct EventLoop {
     spin: Spin,
     /// Bytes read from the tap in this turn.
     tap_bytes: usize,
-    /// Bytes read from and written to the tap in the last turn.
-    moved: usize,
+    /// This turn carried flow traffic.
+    flow_traffic: bool,
+    /// What the last turn did (for the spin policy).
+    last_turn: Turn,
     iss_seed: u32,
     /// Drop counters.
     pub drops: DropStats,
@@ -133,7 +135,8 @@ impl EventLoop {
             next_timer: None,
             spin: Spin::new(spin),
             tap_bytes: 0,
-            moved: 0,
+            flow_traffic: false,
+            last_turn: Turn::default(),
             iss_seed: initial_seed(),
             drops: DropStats::default(),
             cfg,
@@ -211,6 +214,7 @@ impl EventLoop {
         let now = Instant::now();
         let sent_before = self.egress.stats.bytes;
         self.tap_bytes = 0;
+        self.flow_traffic = false;
         if std::mem::take(&mut self.tap_more) {
             self.drain_tap(now)?;
         }
@@ -233,14 +237,17 @@ impl EventLoop {
         self.run_timers(now);
         self.egress.flush();
         let sent = self.egress.stats.bytes.wrapping_sub(sent_before);
-        self.moved = self.tap_bytes.saturating_add(sent as usize);
+        self.last_turn = Turn {
+            flow_traffic: self.flow_traffic,
+            moved: self.tap_bytes.saturating_add(sent as usize),
+        };
         Ok(())
     }
 
     /// Waits for readiness at most `timeout`: first polls without blocking for as long as
     /// the spin policy allows after the last turn, then blocks for the rest.
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        let spin = self.spin.budget(self.moved, timeout);
+        let spin = self.spin.budget(self.last_turn, timeout);
         let start = Instant::now();
         if !spin.is_zero() {
             loop {
@@ -307,6 +314,7 @@ impl EventLoop {
         let Some(flow) = self.flows.get_mut(slot) else {
             return; // stale event for a flow closed earlier in this batch
         };
+        self.flow_traffic = true;
         match flow {
             Flow::Tcp(flow, host) => {
                 let verdict = tcp_event(flow, host, ready, &mut self.egress, now);

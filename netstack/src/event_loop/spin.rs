@@ -20,6 +20,18 @@ use std::time::Duration;
 /// A turn that moved more bytes than this (tap in plus tap out) is bulk: do not spin after it.
 pub const BULK_TURN_BYTES: usize = 32 * 1024;
 
+/// What the last turn did, as far as spinning is concerned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Turn {
+    /// It carried traffic of a TCP, UDP or ICMP flow (frames from the sandbox or host socket
+    /// events). Control-plane traffic alone (ARP, neighbour discovery, MLD, pings of the
+    /// gateway) has no answer coming from the host: the sandbox's start-up sends a burst of
+    /// it, and spinning then would only take CPU from the command starting up.
+    pub flow_traffic: bool,
+    /// Bytes read from and written to the tap.
+    pub moved: usize,
+}
+
 /// The busy-poll budget and how it adapts.
 #[derive(Debug, Clone)]
 pub struct Spin {
@@ -33,10 +45,10 @@ impl Spin {
         Spin { max, budget: max }
     }
 
-    /// How long to poll before blocking, after a turn that moved `moved` bytes, when the
-    /// next deadline is `timeout` away (`None`: no deadline).
-    pub fn budget(&self, moved: usize, timeout: Option<Duration>) -> Duration {
-        if moved > BULK_TURN_BYTES {
+    /// How long to poll before blocking after `last`, when the next deadline is `timeout`
+    /// away (`None`: no deadline).
+    pub fn budget(&self, last: Turn, timeout: Option<Duration>) -> Duration {
+        if !last.flow_traffic || last.moved > BULK_TURN_BYTES {
             return Duration::ZERO;
         }
         timeout.map_or(self.budget, |t| self.budget.min(t))
@@ -63,44 +75,66 @@ mod tests {
 
     const MAX: Duration = Duration::from_micros(100);
 
+    fn small() -> Turn {
+        flows(1)
+    }
+
+    fn flows(moved: usize) -> Turn {
+        Turn {
+            flow_traffic: true,
+            moved,
+        }
+    }
+
     #[test]
     fn starts_at_the_maximum_and_keeps_it_while_events_come_soon() {
         let mut s = Spin::new(MAX);
-        assert_eq!(s.budget(1, None), MAX);
+        assert_eq!(s.budget(small(), None), MAX);
         s.record(Some(Duration::from_micros(40)));
-        assert_eq!(s.budget(1, None), MAX);
+        assert_eq!(s.budget(small(), None), MAX);
     }
 
     #[test]
     fn long_waits_shrink_it_to_zero_and_one_short_wait_restores_it() {
         let mut s = Spin::new(MAX);
         s.record(Some(Duration::from_millis(5)));
-        assert_eq!(s.budget(1, None), MAX / 2);
+        assert_eq!(s.budget(small(), None), MAX / 2);
         s.record(None);
-        assert_eq!(s.budget(1, None), MAX / 4);
+        assert_eq!(s.budget(small(), None), MAX / 4);
         s.record(Some(Duration::from_micros(150)));
-        assert_eq!(s.budget(1, None), MAX / 8);
+        assert_eq!(s.budget(small(), None), MAX / 8);
         s.record(None);
-        assert_eq!(s.budget(1, None), Duration::ZERO);
+        assert_eq!(s.budget(small(), None), Duration::ZERO);
         s.record(None);
-        assert_eq!(s.budget(1, None), Duration::ZERO);
+        assert_eq!(s.budget(small(), None), Duration::ZERO);
         s.record(Some(Duration::from_micros(30)));
-        assert_eq!(s.budget(1, None), MAX);
+        assert_eq!(s.budget(small(), None), MAX);
     }
 
     #[test]
     fn bulk_turns_and_near_deadlines_bound_it() {
         let s = Spin::new(MAX);
-        assert_eq!(s.budget(BULK_TURN_BYTES + 1, None), Duration::ZERO);
-        assert_eq!(s.budget(BULK_TURN_BYTES, None), MAX);
+        assert_eq!(s.budget(flows(BULK_TURN_BYTES + 1), None), Duration::ZERO);
+        assert_eq!(s.budget(flows(BULK_TURN_BYTES), None), MAX);
         let soon = Duration::from_micros(10);
-        assert_eq!(s.budget(1, Some(soon)), soon);
+        assert_eq!(s.budget(small(), Some(soon)), soon);
+    }
+
+    #[test]
+    fn control_plane_turns_do_not_spin() {
+        let s = Spin::new(MAX);
+        let control = Turn {
+            flow_traffic: false,
+            moved: 90,
+        };
+        assert_eq!(s.budget(control, None), Duration::ZERO);
+        assert_eq!(s.budget(Turn::default(), None), Duration::ZERO);
     }
 
     #[test]
     fn zero_disables_it() {
         let mut s = Spin::new(Duration::ZERO);
         s.record(Some(Duration::ZERO));
-        assert_eq!(s.budget(0, None), Duration::ZERO);
+        assert_eq!(s.budget(small(), None), Duration::ZERO);
     }
 }
