@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::wire::EthernetAddress;
 
+use crate::sys::socket::MAX_BATCH;
 use crate::wire::emit::{self, Csum, TcpHeader};
 use crate::wire::vnet::{self, Gso};
 use crate::wire::L2;
@@ -47,6 +48,8 @@ impl EgressStats {
 /// Builder and sender of frames toward the sandbox.
 pub struct Egress {
     buf: Box<[u8]>,
+    /// One frame buffer per datagram of a `udp_batch` (touched only as batches use them).
+    batch: [Box<[u8]>; MAX_BATCH],
     /// Bytes reserved in front of each frame for the virtio-net header (0 without vnet_hdr).
     head: usize,
     mac: EthernetAddress,
@@ -76,8 +79,10 @@ impl Egress {
         } else {
             (0, mtu)
         };
+        let frame = head + ETH_HEADER + packet;
         Egress {
-            buf: vec![0; head + ETH_HEADER + packet].into_boxed_slice(),
+            buf: vec![0; frame].into_boxed_slice(),
+            batch: std::array::from_fn(|_| vec![0; frame].into_boxed_slice()),
             head,
             mac,
             sandbox_mac: None,
@@ -129,15 +134,8 @@ impl Egress {
 
     /// Sends `buf[..head + len]` (with vnet_hdr) or `buf[head..head + len]`.
     fn send(&mut self, len: usize) {
-        let Some(frame) = self.buf.get(..self.head + len) else {
-            return;
-        };
-        match self.sink.send_frame(frame) {
-            Ok(()) => self.stats.count(frame.len()),
-            Err(error) => {
-                self.stats.sink_errors += 1;
-                tracing::trace!(%error, "tap write failed, frame dropped");
-            }
+        if let Some(frame) = self.buf.get(..self.head + len) {
+            deliver(self.sink.as_mut(), &mut self.stats, frame);
         }
     }
 
@@ -199,37 +197,54 @@ impl Egress {
         Ok(n)
     }
 
-    /// Emits a UDP datagram from `remote` to `sandbox`; `fill` writes the payload in place.
-    /// Datagrams that do not fit the MTU are dropped (we do not fragment).
-    pub fn udp<F>(&mut self, remote: SocketAddr, sandbox: SocketAddr, fill: F) -> io::Result<usize>
+    /// Emits up to `MAX_BATCH` UDP datagrams from `remote` to `sandbox`, which `recv` reads
+    /// into one payload slot each (their lengths into its second argument, as
+    /// `sys::socket::recv_batch` does) and returns how many it read. Each goes out as its own
+    /// frame; those that do not fit the MTU are dropped (we do not fragment).
+    pub fn udp_batch<F>(
+        &mut self,
+        remote: SocketAddr,
+        sandbox: SocketAddr,
+        recv: F,
+    ) -> io::Result<usize>
     where
-        F: FnOnce(&mut [u8]) -> io::Result<usize>,
+        F: FnOnce(&mut [&mut [u8]], &mut [usize]) -> io::Result<usize>,
     {
         let Some(l2) = self.l2() else {
             return Ok(0);
         };
-        let head = self.head;
-        let off = emit::udp_payload_offset(remote.ip());
-        let Some(slot) = self.buf.get_mut(head + off..) else {
-            return Ok(0);
+        let start = self.head + emit::udp_payload_offset(remote.ip());
+        let mut lens = [0; MAX_BATCH];
+        let got = {
+            let mut slots = self
+                .batch
+                .each_mut()
+                .map(|b| b.get_mut(start..).unwrap_or_default());
+            recv(&mut slots, &mut lens)?
         };
-        let n = fill(slot)?;
-        if off + n > self.mtu + ETH_HEADER {
-            self.stats.too_big += 1;
-            return Ok(n);
+        let (batch, mut out) = self.parts();
+        for (buf, &len) in batch.iter_mut().zip(lens.iter()).take(got) {
+            let dgram = Datagram {
+                l2,
+                remote,
+                sandbox,
+                len,
+            };
+            out.udp(buf, dgram);
         }
-        let csum = self.csum();
-        match emit::udp(&mut self.buf[head..], l2, remote, sandbox, n, csum) {
-            Ok(len) => {
-                if head > 0 {
-                    let l4 = emit::l4_offset(remote.ip()) as u16;
-                    vnet::write(&mut self.buf, l4, vnet::UDP_CSUM_OFFSET, Gso::None);
-                }
-                self.send(len)
-            }
-            Err(error) => tracing::trace!(%error, "udp datagram not emitted"),
-        }
-        Ok(n)
+        Ok(got)
+    }
+
+    /// The batch buffers and the sending half, borrowed apart.
+    fn parts(&mut self) -> (&mut [Box<[u8]>; MAX_BATCH], Out<'_>) {
+        let out = Out {
+            head: self.head,
+            mtu: self.mtu,
+            csum: self.csum(),
+            sink: self.sink.as_mut(),
+            stats: &mut self.stats,
+        };
+        (&mut self.batch, out)
     }
 
     /// Emits an echo reply (ICMP or ICMPv6, by `remote`'s family) to `sandbox` carrying
@@ -276,6 +291,64 @@ impl Egress {
         match self.sink.send_frame(buf) {
             Ok(()) => self.stats.count(buf.len()),
             Err(_) => self.stats.sink_errors += 1,
+        }
+    }
+}
+
+/// One UDP datagram whose payload already sits in a frame buffer.
+#[derive(Debug, Clone, Copy)]
+struct Datagram {
+    l2: L2,
+    remote: SocketAddr,
+    sandbox: SocketAddr,
+    /// Payload bytes (as the host socket reported them: more than the buffer held if cut).
+    len: usize,
+}
+
+/// The parts of the egress that finish and send a frame, borrowed apart from its buffers.
+struct Out<'a> {
+    head: usize,
+    mtu: usize,
+    csum: Csum,
+    sink: &'a mut dyn FrameSink,
+    stats: &'a mut EgressStats,
+}
+
+impl Out<'_> {
+    /// Writes the headers in front of the payload in `buf` and sends the frame; drops a
+    /// datagram that does not fit the MTU.
+    fn udp(&mut self, buf: &mut [u8], d: Datagram) {
+        if emit::udp_payload_offset(d.remote.ip()) + d.len > self.mtu + ETH_HEADER {
+            self.stats.too_big += 1;
+            return;
+        }
+        let Some(frame) = buf.get_mut(self.head..) else {
+            return;
+        };
+        let len = match emit::udp(frame, d.l2, d.remote, d.sandbox, d.len, self.csum) {
+            Ok(len) => len,
+            Err(error) => {
+                tracing::trace!(%error, "udp datagram not emitted");
+                return;
+            }
+        };
+        if self.head > 0 {
+            let l4 = emit::l4_offset(d.remote.ip()) as u16;
+            vnet::write(buf, l4, vnet::UDP_CSUM_OFFSET, Gso::None);
+        }
+        if let Some(frame) = buf.get(..self.head + len) {
+            deliver(self.sink, self.stats, frame);
+        }
+    }
+}
+
+/// Hands one finished frame to the sink and counts it.
+fn deliver(sink: &mut dyn FrameSink, stats: &mut EgressStats, frame: &[u8]) {
+    match sink.send_frame(frame) {
+        Ok(()) => stats.count(frame.len()),
+        Err(error) => {
+            stats.sink_errors += 1;
+            tracing::trace!(%error, "tap write failed, frame dropped");
         }
     }
 }

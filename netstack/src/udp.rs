@@ -1,15 +1,17 @@
 //! UDP NAT: one connected host socket per (sandbox address, remote address) flow; datagrams
-//! from the sandbox are sent on it, replies are received straight into the frame buffer and
-//! emitted with the remote address as source. Called by the flow table; the table's idle
+//! from the sandbox are sent on it, replies are received (recvmmsg, up to `MAX_BATCH` per call)
+//! straight into frame buffers and emitted with the remote address as source. Called by the flow table; the table's idle
 //! timeout (StackConfig::udp_idle_timeout) closes quiet flows.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
 
 use crate::egress::Egress;
+use crate::sys::socket::{self, MAX_BATCH};
 use crate::tcp::Endpoints;
 
 /// Most datagrams read from one host socket per readiness event, so one busy flow cannot
@@ -58,12 +60,21 @@ impl UdpFlow {
         }
     }
 
-    /// Emits datagrams waiting on the host socket to the sandbox.
+    /// Emits datagrams waiting on the host socket to the sandbox, read `MAX_BATCH` at a time.
     pub fn on_readable(&mut self, eg: &mut Egress, now: Instant) {
         self.more = false;
-        for _ in 0..RECV_BUDGET {
-            let sock = &self.sock;
-            match eg.udp(self.ep.remote, self.ep.sandbox, |buf| sock.recv(buf)) {
+        for _ in 0..RECV_BUDGET / MAX_BATCH {
+            let sock = self.sock.as_fd();
+            let read = eg.udp_batch(self.ep.remote, self.ep.sandbox, |bufs, lens| {
+                socket::recv_batch(sock, bufs, lens)
+            });
+            match read {
+                // Fewer than asked for: the queue was empty when the kernel looked, and a
+                // datagram arriving after that raises a new readable edge. None: no link yet.
+                Ok(got) if got < MAX_BATCH => {
+                    self.last_active = now;
+                    return;
+                }
                 Ok(_) => self.last_active = now,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) => {

@@ -1,5 +1,6 @@
-//! Socket calls the TCP data path needs that nix does not wrap: SO_PEEK_OFF, MSG_TRUNC discard,
-//! SIOCOUTQ, and ICMP ping sockets. One syscall per function; no state, no policy.
+//! Socket calls the data path needs that nix does not wrap (or wraps with an allocation per
+//! call): SO_PEEK_OFF, MSG_TRUNC discard, SIOCOUTQ, recvmmsg, and ICMP ping sockets. One
+//! syscall per function; no state, no policy.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -60,6 +61,61 @@ pub fn discard(fd: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+/// Most datagrams one `recv_batch` call reads.
+pub const MAX_BATCH: usize = 8;
+
+/// Reads up to `bufs.len()` (at most `MAX_BATCH`) datagrams from a connected socket with one
+/// non-blocking recvmmsg; datagram i goes to `bufs[i]` and its full length to `lens[i]`
+/// (MSG_TRUNC: a length above the buffer's means the datagram was cut). Returns how many
+/// were read, at least one; the error of the first read otherwise (WouldBlock when none is
+/// queued). Nix's recvmmsg allocates its headers per call; this keeps them on the stack.
+pub fn recv_batch(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [&mut [u8]],
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    let n = bufs.len().min(lens.len()).min(MAX_BATCH);
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; MAX_BATCH];
+    // SAFETY: mmsghdr is plain old data; all zeroes is a valid value (no name, no control,
+    // no iovecs, zero lengths).
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for ((v, m), b) in iov
+        .iter_mut()
+        .zip(msgs.iter_mut())
+        .zip(bufs.iter_mut())
+        .take(n)
+    {
+        v.iov_base = b.as_mut_ptr().cast();
+        v.iov_len = b.len();
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `n` headers point at iovecs in `iov`, which point into `bufs`; all
+    // of them are live and writable for the whole call and the kernel writes within the
+    // given lengths. A null timeout is allowed (no timeout).
+    let rc = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = (rc as usize).min(n);
+    for (len, m) in lens.iter_mut().zip(msgs.iter()).take(got) {
+        *len = m.msg_len as usize;
+    }
+    Ok(got)
 }
 
 /// Bytes written to a TCP socket that the peer has not acknowledged yet (SIOCOUTQ).
