@@ -7,15 +7,16 @@
 //!                                              open tap0; netlink config
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
-//!   start netstack thread; send 'g'  ------->  --pid: fork init (pid 1) -> fork command
+//!   send 'g'; start netstack thread  ------->  --pid: fork init (pid 1) -> fork command
 //!                                              else: stay as monitor (subreaper) -> fork command
 //!   forward signals; reap; exit with status    mounts, hostname, root, wd; creds; exec argv
 //! ```
-//! Called by `main` with a validated `RunConfig`. Owns fork/exec order and the channel
-//! protocol; the order of kernel calls inside each phase is `sandbox`'s. No thread exists
-//! before the last fork (the netstack thread starts after it).
+//! Called by `main` with a validated `RunConfig`; what the child does is decided before the
+//! fork, by `plan`. Owns fork/exec order and the channel protocol; the order of kernel calls
+//! inside each phase is `sandbox`'s. No thread exists before the last fork (the netstack
+//! thread starts after it).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,13 +27,14 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
 use crate::cli::Caller;
-use crate::config::{Join, JoinNsType, NsFile, RunConfig};
-use crate::idmap::{self, MapText, RangeSpec, Setgroups, SubIds};
+use crate::config::{JoinNsType, NsFile, RunConfig};
+use crate::idmap::{self, Setgroups};
 use crate::kernel::Kernel;
 use crate::monitor;
-use crate::network;
+use crate::network::{self, Network};
 use crate::persist::{self, Record};
-use crate::sandbox::{self, CredPlan, FsPlan, JoinPlan, MapWrite, NsPlan, ParentGone};
+use crate::plan::{self, HelperMaps, Plan};
+use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
 use crate::sys::fdpass::Channel;
 use crate::sys::process::{self, Forked, Lifeline, ProcDir};
@@ -50,69 +52,95 @@ mod tag {
     pub const GO: u8 = b'g';
 }
 
-/// Where a sysctl that disables user namespaces for everyone lives.
-const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";
-
-/// Id maps that the parent writes with the setuid helpers.
-#[derive(Debug, Clone)]
-struct HelperMaps {
-    uid: Vec<idmap::Extent>,
-    gid: Vec<idmap::Extent>,
-    setgroups: Setgroups,
-    newuidmap: PathBuf,
-    newgidmap: PathBuf,
-}
-
-/// Everything the child needs, computed before fork.
-struct Plan {
-    ns: Option<NsPlan>,
-    join: Option<JoinPlan>,
-    /// Extra namespaces to unshare after joining.
-    join_unshare: CloneFlags,
-    fs: FsPlan,
-    creds: CredPlan,
-    /// Fork our own init (new pid namespace).
-    init: bool,
-    /// Fork a plain child (joined pid namespace).
-    relay: bool,
-    helper: Option<HelperMaps>,
-    /// Namespace types of the new sandbox, for the persist holder.
-    holder_types: Vec<JoinNsType>,
-}
-
 /// Runs the sandbox; returns the command's status (or an error already worded for the user).
 pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
-    let plan = make_plan(cfg, caller)?;
+    let plan = plan::make_plan(cfg, caller)?;
     let mut detached = if cfg.detach { Some(detach()?) } else { None };
 
+    let (ours, child, parent) = fork_child(cfg, &plan)?;
+    let _span = tracing::debug_span!("sandbox", child = child.as_raw()).entered();
+
+    // Setup handshake. On any failure here the child is killed before we return.
+    let Some(tap) = await_ready(&ours, child, plan.helper.as_ref())? else {
+        // The child printed its own one-line error; exit 1 without adding to it.
+        return Ok(Status::Exited(1));
+    };
+    let (record, holder) = persist_and_bind(cfg, caller, &plan, parent, child)?;
+
+    // The command may start before the stack's thread: its frames wait in the tap's queue,
+    // and the thread's start-up is off the command's critical path.
+    ours.send(tag::GO, &[], &[])
+        .context("cannot tell the sandbox to start")?;
+    drop(ours);
+    // The last fork is behind us: threads are safe from here on.
+    let failed = Arc::new(AtomicBool::new(false));
+    let net = start_network(cfg, tap, child, &failed)?;
+    if let Some(d) = detached.take() {
+        d.ready();
+    }
+
+    let signals = Signals::open()?;
+    let (status, stopping) = supervise_command(cfg, &signals, child)?;
+    if failed.load(Ordering::SeqCst) {
+        return Ok(Status::Exited(1));
+    }
+    if let Some(rec) = record {
+        finish_persist(rec, holder, stopping, status, &signals, &failed)?;
+    }
+    if let Some(n) = net {
+        n.finish();
+    }
+    Ok(status)
+}
+
+/// Blocks the supervised signals and forks the child (which runs `child_main` and never
+/// returns here). Returns our end of the setup channel, the child, and our own pid.
+fn fork_child(cfg: &RunConfig, plan: &Plan) -> anyhow::Result<(Channel, Pid, i32)> {
     let old_mask = process::block_supervised().context("cannot block signals")?;
     let (ours, theirs) = Channel::pair().context("cannot create the setup channel")?;
     let parent = nix::unistd::getpid().as_raw();
     let child = match process::fork().context("cannot fork")? {
         Forked::Child => {
             drop(ours);
-            child_main(cfg, &plan, theirs, parent, &old_mask)
+            child_main(cfg, plan, theirs, parent, &old_mask)
         }
         Forked::Parent(pid) => pid,
     };
     drop(theirs);
-    let _span = tracing::debug_span!("sandbox", child = child.as_raw()).entered();
+    Ok((ours, child, parent))
+}
 
-    // Setup handshake. On any failure here the child is killed before we return.
-    let tap = match handshake(&ours, child, plan.helper.as_ref()) {
-        Ok(Some(tap)) => tap,
+/// Runs the parent's side of the handshake up to READY and returns the tap fd, if the child
+/// passed one. `Ok(None)`: the child gave up (and said why); it is reaped. On an error the
+/// child is killed.
+fn await_ready(
+    chan: &Channel,
+    child: Pid,
+    helper: Option<&HelperMaps>,
+) -> anyhow::Result<Option<Option<OwnedFd>>> {
+    match handshake(chan, child, helper) {
+        Ok(Some(tap)) => Ok(Some(tap)),
         Ok(None) => {
-            // The child printed its own one-line error; exit 1 without adding to it.
             let _ = nix::sys::wait::waitpid(child, None);
-            return Ok(Status::Exited(1));
+            Ok(None)
         }
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(child, None);
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
 
+/// Between READY and GO: the `--persist` holder and record, and the `--ns-file` binds.
+/// On failure the child and the holder are killed and the record removed.
+fn persist_and_bind(
+    cfg: &RunConfig,
+    caller: &Caller,
+    plan: &Plan,
+    parent: i32,
+    child: Pid,
+) -> anyhow::Result<(Option<Record>, Option<Pid>)> {
     let mut record = None;
     let mut holder = None;
     let after_ready = (|| -> anyhow::Result<()> {
@@ -143,57 +171,68 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         }
         return Err(e);
     }
+    Ok((record, holder))
+}
 
-    // The command may start before the stack's thread: its frames wait in the tap's queue,
-    // and the thread's start-up is off the command's critical path.
-    ours.send(tag::GO, &[], &[])
-        .context("cannot tell the sandbox to start")?;
-    drop(ours);
-    // The last fork is behind us: threads are safe from here on.
-    let failed = Arc::new(AtomicBool::new(false));
-    let mut net = None;
-    if let Some(tap) = tap {
-        match network::start(tap, cfg.mtu, cfg.busy_poll, child, failed.clone()) {
-            Ok(n) => net = Some(n),
-            Err(e) => {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(child, None);
-                return Err(e);
-            }
+/// Starts the stack on the sandbox's tap (there is none when joining); if it cannot start,
+/// the child is killed.
+fn start_network(
+    cfg: &RunConfig,
+    tap: Option<OwnedFd>,
+    child: Pid,
+    failed: &Arc<AtomicBool>,
+) -> anyhow::Result<Option<Network>> {
+    let Some(tap) = tap else {
+        return Ok(None);
+    };
+    match network::start(tap, cfg.mtu, cfg.busy_poll, child, failed.clone()) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) => {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            Err(e)
         }
     }
-    if let Some(d) = detached.take() {
-        d.ready();
-    }
+}
 
-    let signals = Signals::open()?;
+/// Forwards signals to the child until it exits. Also says whether `--stop` asked for the end.
+fn supervise_command(
+    cfg: &RunConfig,
+    signals: &Signals,
+    child: Pid,
+) -> anyhow::Result<(Status, bool)> {
     let stop_file = cfg.persist.as_ref().map(|d| d.join(persist::STOP_FILE));
     let mut stopping = false;
-    let status = supervise::supervise_until(&signals, child, false, &mut |sig| {
+    let status = supervise::supervise_until(signals, child, false, &mut |sig| {
         // `--stop` leaves DIR/stop and sends SIGTERM: the command gets the SIGTERM (forwarded
         // as usual) and, once it exits, the sandbox goes too.
         if sig == Signal::SIGTERM && stop_file.as_ref().is_some_and(|f| f.exists()) {
             stopping = true;
         }
     })?;
-    if failed.load(Ordering::SeqCst) {
-        return Ok(Status::Exited(1));
+    Ok((status, stopping))
+}
+
+/// `--persist`, once the command has exited: unless `--stop` ended it, keeps the sandbox
+/// until told to stop; then kills the holder and removes the record.
+fn finish_persist(
+    rec: Record,
+    holder: Option<Pid>,
+    stopping: bool,
+    status: Status,
+    signals: &Signals,
+    failed: &AtomicBool,
+) -> anyhow::Result<()> {
+    if !stopping {
+        tracing::info!(?status, "command exited; sandbox persists until --stop");
+        wait_for_stop(signals, failed, holder)?;
     }
-    if let Some(rec) = record {
-        if !stopping {
-            tracing::info!(?status, "command exited; sandbox persists until --stop");
-            wait_for_stop(&signals, &failed, holder)?;
-        }
-        if let Some(h) = holder {
-            let _ = kill(h, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(h, None);
-        }
-        rec.remove(&mut Linux);
+    if let Some(h) = holder {
+        let _ = kill(h, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(h, None);
     }
-    if let Some(n) = net {
-        n.finish();
-    }
-    Ok(status)
+    rec.remove(&mut Linux);
+    Ok(())
 }
 
 /// Waits for SIGTERM/SIGINT/SIGHUP/SIGQUIT (from `--stop` or the terminal), a stack failure,
@@ -275,200 +314,6 @@ fn write_helper_maps(pid: i32, m: &HelperMaps) -> anyhow::Result<()> {
                 why.trim()
             );
         }
-    }
-    Ok(())
-}
-
-/// Finds a setuid helper on PATH or in the usual sbin/bin directories (`setpriv
-/// --reset-env` leaves /usr/sbin off PATH).
-fn find_helper(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-                .iter()
-                .map(PathBuf::from),
-        )
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
-    let im = &cfg.idmap;
-    let mut ns = None;
-    let mut helper = None;
-    let mut join = None;
-    let mut join_unshare = CloneFlags::empty();
-    let mut relay = false;
-    let mut mount_ns = cfg.ns.mount;
-    let holder_types;
-
-    match &cfg.join {
-        None => {
-            check_userns_enabled()?;
-            let needs_sub = im.uid_ranges.contains(&RangeSpec::Auto)
-                || im.gid_ranges.contains(&RangeSpec::Auto);
-            let sub = if needs_sub {
-                SubIds::load(caller.name(), caller.uid, caller.gid, caller.group())
-            } else {
-                SubIds::default()
-            };
-            // The name only appears in errors about `auto` ranges; looking it up costs an
-            // NSS round trip, so a plain launch does not.
-            let name = if needs_sub { caller.name() } else { "" };
-            let uid = idmap::resolve(
-                im.own_uid_inner,
-                caller.uid,
-                &im.uid_ranges,
-                sub.uid,
-                name,
-                idmap::SUBUID_PATH,
-            )
-            .context("--map-users")?;
-            let gid = idmap::resolve(
-                im.own_gid_inner,
-                caller.gid,
-                &im.gid_ranges,
-                sub.gid,
-                name,
-                idmap::SUBGID_PATH,
-            )
-            .context("--map-groups")?;
-            let maps =
-                if idmap::is_self_map(&uid, caller.uid) && idmap::is_self_map(&gid, caller.gid) {
-                    MapWrite::Own {
-                        uid: MapText(&uid).to_string(),
-                        gid: MapText(&gid).to_string(),
-                    }
-                } else {
-                    let find = |name: &str| {
-                        find_helper(name).ok_or_else(|| {
-                            anyhow!(
-                                "--map-users/--map-groups/--map-auto: {name} not found \
-                             (install the uidmap package)"
-                            )
-                        })
-                    };
-                    helper = Some(HelperMaps {
-                        uid,
-                        gid,
-                        setgroups: im.setgroups.unwrap_or(Setgroups::Deny),
-                        newuidmap: find("newuidmap")?,
-                        newgidmap: find("newgidmap")?,
-                    });
-                    MapWrite::Helper
-                };
-            let extra = cfg.ns.flags();
-            ns = Some(NsPlan {
-                unshare: CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | extra,
-                maps,
-                time_offsets: sandbox::time_offsets(cfg.monotonic, cfg.boottime),
-            });
-            let mut types = vec![JoinNsType::User, JoinNsType::Net];
-            for (on, t) in [
-                (cfg.ns.mount, JoinNsType::Mount),
-                (cfg.ns.uts, JoinNsType::Uts),
-                (cfg.ns.ipc, JoinNsType::Ipc),
-                (cfg.ns.cgroup, JoinNsType::Cgroup),
-            ] {
-                if on {
-                    types.push(t);
-                }
-            }
-            holder_types = types;
-        }
-        Some(j) => {
-            let (plan, types) = match j {
-                Join::Pid(pid) => {
-                    let types =
-                        persist::differing_types(*pid).with_context(|| format!("--join={pid}"))?;
-                    (
-                        JoinPlan::Pid {
-                            pid: *pid,
-                            types: types.clone(),
-                        },
-                        types,
-                    )
-                }
-                Join::Dir(dir) => {
-                    let pid = persist::holder_pid(dir)
-                        .with_context(|| format!("--join={}", dir.display()))?;
-                    let types = persist::differing_types(pid)
-                        .with_context(|| format!("--join={}", dir.display()))?;
-                    (
-                        JoinPlan::Pid {
-                            pid,
-                            types: types.clone(),
-                        },
-                        types,
-                    )
-                }
-                Join::Files(files) => {
-                    let mut files = files.clone();
-                    files.sort_by_key(|(t, _)| JoinNsType::ORDER.iter().position(|o| o == t));
-                    let types = files.iter().map(|(t, _)| *t).collect();
-                    (JoinPlan::Files(files), types)
-                }
-            };
-            let joined_mnt = types.contains(&JoinNsType::Mount);
-            if cfg.mount_proc.is_some() && !cfg.ns.mount && !joined_mnt {
-                bail!("--mount-proc: the joined sandbox has no mount namespace of its own; add --mount");
-            }
-            if cfg.hostname.is_some() && !cfg.ns.uts && !types.contains(&JoinNsType::Uts) {
-                bail!("--hostname: the joined sandbox has no UTS namespace of its own; add --uts");
-            }
-            mount_ns = cfg.ns.mount || joined_mnt;
-            // Joined namespaces are entered as they are; new ones are layered on top.
-            let mut extra = cfg.ns;
-            if joined_mnt && cfg.mount_proc.is_some() && cfg.ns.mount {
-                extra.mount = true;
-            }
-            join_unshare = extra.flags();
-            relay = types.contains(&JoinNsType::Pid) && !cfg.ns.pid;
-            join = Some(plan);
-            holder_types = Vec::new();
-        }
-    }
-
-    Ok(Plan {
-        ns,
-        join,
-        join_unshare,
-        fs: FsPlan {
-            mount_ns,
-            propagation: cfg.ns.mount.then_some(cfg.propagation),
-            hostname: cfg.hostname.clone(),
-            root: cfg.root.clone(),
-            mount_proc: cfg.mount_proc.clone(),
-            wd: cfg.wd.clone(),
-        },
-        creds: CredPlan {
-            setgid: cfg.setgid,
-            setuid: cfg.setuid,
-            keep_caps: cfg.keep_caps,
-            setgroups_allowed: cfg.idmap.setgroups == Some(Setgroups::Allow),
-            kill_child: cfg.kill_child,
-        },
-        init: cfg.ns.pid,
-        relay,
-        helper,
-        holder_types,
-    })
-}
-
-fn check_userns_enabled() -> anyhow::Result<()> {
-    let limit = std::fs::read_to_string(MAX_USER_NAMESPACES).unwrap_or_default();
-    userns_limit_check(&limit)
-}
-
-/// Refuses up front when the sysctl disables user namespaces (unshare would fail with ENOSPC,
-/// whose meaning is far from obvious).
-fn userns_limit_check(limit: &str) -> anyhow::Result<()> {
-    if limit.trim() == "0" {
-        bail!(
-            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
-             (enable them: sysctl -w user.max_user_namespaces=15000)"
-        );
     }
     Ok(())
 }
@@ -622,33 +467,9 @@ fn child_setup(
         Some(ProcDir::open().context("cannot open /proc")?)
     };
     if let Some(ns) = &plan.ns {
-        sandbox::enter(k, ns, parent, &mut || {
-            chan.send(tag::MAPS, &[], &[]).context("setup channel")?;
-            match chan.recv().context("setup channel")? {
-                Some(m) if m.tag == tag::MAPS_DONE => Ok(()),
-                Some(m) => bail!("unexpected setup message {:#x}", m.tag),
-                None => Err(ParentGone.into()),
-            }
-        })?;
-        let tap = netstack::tap::open(netstack::config::TAP_NAME)
-            .context("cannot create the sandbox's tap device")?;
-        netstack::netconf::configure(netstack::config::TAP_NAME, cfg.mtu, cfg.ipv6)
-            .context("cannot configure the sandbox's network")?;
-        if let Err(e) = process::tap_set_persist(tap.as_fd()) {
-            // Only the launcher's exit gets slower; the device still dies with the namespace.
-            tracing::debug!(error = %e, "TUNSETPERSIST failed");
-        }
-        chan.send(tag::READY, &[], &[tap.as_fd()])
-            .context("cannot hand the tap device to the launcher")?;
+        enter_new(k, cfg, ns, &chan, parent)?;
     } else if let Some(j) = &plan.join {
-        sandbox::join(k, j)?;
-        if !plan.join_unshare.is_empty() {
-            k.unshare(plan.join_unshare)
-                .map_err(sandbox::unshare_error)?;
-        }
-        // Entering a user namespace changes credentials, which clears the death signal.
-        sandbox::tie_to_parent(k, Signal::SIGKILL, parent)?;
-        chan.send(tag::READY, &[], &[]).context("setup channel")?;
+        enter_joined(k, j, plan.join_unshare, &chan, parent)?;
     }
     match chan.recv() {
         Ok(Some(m)) if m.tag == tag::GO => {}
@@ -660,43 +481,123 @@ fn child_setup(
     }
 
     if plan.init || plan.relay {
-        let mut lifeline = Lifeline::new().context("cannot create a pipe")?;
-        match process::fork().context("cannot fork")? {
-            Forked::Parent(pid) => {
-                // Keep our write end open for as long as we live: it is the child's lifeline.
-                let _lifeline = lifeline;
-                return relay(pid);
-            }
-            Forked::Child => {
-                // Our parent is outside our pid namespace: getppid() says 0, so check the pipe.
-                k.set_pdeathsig(Signal::SIGKILL)?;
-                if !lifeline.parent_alive() {
-                    return Err(ParentGone.into());
-                }
-            }
-        }
-        if plan.init {
-            // We are pid 1: mount proc from inside the namespace, then run the command as our
-            // child and stay as its init.
-            sandbox::prepare_fs(k, &plan.fs)?;
-            let me = nix::unistd::getpid().as_raw();
-            let signals = Signals::open()?;
-            match process::fork().context("cannot fork")? {
-                Forked::Parent(cmd) => {
-                    let st = supervise::supervise(&signals, cmd, true)?;
-                    // pid 1 cannot die of its own signal; report it as the shell would.
-                    return Ok(st.code());
-                }
-                Forked::Child => {
-                    drop(signals);
-                    return exec_command(k, cfg, plan, me, old_mask);
-                }
-            }
-        }
-        sandbox::prepare_fs(k, &plan.fs)?;
-        return exec_command(k, cfg, plan, 0, old_mask);
+        return run_in_pid_ns(k, cfg, plan, old_mask);
     }
     let proc = proc.context("no /proc handle for the monitor")?;
+    run_under_monitor(k, cfg, plan, proc, parent, old_mask)
+}
+
+/// A new sandbox: unshares and gets the id maps written (asking the parent when the helpers
+/// must write them), then creates and configures the tap and hands it over with READY.
+fn enter_new(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    ns: &NsPlan,
+    chan: &Channel,
+    parent: i32,
+) -> anyhow::Result<()> {
+    sandbox::enter(k, ns, parent, &mut || {
+        chan.send(tag::MAPS, &[], &[]).context("setup channel")?;
+        match chan.recv().context("setup channel")? {
+            Some(m) if m.tag == tag::MAPS_DONE => Ok(()),
+            Some(m) => bail!("unexpected setup message {:#x}", m.tag),
+            None => Err(ParentGone.into()),
+        }
+    })?;
+    let tap = netstack::tap::open(netstack::config::TAP_NAME)
+        .context("cannot create the sandbox's tap device")?;
+    netstack::netconf::configure(netstack::config::TAP_NAME, cfg.mtu, cfg.ipv6)
+        .context("cannot configure the sandbox's network")?;
+    if let Err(e) = process::tap_set_persist(tap.as_fd()) {
+        // Only the launcher's exit gets slower; the device still dies with the namespace.
+        tracing::debug!(error = %e, "TUNSETPERSIST failed");
+    }
+    chan.send(tag::READY, &[], &[tap.as_fd()])
+        .context("cannot hand the tap device to the launcher")?;
+    Ok(())
+}
+
+/// An existing sandbox: enters its namespaces, unshares the new ones on top, then READY.
+fn enter_joined(
+    k: &mut Linux,
+    join: &JoinPlan,
+    unshare: CloneFlags,
+    chan: &Channel,
+    parent: i32,
+) -> anyhow::Result<()> {
+    sandbox::join(k, join)?;
+    if !unshare.is_empty() {
+        k.unshare(unshare).map_err(sandbox::unshare_error)?;
+    }
+    // Entering a user namespace changes credentials, which clears the death signal.
+    sandbox::tie_to_parent(k, Signal::SIGKILL, parent)?;
+    chan.send(tag::READY, &[], &[]).context("setup channel")?;
+    Ok(())
+}
+
+/// A new or joined pid namespace: forks once more, so that the rest runs inside it, and
+/// stays outside relaying signals. Inside, becomes the init (`--pid`) or execs the command.
+fn run_in_pid_ns(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    plan: &Plan,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
+    let mut lifeline = Lifeline::new().context("cannot create a pipe")?;
+    match process::fork().context("cannot fork")? {
+        Forked::Parent(pid) => {
+            // Keep our write end open for as long as we live: it is the child's lifeline.
+            let _lifeline = lifeline;
+            return relay(pid);
+        }
+        Forked::Child => {
+            // Our parent is outside our pid namespace: getppid() says 0, so check the pipe.
+            k.set_pdeathsig(Signal::SIGKILL)?;
+            if !lifeline.parent_alive() {
+                return Err(ParentGone.into());
+            }
+        }
+    }
+    if plan.init {
+        return run_as_init(k, cfg, plan, old_mask);
+    }
+    sandbox::prepare_fs(k, &plan.fs)?;
+    exec_command(k, cfg, plan, 0, old_mask)
+}
+
+/// We are pid 1: mount proc from inside the namespace, then run the command as our child and
+/// stay as its init.
+fn run_as_init(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    plan: &Plan,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
+    sandbox::prepare_fs(k, &plan.fs)?;
+    let me = nix::unistd::getpid().as_raw();
+    let signals = Signals::open()?;
+    match process::fork().context("cannot fork")? {
+        Forked::Parent(cmd) => {
+            let st = supervise::supervise(&signals, cmd, true)?;
+            // pid 1 cannot die of its own signal; report it as the shell would.
+            Ok(st.code())
+        }
+        Forked::Child => {
+            drop(signals);
+            exec_command(k, cfg, plan, me, old_mask)
+        }
+    }
+}
+
+/// No pid namespace of our own: stays as the monitor (see `monitor`) and forks the command.
+fn run_under_monitor(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    plan: &Plan,
+    proc: ProcDir,
+    parent: i32,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
     let signals = monitor::prepare(k, parent)?;
     let me = nix::unistd::getpid().as_raw();
     match process::fork().context("cannot fork")? {
@@ -738,25 +639,5 @@ fn exec_command(
     match process::exec(&cfg.argv) {
         Ok(never) => match never {},
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zero_max_user_namespaces_is_refused_with_the_sysctl_named() {
-        let e = userns_limit_check("0\n").expect_err("disabled");
-        assert_eq!(
-            e.to_string(),
-            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
-             (enable them: sysctl -w user.max_user_namespaces=15000)"
-        );
-        assert!(userns_limit_check("96365\n").is_ok());
-        assert!(
-            userns_limit_check("").is_ok(),
-            "unreadable: let unshare decide"
-        );
     }
 }

@@ -12,6 +12,7 @@ mod launch;
 mod monitor;
 mod network;
 mod persist;
+mod plan;
 mod sandbox;
 mod supervise;
 #[allow(unsafe_code)]

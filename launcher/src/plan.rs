@@ -1,0 +1,313 @@
+//! Turns a validated `RunConfig` into the `Plan` the forked child follows: which namespaces to
+//! create or join, how the id maps get written (by the child, or by the parent through
+//! newuidmap/newgidmap), the filesystem view and the credentials.
+//! Called by `launch::run` once, before any fork. Reads only what deciding needs (the
+//! user-namespace sysctl, /etc/subuid and /etc/subgid for `auto` ranges, a joined sandbox's
+//! /proc entries); never forks, writes or changes a namespace. Keep it one short function
+//! per part of the plan.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use nix::sched::CloneFlags;
+
+use crate::cli::Caller;
+use crate::config::{Join, JoinNsType, RunConfig};
+use crate::idmap::{self, IdMapPlan, MapText, RangeSpec, Setgroups, SubIds};
+use crate::persist;
+use crate::sandbox::{self, CredPlan, FsPlan, JoinPlan, MapWrite, NsPlan};
+
+/// Where a sysctl that disables user namespaces for everyone lives.
+const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";
+
+/// Id maps that the parent writes with the setuid helpers.
+#[derive(Debug, Clone)]
+pub struct HelperMaps {
+    /// uid map, for newuidmap.
+    pub uid: Vec<idmap::Extent>,
+    /// gid map, for newgidmap.
+    pub gid: Vec<idmap::Extent>,
+    /// What to write to /proc/PID/setgroups before the gid map.
+    pub setgroups: Setgroups,
+    /// Path of newuidmap.
+    pub newuidmap: PathBuf,
+    /// Path of newgidmap.
+    pub newgidmap: PathBuf,
+}
+
+/// Everything the child needs, computed before fork.
+pub struct Plan {
+    /// Namespaces to create (a new sandbox).
+    pub ns: Option<NsPlan>,
+    /// Namespaces to enter (`--join`, `--join-ns`).
+    pub join: Option<JoinPlan>,
+    /// Extra namespaces to unshare after joining.
+    pub join_unshare: CloneFlags,
+    /// The filesystem view before exec.
+    pub fs: FsPlan,
+    /// Credentials just before exec.
+    pub creds: CredPlan,
+    /// Fork our own init (new pid namespace).
+    pub init: bool,
+    /// Fork a plain child (joined pid namespace).
+    pub relay: bool,
+    /// Maps the parent writes with the setuid helpers, if the child cannot.
+    pub helper: Option<HelperMaps>,
+    /// Namespace types of the new sandbox, for the persist holder.
+    pub holder_types: Vec<JoinNsType>,
+}
+
+/// The plan for `cfg`: a new sandbox, or one joined.
+pub fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
+    match &cfg.join {
+        None => new_sandbox_plan(cfg, caller),
+        Some(j) => join_plan(cfg, j),
+    }
+}
+
+/// A new sandbox: user and network namespaces plus the extras, with id maps.
+fn new_sandbox_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
+    check_userns_enabled()?;
+    let (maps, helper) = resolve_maps(&cfg.idmap, caller)?;
+    let ns = NsPlan {
+        unshare: CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | cfg.ns.flags(),
+        maps,
+        time_offsets: sandbox::time_offsets(cfg.monotonic, cfg.boottime),
+    };
+    Ok(Plan {
+        ns: Some(ns),
+        join: None,
+        join_unshare: CloneFlags::empty(),
+        fs: fs_plan(cfg, cfg.ns.mount),
+        creds: cred_plan(cfg),
+        init: cfg.ns.pid,
+        relay: false,
+        helper,
+        holder_types: holder_types(cfg),
+    })
+}
+
+/// The namespace types a `--persist` holder keeps alive for a new sandbox.
+fn holder_types(cfg: &RunConfig) -> Vec<JoinNsType> {
+    let mut types = vec![JoinNsType::User, JoinNsType::Net];
+    for (on, t) in [
+        (cfg.ns.mount, JoinNsType::Mount),
+        (cfg.ns.uts, JoinNsType::Uts),
+        (cfg.ns.ipc, JoinNsType::Ipc),
+        (cfg.ns.cgroup, JoinNsType::Cgroup),
+    ] {
+        if on {
+            types.push(t);
+        }
+    }
+    types
+}
+
+/// Resolves the requested id maps and decides who writes them: the child itself when they map
+/// only the caller's own ids, else the parent with the setuid helpers (`HelperMaps`).
+fn resolve_maps(im: &IdMapPlan, caller: &Caller) -> anyhow::Result<(MapWrite, Option<HelperMaps>)> {
+    let (uid, gid) = resolve_ids(im, caller)?;
+    if idmap::is_self_map(&uid, caller.uid) && idmap::is_self_map(&gid, caller.gid) {
+        let own = MapWrite::Own {
+            uid: MapText(&uid).to_string(),
+            gid: MapText(&gid).to_string(),
+        };
+        return Ok((own, None));
+    }
+    let helper = HelperMaps {
+        uid,
+        gid,
+        setgroups: im.setgroups.unwrap_or(Setgroups::Deny),
+        newuidmap: require_helper("newuidmap")?,
+        newgidmap: require_helper("newgidmap")?,
+    };
+    Ok((MapWrite::Helper, Some(helper)))
+}
+
+/// The final uid and gid maps, with `auto` ranges taken from /etc/subuid and /etc/subgid.
+fn resolve_ids(
+    im: &IdMapPlan,
+    caller: &Caller,
+) -> anyhow::Result<(Vec<idmap::Extent>, Vec<idmap::Extent>)> {
+    let needs_sub =
+        im.uid_ranges.contains(&RangeSpec::Auto) || im.gid_ranges.contains(&RangeSpec::Auto);
+    let sub = if needs_sub {
+        SubIds::load(caller.name(), caller.uid, caller.gid, caller.group())
+    } else {
+        SubIds::default()
+    };
+    // The name only appears in errors about `auto` ranges; looking it up costs an
+    // NSS round trip, so a plain launch does not.
+    let name = if needs_sub { caller.name() } else { "" };
+    let uid = idmap::resolve(
+        im.own_uid_inner,
+        caller.uid,
+        &im.uid_ranges,
+        sub.uid,
+        name,
+        idmap::SUBUID_PATH,
+    )
+    .context("--map-users")?;
+    let gid = idmap::resolve(
+        im.own_gid_inner,
+        caller.gid,
+        &im.gid_ranges,
+        sub.gid,
+        name,
+        idmap::SUBGID_PATH,
+    )
+    .context("--map-groups")?;
+    Ok((uid, gid))
+}
+
+/// `find_helper`, or an error that says which package provides it.
+fn require_helper(name: &str) -> anyhow::Result<PathBuf> {
+    find_helper(name).ok_or_else(|| {
+        anyhow!(
+            "--map-users/--map-groups/--map-auto: {name} not found \
+             (install the uidmap package)"
+        )
+    })
+}
+
+/// Finds a setuid helper on PATH or in the usual sbin/bin directories (`setpriv
+/// --reset-env` leaves /usr/sbin off PATH).
+fn find_helper(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+                .iter()
+                .map(PathBuf::from),
+        )
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Entering an existing sandbox (`--join`, `--join-ns`), with any new namespaces on top.
+fn join_plan(cfg: &RunConfig, j: &Join) -> anyhow::Result<Plan> {
+    let (plan, types) = join_target(j)?;
+    check_joined_namespaces(cfg, &types)?;
+    let joined_mnt = types.contains(&JoinNsType::Mount);
+    // Joined namespaces are entered as they are; new ones are layered on top.
+    let mut extra = cfg.ns;
+    if joined_mnt && cfg.mount_proc.is_some() && cfg.ns.mount {
+        extra.mount = true;
+    }
+    Ok(Plan {
+        ns: None,
+        join: Some(plan),
+        join_unshare: extra.flags(),
+        fs: fs_plan(cfg, cfg.ns.mount || joined_mnt),
+        creds: cred_plan(cfg),
+        init: cfg.ns.pid,
+        relay: types.contains(&JoinNsType::Pid) && !cfg.ns.pid,
+        helper: None,
+        holder_types: Vec::new(),
+    })
+}
+
+/// How to enter the sandbox `j` names, and the namespace types that covers.
+fn join_target(j: &Join) -> anyhow::Result<(JoinPlan, Vec<JoinNsType>)> {
+    match j {
+        Join::Pid(pid) => join_pid(*pid, || format!("--join={pid}")),
+        Join::Dir(dir) => {
+            let what = || format!("--join={}", dir.display());
+            let pid = persist::holder_pid(dir).with_context(what)?;
+            join_pid(pid, what)
+        }
+        Join::Files(files) => {
+            let mut files = files.clone();
+            files.sort_by_key(|(t, _)| JoinNsType::ORDER.iter().position(|o| o == t));
+            let types = files.iter().map(|(t, _)| *t).collect();
+            Ok((JoinPlan::Files(files), types))
+        }
+    }
+}
+
+/// Joins every namespace of `pid` that differs from ours; `what` names the flag in errors.
+fn join_pid(
+    pid: i32,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<(JoinPlan, Vec<JoinNsType>)> {
+    let types = persist::differing_types(pid).with_context(what)?;
+    Ok((
+        JoinPlan::Pid {
+            pid,
+            types: types.clone(),
+        },
+        types,
+    ))
+}
+
+/// Refuses options that need a namespace the joined sandbox lacks and that is not new.
+fn check_joined_namespaces(cfg: &RunConfig, types: &[JoinNsType]) -> anyhow::Result<()> {
+    let joined_mnt = types.contains(&JoinNsType::Mount);
+    if cfg.mount_proc.is_some() && !cfg.ns.mount && !joined_mnt {
+        bail!("--mount-proc: the joined sandbox has no mount namespace of its own; add --mount");
+    }
+    if cfg.hostname.is_some() && !cfg.ns.uts && !types.contains(&JoinNsType::Uts) {
+        bail!("--hostname: the joined sandbox has no UTS namespace of its own; add --uts");
+    }
+    Ok(())
+}
+
+/// The filesystem view; `mount_ns` says whether the command has a mount namespace of its own.
+fn fs_plan(cfg: &RunConfig, mount_ns: bool) -> FsPlan {
+    FsPlan {
+        mount_ns,
+        propagation: cfg.ns.mount.then_some(cfg.propagation),
+        hostname: cfg.hostname.clone(),
+        root: cfg.root.clone(),
+        mount_proc: cfg.mount_proc.clone(),
+        wd: cfg.wd.clone(),
+    }
+}
+
+/// The credentials to switch to just before exec.
+fn cred_plan(cfg: &RunConfig) -> CredPlan {
+    CredPlan {
+        setgid: cfg.setgid,
+        setuid: cfg.setuid,
+        keep_caps: cfg.keep_caps,
+        setgroups_allowed: cfg.idmap.setgroups == Some(Setgroups::Allow),
+        kill_child: cfg.kill_child,
+    }
+}
+
+fn check_userns_enabled() -> anyhow::Result<()> {
+    let limit = std::fs::read_to_string(MAX_USER_NAMESPACES).unwrap_or_default();
+    userns_limit_check(&limit)
+}
+
+/// Refuses up front when the sysctl disables user namespaces (unshare would fail with ENOSPC,
+/// whose meaning is far from obvious).
+fn userns_limit_check(limit: &str) -> anyhow::Result<()> {
+    if limit.trim() == "0" {
+        bail!(
+            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
+             (enable them: sysctl -w user.max_user_namespaces=15000)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_max_user_namespaces_is_refused_with_the_sysctl_named() {
+        let e = userns_limit_check("0\n").expect_err("disabled");
+        assert_eq!(
+            e.to_string(),
+            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
+             (enable them: sysctl -w user.max_user_namespaces=15000)"
+        );
+        assert!(userns_limit_check("96365\n").is_ok());
+        assert!(
+            userns_limit_check("").is_ok(),
+            "unreadable: let unshare decide"
+        );
+    }
+}
