@@ -189,15 +189,12 @@ fn join_plan(cfg: &RunConfig, j: &Join) -> anyhow::Result<Plan> {
     let (plan, types) = join_target(j)?;
     check_joined_namespaces(cfg, &types)?;
     let joined_mnt = types.contains(&JoinNsType::Mount);
-    // Joined namespaces are entered as they are; new ones are layered on top.
-    let mut extra = cfg.ns;
-    if joined_mnt && cfg.mount_proc.is_some() && cfg.ns.mount {
-        extra.mount = true;
-    }
     Ok(Plan {
         ns: None,
         join: Some(plan),
-        join_unshare: extra.flags(),
+        // Joined namespaces are entered as they are; the ones asked for anew (e.g. --mount
+        // for a private /proc on top of a joined mount namespace) are unshared after.
+        join_unshare: cfg.ns.flags(),
         fs: fs_plan(cfg, cfg.ns.mount || joined_mnt),
         creds: cred_plan(cfg),
         init: cfg.ns.pid,

@@ -166,12 +166,8 @@ fn minimal_rootfs(dir: &Path) {
     std::os::unix::fs::symlink("usr/bin", dir.join("bin")).expect("symlink");
     for prog in ["/bin/sh", "/bin/ls"] {
         let real = fs::canonicalize(prog).expect("canonicalize");
-        fs::copy(
-            &real,
-            dir.join("usr/bin")
-                .join(Path::new(prog).file_name().expect("name")),
-        )
-        .expect("copy program");
+        let name = Path::new(prog).file_name().expect("name");
+        common::copy_executable(&real, &dir.join("usr/bin").join(name));
         let ldd = std::process::Command::new("ldd")
             .arg(&real)
             .output()

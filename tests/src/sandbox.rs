@@ -239,9 +239,23 @@ fn copy_exe(from: &Path, name: &str, to: &Path) -> String {
     copy_file(&src, &to.join(name))
 }
 
+/// Copies an executable with `cp` in a child process, not `fs::copy`. While this process held
+/// the copy open for writing, a test on another thread could fork, its child would inherit
+/// that descriptor until its exec, and an exec of the copy in that window fails with ETXTBSY
+/// ("Text file busy"). A `cp` child's descriptors are never inherited by our forks.
 fn copy_file(src: &Path, dst: &Path) -> String {
-    fs::copy(src, dst)
-        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+    let status = Command::new("/bin/cp")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap_or_else(|e| panic!("run cp {} {}: {e}", src.display(), dst.display()));
+    assert!(
+        status.success(),
+        "cp {} {} failed: {status}",
+        src.display(),
+        dst.display()
+    );
     set_mode(dst, 0o755);
     dst.to_str().expect("temp dir paths are UTF-8").to_owned()
 }

@@ -117,7 +117,7 @@ impl Env {
         // RR_TEST_LAUNCHER tests another build (the static release one) instead of this one.
         let built = std::env::var_os("RR_TEST_LAUNCHER")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_rootless-run").into());
-        fs::copy(&built, &bin).expect("copy the binary");
+        copy_executable(Path::new(&built), &bin);
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
         let scratch = dir.path().join("scratch");
         fs::create_dir(&scratch).expect("mkdir scratch");
@@ -389,4 +389,23 @@ pub fn descendants_of(pid: u32) -> Vec<u32> {
         todo.extend(children_of(p));
     }
     out
+}
+
+/// Copies an executable with `cp` in a child process, not `fs::copy`. While this process held
+/// the copy open for writing, a test on another thread could fork, its child would inherit
+/// that descriptor until its exec, and an exec of the copy in that window fails with ETXTBSY
+/// ("Text file busy"). A `cp` child's descriptors are never inherited by our forks.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let status = Command::new("/bin/cp")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp {} {} failed: {status}",
+        src.display(),
+        dst.display()
+    );
 }
