@@ -125,8 +125,7 @@ fn await_ready(
             Ok(None)
         }
         Err(e) => {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
+            kill_and_reap(child);
             Err(e)
         }
     }
@@ -163,8 +162,7 @@ fn persist_and_bind(
     })();
     if let Err(e) = after_ready {
         for pid in [Some(child), holder].into_iter().flatten() {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
+            kill_and_reap(pid);
         }
         if let Some(r) = record {
             r.remove(&mut Linux);
@@ -188,8 +186,7 @@ fn start_network(
     match network::start(tap, cfg.mtu, cfg.busy_poll, child, failed.clone()) {
         Ok(n) => Ok(Some(n)),
         Err(e) => {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
+            kill_and_reap(child);
             Err(e)
         }
     }
@@ -228,8 +225,7 @@ fn finish_persist(
         wait_for_stop(signals, failed, holder)?;
     }
     if let Some(h) = holder {
-        let _ = kill(h, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(h, None);
+        kill_and_reap(h);
     }
     rec.remove(&mut Linux);
     Ok(())
@@ -640,4 +636,10 @@ fn exec_command(
         Ok(never) => match never {},
         Err(e) => Err(e.into()),
     }
+}
+
+/// SIGKILL to `pid`, then reaps it (errors ignored: it may be gone already).
+fn kill_and_reap(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
 }
