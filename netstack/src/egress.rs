@@ -151,7 +151,7 @@ impl Egress {
 
     /// TCP payload that fits one MTU-sized packet toward `remote`'s family.
     pub fn link_mss(&self, remote: SocketAddr) -> usize {
-        (self.mtu + ETH_HEADER).saturating_sub(emit::tcp_payload_offset(remote.ip(), false))
+        (self.mtu + ETH_HEADER).saturating_sub(emit::tcp_payload_offset(remote.ip(), 0))
     }
 
     /// Emits a TCP segment from `remote` to `sandbox`. `fill` writes up to `max_payload` bytes
@@ -173,7 +173,7 @@ impl Egress {
             return Ok(0);
         };
         let head = self.head;
-        let off = emit::tcp_payload_offset(remote.ip(), hdr.syn_options.is_some());
+        let off = emit::tcp_payload_offset(remote.ip(), hdr.options_len());
         let end = self.buf.len().min(head + off + max_payload);
         let n = match self.buf.get_mut(head + off..end) {
             Some(slot) if !slot.is_empty() => fill(slot)?,

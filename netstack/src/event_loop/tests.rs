@@ -119,7 +119,7 @@ impl Rig {
             src: SANDBOX_MAC,
             dst: EthernetAddress(GATEWAY_MAC),
         };
-        let off = emit::tcp_payload_offset(sandbox_ip(), syn_opts);
+        let off = emit::tcp_payload_offset(sandbox_ip(), emit::options_len(syn_opts, false));
         buf[off..off + payload.len()].copy_from_slice(payload);
         let hdr = TcpHeader {
             src_port: sport,
@@ -129,6 +129,7 @@ impl Rig {
             flags,
             window: 1024, // << 7 = 128 KiB
             syn_options: syn_opts.then_some((1460, Some(7))),
+            timestamp: None,
         };
         let len = emit::tcp(
             &mut buf,
@@ -257,6 +258,7 @@ fn syn_to_closed_port_gets_rst_and_stray_segment_gets_rst() {
         },
         window: 1024,
         syn_options: Some((1460, None)),
+        timestamp: None,
     };
     let len = emit::tcp(
         &mut buf,
@@ -415,6 +417,7 @@ fn seed_frames(port: u16) -> Vec<Vec<u8>> {
             flags,
             window: 100,
             syn_options: flags.syn.then_some((1460, Some(7))),
+            timestamp: None,
         };
         let len = emit::tcp(
             &mut buf,

@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::egress::Egress;
-use crate::wire::emit::TcpHeader;
+use crate::wire::emit::{self, TcpHeader};
 use crate::wire::{TcpFlags, TcpSegment};
 
 /// The host side of a flow. Implemented by `host::HostTcp` over a real socket and by a
@@ -168,6 +168,20 @@ pub struct TcpFlow {
     wnd_at: Option<Instant>,
     /// Current interval of that recheck.
     wnd_backoff: Duration,
+    /// TCP timestamps (RFC 7323), when the sandbox's SYN offered them: every segment we send
+    /// then echoes the sandbox's latest in-order TSval, which gives its kernel an RTT sample
+    /// from every ACK, retransmissions included (without them Karn's rule keeps its RTO
+    /// backed off after losses).
+    ts: Option<Timestamps>,
+}
+
+/// Timestamp state of a flow.
+#[derive(Debug, Clone, Copy)]
+struct Timestamps {
+    /// Origin of our TSval clock (milliseconds since the flow began).
+    base: Instant,
+    /// TS.Recent: the TSval to echo.
+    recent: u32,
 }
 
 impl TcpFlow {
@@ -211,6 +225,10 @@ impl TcpFlow {
             last_window: 0,
             wnd_at: None,
             wnd_backoff: WINDOW_RECHECK_MIN,
+            ts: syn.timestamp.map(|(tsval, _)| Timestamps {
+                base: now,
+                recent: tsval,
+            }),
         }
     }
 
@@ -237,9 +255,16 @@ impl TcpFlow {
         self.ack_pending
     }
 
-    /// The sandbox's segment size on this link.
+    /// Payload bytes of one segment to the sandbox on this link (its MSS less our options).
     fn seg_mss(&self, eg: &Egress) -> usize {
-        self.mss.min(eg.link_mss(self.ep.remote))
+        let options = emit::options_len(false, self.ts.is_some());
+        self.mss.min(eg.link_mss(self.ep.remote)).saturating_sub(options)
+    }
+
+    /// Largest payload of one (GSO) frame to the sandbox.
+    fn frame_payload(&self, eg: &Egress) -> usize {
+        let options = emit::options_len(false, self.ts.is_some());
+        eg.max_tcp_payload(self.ep.remote).saturating_sub(options)
     }
 
     fn header(&self, seq: u32, flags: TcpFlags, window: u16) -> TcpHeader {
@@ -251,6 +276,20 @@ impl TcpFlow {
             flags,
             window,
             syn_options: None,
+            timestamp: self.ts.map(|t| (ts_clock(t.base), t.recent)),
+        }
+    }
+
+    /// Takes the sandbox's TSval as the one to echo when `seg` starts at or before the next
+    /// byte we expect (RFC 7323 4.3, with our ACK point as Last.ACK.sent) and is not older.
+    fn note_timestamp(&mut self, seg: &TcpSegment<'_>) {
+        let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.timestamp) else {
+            return;
+        };
+        let at_or_before = seg.seq.wrapping_sub(self.rcv_nxt) as i32 <= 0;
+        let not_older = tsval.wrapping_sub(ts.recent) as i32 >= 0;
+        if at_or_before && not_older {
+            ts.recent = tsval;
         }
     }
 
@@ -302,8 +341,14 @@ pub fn reset_stray(ep: Endpoints, seg: &TcpSegment<'_>, eg: &mut Egress) {
         },
         window: 0,
         syn_options: None,
+        timestamp: None,
     };
     let _ = eg.tcp(ep.remote, ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+}
+
+/// Our TSval: milliseconds since `base`, wrapping (RFC 7323 5.4 allows 1 ms to 1 s ticks).
+fn ts_clock(base: Instant) -> u32 {
+    base.elapsed().as_millis() as u32
 }
 
 mod receive;

@@ -93,6 +93,7 @@ impl TcpFlow {
         if !seg.flags.ack || self.connecting {
             return Verdict::Keep;
         }
+        self.note_timestamp(seg);
         if !self.established {
             if seg.ack != self.iss.wrapping_add(1) {
                 return Verdict::Keep;

@@ -86,6 +86,7 @@ struct Out {
     window: u16,
     mss: Option<u16>,
     scale: Option<u8>,
+    ts: Option<(u32, u32)>,
     payload: Vec<u8>,
 }
 
@@ -102,6 +103,7 @@ impl Sink {
                     window: s.window,
                     mss: s.mss,
                     scale: s.window_scale,
+                    ts: s.timestamp,
                     payload: s.payload.to_vec(),
                 },
                 other => panic!("not a tcp frame: {other:?}"),
@@ -139,6 +141,7 @@ fn seg(seq: u32, ack: u32, flags: TcpFlags, window: u16, payload: &[u8]) -> TcpS
         window,
         mss: None,
         window_scale: None,
+        timestamp: None,
         payload,
     }
 }
@@ -175,6 +178,10 @@ fn syn() -> TcpSegment<'static> {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_syn(syn())
+    }
+
+    fn with_syn(first: TcpSegment<'_>) -> Rig {
         let sink = Sink::default();
         let mut eg = Egress::new(
             MTU,
@@ -184,7 +191,7 @@ impl Rig {
         );
         eg.learn_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
         let now = Instant::now();
-        let flow = TcpFlow::new(ep(), &syn(), MTU, ISS, now);
+        let flow = TcpFlow::new(ep(), &first, MTU, ISS, now);
         let host = FakeHost {
             send_cap: usize::MAX,
             space: 1 << 20,
@@ -548,3 +555,54 @@ fn answered_zero_window_probes_never_reset_the_flow() {
     let out = r.sink.take();
     assert_eq!(out.iter().map(|o| o.payload.len()).sum::<usize>(), 100);
 }
+
+fn with_ts(s: TcpSegment<'_>, tsval: u32) -> TcpSegment<'_> {
+    TcpSegment {
+        timestamp: Some((tsval, 0)),
+        ..s
+    }
+}
+
+#[test]
+fn timestamps_are_echoed_from_in_order_segments_only_and_shrink_segments() {
+    let mut r = Rig::with_syn(with_ts(syn(), 500));
+    assert_eq!(r.connected(Ok(())), Verdict::Keep);
+    let out = r.sink.take();
+    let ts = out[0].ts.expect("the SYN offered timestamps, so the SYN-ACK carries them");
+    assert_eq!(ts.1, 500, "the SYN-ACK echoes the SYN's TSval");
+    r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &[]), 510));
+    r.sink.take();
+    // In order: its TSval is echoed.
+    r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, b"abc"), 520));
+    let out = r.sink.take();
+    assert_eq!(out.last().and_then(|o| o.ts).map(|t| t.1), Some(520));
+    // Out of order (a hole before it): the duplicate ACK still echoes 520, so the sandbox's
+    // RTT sample comes from the segment that fills the hole.
+    r.input(with_ts(seg(IRS + 100, ISS + 1, ACK, 1000, b"zzz"), 530));
+    let out = r.sink.take();
+    assert_eq!(out.last().and_then(|o| o.ts).map(|t| t.1), Some(520));
+    // The hole filled by a retransmission: its TSval is echoed.
+    r.input(with_ts(seg(IRS + 4, ISS + 1, ACK, 1000, b"d"), 540));
+    let out = r.sink.take();
+    assert_eq!(out.last().and_then(|o| o.ts).map(|t| t.1), Some(540));
+    // Host data goes out in segments that leave room for the 12 option bytes.
+    r.host.queued.extend(std::iter::repeat_n(7u8, 5000));
+    r.host_readable();
+    let out = r.sink.take();
+    let mss = MTU - 40;
+    assert!(!out.is_empty(), "host data was sent");
+    for o in &out {
+        assert!(o.ts.is_some(), "every segment carries timestamps");
+        assert!(o.payload.len() <= mss - 12, "segment of {} bytes", o.payload.len());
+    }
+}
+
+#[test]
+fn no_timestamps_unless_the_syn_offered_them() {
+    let mut r = Rig::new();
+    assert_eq!(r.connected(Ok(())), Verdict::Keep);
+    assert!(r.sink.take().iter().all(|o| o.ts.is_none()));
+    r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, b"abc"), 520));
+    assert!(r.sink.take().iter().all(|o| o.ts.is_none()));
+}
+

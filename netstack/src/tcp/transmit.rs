@@ -60,7 +60,7 @@ impl TcpFlow {
         }
         let mss = self.seg_mss(eg);
         // With GSO one frame carries up to 64 KiB, cut into `mss` segments by the kernel.
-        let per_frame = eg.max_tcp_payload(self.ep.remote).max(mss);
+        let per_frame = self.frame_payload(eg).max(mss);
         // One window per push: it only changes as the host drains, which a later ACK tells.
         let window = self.our_window(host);
         loop {

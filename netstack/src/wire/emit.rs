@@ -63,6 +63,15 @@ pub struct TcpHeader {
     pub window: u16,
     /// For SYN segments: our MSS and, if the peer offered scaling, our window scale.
     pub syn_options: Option<(u16, Option<u8>)>,
+    /// Timestamps option (TSval, TSecr), on every segment of a flow that negotiated it.
+    pub timestamp: Option<(u32, u32)>,
+}
+
+impl TcpHeader {
+    /// Bytes of TCP options this header carries.
+    pub fn options_len(&self) -> usize {
+        options_len(self.syn_options.is_some(), self.timestamp.is_some())
+    }
 }
 
 const ETH_LEN: usize = 14;
@@ -71,6 +80,15 @@ const IPV6_LEN: usize = 40;
 const TCP_LEN: usize = 20;
 /// MSS (4) + NOP (1) + window scale (3), RFC 793 / RFC 7323.
 const SYN_OPTIONS_LEN: usize = 8;
+/// NOP (1) + NOP (1) + timestamps (10), RFC 7323 appendix A's layout.
+pub const TIMESTAMP_OPTION_LEN: usize = 12;
+
+/// Bytes of TCP options with the SYN options and/or the timestamps option.
+pub fn options_len(syn: bool, timestamp: bool) -> usize {
+    let syn = if syn { SYN_OPTIONS_LEN } else { 0 };
+    let ts = if timestamp { TIMESTAMP_OPTION_LEN } else { 0 };
+    syn + ts
+}
 const UDP_LEN: usize = 8;
 /// TTL / hop limit of packets we originate.
 const HOP_LIMIT: u8 = 64;
@@ -96,9 +114,10 @@ pub fn max_tcp_payload(ip: IpAddr) -> usize {
     }
 }
 
-/// Offset of the TCP payload in a frame to or from `ip`'s family.
-pub fn tcp_payload_offset(ip: IpAddr, syn_options: bool) -> usize {
-    ETH_LEN + ip_len(ip) + TCP_LEN + if syn_options { SYN_OPTIONS_LEN } else { 0 }
+/// Offset of the TCP payload in a frame to or from `ip`'s family, with `options` bytes of
+/// TCP options (see `options_len`).
+pub fn tcp_payload_offset(ip: IpAddr, options: usize) -> usize {
+    ETH_LEN + ip_len(ip) + TCP_LEN + options
 }
 
 /// Offset of the UDP payload in a frame of `ip`'s family.
@@ -141,8 +160,33 @@ fn l2_l3(
     Ok(ETH_LEN + ip.header_len())
 }
 
+/// Writes `hdr`'s options into `out` (exactly `hdr.options_len()` bytes).
+fn write_options(out: &mut [u8], hdr: &TcpHeader) {
+    let mut at = 0;
+    if let Some((mss, scale)) = hdr.syn_options {
+        let [m0, m1] = mss.to_be_bytes();
+        // MSS (kind 2), then NOP + window scale (kind 3), or NOPs when not scaling.
+        let opts: [u8; SYN_OPTIONS_LEN] = match scale {
+            Some(shift) => [2, 4, m0, m1, 1, 3, 3, shift],
+            None => [2, 4, m0, m1, 1, 1, 1, 1],
+        };
+        if let Some(o) = out.get_mut(..SYN_OPTIONS_LEN) {
+            o.copy_from_slice(&opts);
+        }
+        at = SYN_OPTIONS_LEN;
+    }
+    if let Some((tsval, tsecr)) = hdr.timestamp {
+        let mut opts = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+        opts[4..8].copy_from_slice(&tsval.to_be_bytes());
+        opts[8..12].copy_from_slice(&tsecr.to_be_bytes());
+        if let Some(o) = out.get_mut(at..at + TIMESTAMP_OPTION_LEN) {
+            o.copy_from_slice(&opts);
+        }
+    }
+}
+
 /// Writes the headers of a TCP segment whose `payload_len` bytes already sit at
-/// `tcp_payload_offset(src, hdr.syn_options.is_some())`; returns the frame length.
+/// `tcp_payload_offset(src, hdr.options_len())`; returns the frame length.
 pub fn tcp(
     buf: &mut [u8],
     l2: L2,
@@ -152,11 +196,7 @@ pub fn tcp(
     payload_len: usize,
     csum: Csum,
 ) -> Result<usize, EmitError> {
-    let opt_len = if hdr.syn_options.is_some() {
-        SYN_OPTIONS_LEN
-    } else {
-        0
-    };
+    let opt_len = hdr.options_len();
     let l4_len = TCP_LEN + opt_len + payload_len;
     let off = l2_l3(buf, l2, src, dst, IpProtocol::Tcp, l4_len)?;
     let seg = buf
@@ -176,15 +216,7 @@ pub fn tcp(
     tcp.set_psh(payload_len > 0);
     tcp.set_window_len(hdr.window);
     tcp.set_urgent_at(0);
-    if let Some((mss, scale)) = hdr.syn_options {
-        let [m0, m1] = mss.to_be_bytes();
-        // MSS (kind 2), then NOP + window scale (kind 3) or end-of-list padding.
-        let opts: [u8; SYN_OPTIONS_LEN] = match scale {
-            Some(shift) => [2, 4, m0, m1, 1, 3, 3, shift],
-            None => [2, 4, m0, m1, 0, 0, 0, 0],
-        };
-        tcp.options_mut().copy_from_slice(&opts);
-    }
+    write_options(tcp.options_mut(), hdr);
     match csum {
         Csum::Full => tcp.fill_checksum(&src.into(), &dst.into()),
         Csum::Partial => {

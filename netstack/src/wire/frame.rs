@@ -66,6 +66,8 @@ pub struct TcpSegment<'a> {
     pub mss: Option<u16>,
     /// Window scale option, if present (SYN only).
     pub window_scale: Option<u8>,
+    /// Timestamps option (TSval, TSecr), if present (RFC 7323).
+    pub timestamp: Option<(u32, u32)>,
     /// Payload bytes.
     pub payload: &'a [u8],
 }
@@ -215,6 +217,7 @@ fn parse_tcp(buf: &[u8]) -> Result<TcpSegment<'_>, ParseError> {
     let tcp = TcpPacket::new_checked(buf).map_err(|_| ParseError::Malformed)?;
     let mut mss = None;
     let mut window_scale = None;
+    let mut timestamp = None;
     let mut options = tcp.options();
     while !options.is_empty() {
         let (rest, option) = TcpOption::parse(options).map_err(|_| ParseError::Malformed)?;
@@ -222,6 +225,7 @@ fn parse_tcp(buf: &[u8]) -> Result<TcpSegment<'_>, ParseError> {
             TcpOption::EndOfList => break,
             TcpOption::MaxSegmentSize(v) => mss = Some(v),
             TcpOption::WindowScale(v) => window_scale = Some(v),
+            TcpOption::TimeStamp { tsval, tsecr } => timestamp = Some((tsval, tsecr)),
             _ => {}
         }
         options = rest;
@@ -240,6 +244,7 @@ fn parse_tcp(buf: &[u8]) -> Result<TcpSegment<'_>, ParseError> {
         window: tcp.window_len(),
         mss,
         window_scale,
+        timestamp,
         payload: tcp.payload(),
     })
 }
@@ -271,6 +276,7 @@ mod tests {
             },
             window: 1000,
             syn_options: Some((1460, Some(7))),
+            timestamp: Some((0x0102_0304, 0x0506_0708)),
         };
         let (src, dst) = ("10.0.2.2".parse().unwrap(), "10.0.2.100".parse().unwrap());
         let len = emit::tcp(&mut buf, l2(), src, dst, &hdr, 0, emit::Csum::Full).unwrap();
@@ -286,6 +292,7 @@ mod tests {
         assert_eq!((meta.src, meta.dst), (src, dst));
         assert_eq!((seg.seq, seg.ack, seg.window), (7, 9, 1000));
         assert_eq!((seg.mss, seg.window_scale), (Some(1460), Some(7)));
+        assert_eq!(seg.timestamp, Some((0x0102_0304, 0x0506_0708)));
         let tcp = TcpPacket::new_checked(&buf[34..len]).unwrap();
         assert!(tcp.verify_checksum(&src.into(), &dst.into()));
         let ip = Ipv4Packet::new_checked(&buf[14..len]).unwrap();
