@@ -182,6 +182,10 @@ struct Timestamps {
     base: Instant,
     /// TS.Recent: the TSval to echo.
     recent: u32,
+    /// Last.ACK.sent: the acknowledgement number of our latest segment. Only a segment that
+    /// starts at or before it updates TS.Recent, so an ACK covering several segments echoes
+    /// the oldest one's TSval and the sandbox's RTT sample includes the time it waited.
+    last_ack_sent: u32,
 }
 
 impl TcpFlow {
@@ -228,6 +232,7 @@ impl TcpFlow {
             ts: syn.timestamp.map(|(tsval, _)| Timestamps {
                 base: now,
                 recent: tsval,
+                last_ack_sent: syn.seq.wrapping_add(1),
             }),
         }
     }
@@ -258,7 +263,9 @@ impl TcpFlow {
     /// Payload bytes of one segment to the sandbox on this link (its MSS less our options).
     fn seg_mss(&self, eg: &Egress) -> usize {
         let options = emit::options_len(false, self.ts.is_some());
-        self.mss.min(eg.link_mss(self.ep.remote)).saturating_sub(options)
+        self.mss
+            .min(eg.link_mss(self.ep.remote))
+            .saturating_sub(options)
     }
 
     /// Largest payload of one (GSO) frame to the sandbox.
@@ -267,7 +274,12 @@ impl TcpFlow {
         eg.max_tcp_payload(self.ep.remote).saturating_sub(options)
     }
 
-    fn header(&self, seq: u32, flags: TcpFlags, window: u16) -> TcpHeader {
+    /// The header of our next segment; notes its acknowledgement as Last.ACK.sent.
+    fn header(&mut self, seq: u32, flags: TcpFlags, window: u16) -> TcpHeader {
+        let rcv_nxt = self.rcv_nxt;
+        if let Some(ts) = self.ts.as_mut() {
+            ts.last_ack_sent = rcv_nxt;
+        }
         TcpHeader {
             src_port: self.ep.remote.port(),
             dst_port: self.ep.sandbox.port(),
@@ -280,13 +292,13 @@ impl TcpFlow {
         }
     }
 
-    /// Takes the sandbox's TSval as the one to echo when `seg` starts at or before the next
-    /// byte we expect (RFC 7323 4.3, with our ACK point as Last.ACK.sent) and is not older.
+    /// Takes the sandbox's TSval as the one to echo when `seg` starts at or before our last
+    /// acknowledgement (RFC 7323 4.3) and is not older than the one we hold.
     fn note_timestamp(&mut self, seg: &TcpSegment<'_>) {
         let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.timestamp) else {
             return;
         };
-        let at_or_before = seg.seq.wrapping_sub(self.rcv_nxt) as i32 <= 0;
+        let at_or_before = seg.seq.wrapping_sub(ts.last_ack_sent) as i32 <= 0;
         let not_older = tsval.wrapping_sub(ts.recent) as i32 >= 0;
         if at_or_before && not_older {
             ts.recent = tsval;

@@ -228,9 +228,13 @@ impl TcpFlow {
             self.ack_urgent = true;
             return Ok(());
         }
-        // A full-sized segment is bulk: ACK it this batch. A short one is likely a request
-        // whose answer can carry the ACK (delayed ACK, RFC 9293 3.8.6.3).
-        if fresh.len() >= self.mss || seg.flags.fin {
+        // A full-sized segment (MSS less the options it carries) is bulk: ACK it this batch.
+        // A short one is likely a request whose answer can carry the ACK (delayed ACK, RFC
+        // 9293 3.8.6.3).
+        let full = self
+            .mss
+            .saturating_sub(emit::options_len(false, self.ts.is_some()));
+        if fresh.len() >= full || seg.flags.fin {
             self.ack_urgent = true;
         }
         if seg.flags.fin {

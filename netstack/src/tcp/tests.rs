@@ -568,7 +568,9 @@ fn timestamps_are_echoed_from_in_order_segments_only_and_shrink_segments() {
     let mut r = Rig::with_syn(with_ts(syn(), 500));
     assert_eq!(r.connected(Ok(())), Verdict::Keep);
     let out = r.sink.take();
-    let ts = out[0].ts.expect("the SYN offered timestamps, so the SYN-ACK carries them");
+    let ts = out[0]
+        .ts
+        .expect("the SYN offered timestamps, so the SYN-ACK carries them");
     assert_eq!(ts.1, 500, "the SYN-ACK echoes the SYN's TSval");
     r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &[]), 510));
     r.sink.take();
@@ -593,7 +595,11 @@ fn timestamps_are_echoed_from_in_order_segments_only_and_shrink_segments() {
     assert!(!out.is_empty(), "host data was sent");
     for o in &out {
         assert!(o.ts.is_some(), "every segment carries timestamps");
-        assert!(o.payload.len() <= mss - 12, "segment of {} bytes", o.payload.len());
+        assert!(
+            o.payload.len() <= mss - 12,
+            "segment of {} bytes",
+            o.payload.len()
+        );
     }
 }
 
@@ -606,3 +612,56 @@ fn no_timestamps_unless_the_syn_offered_them() {
     assert!(r.sink.take().iter().all(|o| o.ts.is_none()));
 }
 
+#[test]
+fn one_ack_for_two_segments_echoes_the_older_tsval() {
+    let mut r = Rig::with_syn(with_ts(syn(), 500));
+    assert_eq!(r.connected(Ok(())), Verdict::Keep);
+    r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &[]), 510));
+    r.sink.take();
+    let (now, host, eg) = (r.now, &mut r.host, &mut r.eg);
+    r.flow.on_segment(
+        &with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, b"ab"), 600),
+        host,
+        eg,
+        now,
+    );
+    r.flow.on_segment(
+        &with_ts(seg(IRS + 3, ISS + 1, ACK, 1000, b"cd"), 700),
+        host,
+        eg,
+        now,
+    );
+    r.flow.flush_ack(host, eg, now);
+    let out = r.sink.take();
+    let last = out.last().expect("an ACK");
+    assert_eq!(last.ack, IRS + 5);
+    assert_eq!(
+        last.ts.map(|t| t.1),
+        Some(600),
+        "RFC 7323: echo the oldest unacknowledged"
+    );
+}
+
+#[test]
+fn a_full_segment_with_timestamps_is_acked_at_once() {
+    let mut r = Rig::with_syn(with_ts(syn(), 500));
+    assert_eq!(r.connected(Ok(())), Verdict::Keep);
+    r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &[]), 510));
+    r.sink.take();
+    // The sandbox's MSS is 1460; with 12 bytes of timestamps its full segments carry 1448.
+    let full = vec![1u8; 1448];
+    let (now, host, eg) = (r.now, &mut r.host, &mut r.eg);
+    r.flow.on_segment(
+        &with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &full), 520),
+        host,
+        eg,
+        now,
+    );
+    r.flow.end_batch(host, eg, now);
+    let out = r.sink.take();
+    assert_eq!(
+        out.last().map(|o| o.ack),
+        Some(IRS + 1 + 1448),
+        "bulk data is acknowledged in its own batch, not after the delayed-ACK timer"
+    );
+}

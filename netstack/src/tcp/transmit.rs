@@ -42,7 +42,7 @@ impl TcpFlow {
     }
 
     /// Sends RST|ACK for the sandbox's connection (connect refused, or any abort).
-    pub fn send_rst(&self, eg: &mut Egress) {
+    pub fn send_rst(&mut self, eg: &mut Egress) {
         let seq = if self.established { self.snd_nxt } else { 0 };
         let hdr = self.header(seq, RST_ACK, 0);
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
