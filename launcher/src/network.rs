@@ -45,7 +45,7 @@ pub fn start(
     let cfg = netstack::StackConfig {
         mtu,
         busy_poll,
-        dns_upstream: netstack::config::host_resolver(),
+        dns_upstreams: netstack::config::host_resolvers(),
         ..Default::default()
     };
     let (stop_rx, stop) =

@@ -10,7 +10,7 @@ use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
-use crate::config::{DNS_V4, DNS_V6, GATEWAY_V4, GATEWAY_V6, PREFIX_LEN_V4, PREFIX_LEN_V6};
+use crate::config::{Addressing, PREFIX_LEN_V6};
 use crate::egress::Egress;
 
 /// The smoltcp interface that speaks for the gateway and DNS addresses.
@@ -98,8 +98,13 @@ impl<'a> Device for OneFrame<'a> {
 const ETH_HEADER: usize = 14;
 
 impl ControlPlane {
-    /// An interface with our MAC holding the gateway and DNS addresses (v4 and v6).
-    pub fn new(mac: EthernetAddress, mtu: usize, egress: &mut Egress) -> ControlPlane {
+    /// An interface with our MAC holding the gateway and DNS addresses (v4 and v6) of `addr`.
+    pub fn new(
+        mac: EthernetAddress,
+        mtu: usize,
+        addr: &Addressing,
+        egress: &mut Egress,
+    ) -> ControlPlane {
         let epoch = StdInstant::now();
         let mut tx = vec![0u8; crate::wire::vnet::LEN + mtu + ETH_HEADER].into_boxed_slice();
         let mut dev = OneFrame {
@@ -112,10 +117,10 @@ impl ControlPlane {
         let mut iface = Interface::new(config, &mut dev, Instant::from_millis(0));
         iface.update_ip_addrs(|addrs| {
             for cidr in [
-                IpCidr::new(IpAddress::Ipv4(GATEWAY_V4), PREFIX_LEN_V4),
-                IpCidr::new(IpAddress::Ipv4(DNS_V4), PREFIX_LEN_V4),
-                IpCidr::new(IpAddress::Ipv6(GATEWAY_V6), PREFIX_LEN_V6),
-                IpCidr::new(IpAddress::Ipv6(DNS_V6), PREFIX_LEN_V6),
+                IpCidr::new(IpAddress::Ipv4(addr.gateway_v4()), addr.prefix_v4()),
+                IpCidr::new(IpAddress::Ipv4(addr.dns_v4()), addr.prefix_v4()),
+                IpCidr::new(IpAddress::Ipv6(addr.gateway_v6()), PREFIX_LEN_V6),
+                IpCidr::new(IpAddress::Ipv6(addr.dns_v6()), PREFIX_LEN_V6),
             ] {
                 // Capacity is four (smoltcp feature iface-max-addr-count-4): cannot fail.
                 let _ = addrs.push(cidr);

@@ -235,6 +235,39 @@ impl Egress {
         Ok(got)
     }
 
+    /// Emits one UDP datagram from `remote` to `sandbox` whose payload `fill` writes in place
+    /// (the DNS forwarder's answers, datagrams arriving on a published port). Returns the
+    /// payload length; a datagram too large for the MTU is counted and dropped.
+    pub fn udp_datagram<F>(
+        &mut self,
+        remote: SocketAddr,
+        sandbox: SocketAddr,
+        fill: F,
+    ) -> io::Result<usize>
+    where
+        F: FnOnce(&mut [u8]) -> io::Result<usize>,
+    {
+        let Some(l2) = self.l2() else {
+            return Ok(0);
+        };
+        let start = self.head + emit::udp_payload_offset(remote.ip());
+        let Some(slot) = self.buf.get_mut(start..) else {
+            return Ok(0);
+        };
+        let len = fill(slot)?;
+        let dgram = Datagram {
+            l2,
+            remote,
+            sandbox,
+            len,
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let (_, mut out) = self.parts();
+        out.udp(&mut buf, dgram);
+        self.buf = buf;
+        Ok(len)
+    }
+
     /// The batch buffers and the sending half, borrowed apart.
     fn parts(&mut self) -> (&mut [Box<[u8]>; MAX_BATCH], Out<'_>) {
         let out = Out {

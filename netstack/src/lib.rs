@@ -18,6 +18,7 @@ mod event_loop;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 mod flows;
+pub mod forward;
 mod host;
 mod icmp;
 pub mod nat;

@@ -3,16 +3,17 @@
 //!
 //! - the gateway (10.0.2.2 / fd00::2) is the host's loopback (127.0.0.1 / ::1), same port,
 //!   unless host loopback is disabled;
-//! - the DNS address (10.0.2.3 / fd00::3) port 53 is the configured upstream resolver;
-//! - any other address inside the virtual networks, and loopback, multicast, broadcast or
-//!   unspecified destinations are refused (nothing lives there);
+//! - the DNS address (10.0.2.3 / fd00::3) port 53 is the first upstream resolver (TCP; UDP
+//!   queries go to the `dns` forwarder instead), unless DNS is disabled;
+//! - any other address inside the virtual networks (network, broadcast, every unused host),
+//!   and loopback, multicast, broadcast, unspecified, 0.0.0.0/8, IPv4-mapped and
+//!   IPv4-compatible IPv6 destinations are refused: nothing lives there, and the host must
+//!   never send them on (a "real" 10.0.2.3, or the host's loopback by another spelling);
 //! - everything else is reached as itself, from the host's own addresses (like slirp4netns).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::{
-    StackConfig, DNS_V4, DNS_V6, GATEWAY_V4, GATEWAY_V6, PREFIX_LEN_V4, PREFIX_LEN_V6,
-};
+use crate::config::StackConfig;
 
 /// DNS port (RFC 1035).
 const DNS_PORT: u16 = 53;
@@ -37,7 +38,7 @@ pub enum Refused {
 /// The host address to connect or send to for `dst` as the sandbox addressed it.
 pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Refused> {
     let ip = dst.ip();
-    if ip == IpAddr::V4(GATEWAY_V4) || ip == IpAddr::V6(GATEWAY_V6) {
+    if cfg.addr.is_gateway(ip) {
         if !cfg.host_loopback {
             return Err(Refused::HostLoopbackDisabled);
         }
@@ -47,13 +48,13 @@ pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Ref
         };
         return Ok(SocketAddr::new(lo, dst.port()));
     }
-    if ip == IpAddr::V4(DNS_V4) || ip == IpAddr::V6(DNS_V6) {
-        return match cfg.dns_upstream {
-            Some(up) if dst.port() == DNS_PORT => Ok(up),
+    if cfg.addr.is_dns(ip) {
+        return match cfg.dns_upstreams.first() {
+            Some(&up) if cfg.dns && dst.port() == DNS_PORT => Ok(up),
             _ => Err(Refused::NoDns),
         };
     }
-    if in_virtual_net(ip) || !is_global_unicast(ip) {
+    if cfg.addr.contains(ip) || !is_global_unicast(ip) {
         return Err(Refused::Unroutable);
     }
     if !cfg.outbound {
@@ -62,25 +63,24 @@ pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Ref
     Ok(dst)
 }
 
-fn in_virtual_net(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => {
-            let mask = u32::MAX << (32 - u32::from(PREFIX_LEN_V4));
-            u32::from(a) & mask == u32::from(GATEWAY_V4) & mask
-        }
-        IpAddr::V6(a) => {
-            let mask = u128::MAX << (128 - u32::from(PREFIX_LEN_V6));
-            u128::from(a) & mask == u128::from(GATEWAY_V6) & mask
-        }
-    }
-}
-
+/// Whether the host may send to `ip` on the sandbox's behalf: not loopback, multicast,
+/// broadcast, unspecified or "this network" (0.0.0.0/8, which Linux treats as local), and no
+/// IPv6 spelling of an IPv4 address (::ffff:a.b.c.d and ::a.b.c.d reach the IPv4 host,
+/// loopback included, and never belong on the wire: RFC 4291 2.5.5).
 fn is_global_unicast(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
-            !(a.is_loopback() || a.is_multicast() || a.is_broadcast() || a.is_unspecified())
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || a.octets()[0] == 0)
         }
-        IpAddr::V6(a) => !(a.is_loopback() || a.is_multicast() || a.is_unspecified()),
+        IpAddr::V6(a) => {
+            let embeds_v4 =
+                a.segments()[..5] == [0; 5] && (a.segments()[5] == 0xffff || a.segments()[5] == 0);
+            !(a.is_loopback() || a.is_multicast() || a.is_unspecified() || embeds_v4)
+        }
     }
 }
 
@@ -90,7 +90,7 @@ mod tests {
 
     fn cfg() -> StackConfig {
         StackConfig {
-            dns_upstream: Some("127.0.0.53:53".parse().unwrap()),
+            dns_upstreams: vec!["127.0.0.53:53".parse().unwrap()],
             ..StackConfig::default()
         }
     }
@@ -122,13 +122,42 @@ mod tests {
     }
 
     #[test]
+    fn dns_address_is_refused_when_dns_is_disabled() {
+        let c = StackConfig {
+            dns: false,
+            ..cfg()
+        };
+        let t = host_target(&c, "10.0.2.3:53".parse().unwrap());
+        assert_eq!(t, Err(Refused::NoDns));
+        let none = StackConfig {
+            dns_upstreams: Vec::new(),
+            ..cfg()
+        };
+        assert_eq!(
+            host_target(&none, "[fd00::3]:53".parse().unwrap()),
+            Err(Refused::NoDns)
+        );
+    }
+
+    #[test]
     fn other_virtual_and_special_addresses_are_refused() {
         for d in [
             "10.0.2.77:80",
+            "10.0.2.0:80",
+            "10.0.2.255:80",
             "127.0.0.1:80",
+            "127.1.2.3:80",
+            "0.0.0.0:80",
+            "0.1.2.3:80",
             "224.0.0.1:5353",
             "255.255.255.255:67",
             "[fd00::9]:80",
+            "[::1]:80",
+            "[::]:80",
+            "[::ffff:127.0.0.1]:80",
+            "[::ffff:198.51.100.1]:80",
+            "[::127.0.0.1]:80",
+            "[ff02::1]:80",
         ] {
             assert_eq!(
                 host_target(&cfg(), d.parse().unwrap()),

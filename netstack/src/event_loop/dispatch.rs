@@ -47,7 +47,7 @@ impl EventLoop {
                 dst_port,
                 payload,
             } => self.udp_input(meta, src_port, dst_port, payload, now),
-            L4::EchoRequest { .. } | L4::Other if is_ours(meta.dst) => {
+            L4::EchoRequest { .. } | L4::Other if self.is_ours(meta.dst) => {
                 self.control.input(frame, &mut self.egress, now)
             }
             L4::Other if meta.proto == IpProtocol::Icmpv6 && !is_unicast(meta.dst) => {
@@ -138,6 +138,12 @@ impl EventLoop {
         if let Some(t) = timer {
             self.arm(t);
         }
+    }
+
+    /// The gateway or DNS address (answered by the control plane), the latter only while DNS
+    /// is on: with `--disable-dns` the address is as dead as any unused one.
+    fn is_ours(&self, ip: IpAddr) -> bool {
+        self.cfg.addr.is_gateway(ip) || (self.cfg.dns && self.cfg.addr.is_dns(ip))
     }
 
     fn next_iss(&mut self, ep: &Endpoints) -> u32 {

@@ -17,7 +17,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use smoltcp::wire::{EthernetAddress, IpProtocol};
 
-use crate::config::{StackConfig, DNS_V4, DNS_V6, GATEWAY_MAC, GATEWAY_V4, GATEWAY_V6};
+use crate::config::{StackConfig, GATEWAY_MAC};
 use crate::control::ControlPlane;
 use crate::egress::{Egress, FrameSink};
 use crate::flows::{Flow, FlowKey, FlowTable, Proto};
@@ -115,7 +115,7 @@ impl EventLoop {
         let spin = spin_max(cfg.busy_poll);
         tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
         let mut egress = Egress::new(mtu, mac, sink, vnet);
-        let control = ControlPlane::new(mac, mtu, &mut egress);
+        let control = ControlPlane::new(mac, mtu, &cfg.addr, &mut egress);
         let max = cfg.max_flows;
         Ok(EventLoop {
             poll,
@@ -464,13 +464,6 @@ fn tcp_event(
         return flow.on_host_readable(host, eg, now, ready.hup);
     }
     Verdict::Keep
-}
-
-fn is_ours(ip: IpAddr) -> bool {
-    ip == IpAddr::V4(GATEWAY_V4)
-        || ip == IpAddr::V4(DNS_V4)
-        || ip == IpAddr::V6(GATEWAY_V6)
-        || ip == IpAddr::V6(DNS_V6)
 }
 
 fn is_unicast(ip: IpAddr) -> bool {

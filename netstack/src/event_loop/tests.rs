@@ -12,6 +12,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use smoltcp::wire::EthernetAddress;
 
 use super::*;
+use crate::config::{DNS_V4, GATEWAY_V4};
 use crate::sys::alloc_count::allocations;
 use crate::wire::emit::{self, Csum, TcpHeader};
 use crate::wire::{TcpFlags, L2};
@@ -464,7 +465,7 @@ fn mutated_frames_never_panic_or_stop_the_loop() {
     // loopback, no DNS upstream. Only parsing, the control plane and refusals run.
     r.lp.cfg.outbound = false;
     r.lp.cfg.host_loopback = false;
-    r.lp.cfg.dns_upstream = None;
+    r.lp.cfg.dns = false;
     let seeds = seed_frames(r.port());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut frame = Vec::with_capacity(2048);
