@@ -183,7 +183,7 @@ fn start_network(
     let Some(tap) = tap else {
         return Ok(None);
     };
-    match network::start(tap, cfg.mtu, cfg.busy_poll, child, failed.clone()) {
+    match network::start(tap, cfg.net.mtu, cfg.net.busy_poll, child, failed.clone()) {
         Ok(n) => Ok(Some(n)),
         Err(e) => {
             kill_and_reap(child);
@@ -502,7 +502,7 @@ fn enter_new(
     })?;
     let tap = netstack::tap::open(netstack::config::TAP_NAME)
         .context("cannot create the sandbox's tap device")?;
-    netstack::netconf::configure(netstack::config::TAP_NAME, cfg.mtu, cfg.ipv6)
+    netstack::netconf::configure(netstack::config::TAP_NAME, cfg.net.mtu, cfg.net.ipv6)
         .context("cannot configure the sandbox's network")?;
     if let Err(e) = process::tap_set_persist(tap.as_fd()) {
         // Only the launcher's exit gets slower; the device still dies with the namespace.
