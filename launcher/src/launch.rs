@@ -502,8 +502,14 @@ fn enter_new(
     })?;
     let tap = netstack::tap::open(netstack::config::TAP_NAME)
         .context("cannot create the sandbox's tap device")?;
-    netstack::netconf::configure(netstack::config::TAP_NAME, cfg.net.mtu, cfg.net.ipv6)
-        .context("cannot configure the sandbox's network")?;
+    netstack::netconf::configure(
+        netstack::config::TAP_NAME,
+        cfg.net.mtu,
+        &cfg.net.addr,
+        cfg.net.ipv6,
+        cfg.net.mac,
+    )
+    .context("cannot configure the sandbox's network")?;
     if let Err(e) = process::tap_set_persist(tap.as_fd()) {
         // Only the launcher's exit gets slower; the device still dies with the namespace.
         tracing::debug!(error = %e, "TUNSETPERSIST failed");
