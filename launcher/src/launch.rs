@@ -31,9 +31,10 @@ use crate::config::{JoinNsType, NsFile, RunConfig};
 use crate::idmap::{self, Setgroups};
 use crate::kernel::Kernel;
 use crate::monitor;
-use crate::network::{self, Network};
+use crate::network::{self, Network, Prepared};
 use crate::persist::{self, Record};
 use crate::plan::{self, HelperMaps, Plan};
+use crate::resolv;
 use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
 use crate::sys::fdpass::Channel;
@@ -54,10 +55,21 @@ mod tag {
 
 /// Runs the sandbox; returns the command's status (or an error already worded for the user).
 pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
+    let host_resolv_conf = if cfg.join.is_none() {
+        resolv::read_host_file()
+    } else {
+        String::new()
+    };
     let plan = plan::make_plan(cfg, caller)?;
     let mut detached = if cfg.detach { Some(detach()?) } else { None };
+    // Only a new sandbox has a network of ours.
+    let prepared = if plan.ns.is_some() {
+        Some(network::prepare(&cfg.net, &host_resolv_conf)?)
+    } else {
+        None
+    };
 
-    let (ours, child, parent) = fork_child(cfg, &plan)?;
+    let (ours, child, parent, prepared) = fork_child(cfg, &plan, prepared)?;
     let _span = tracing::debug_span!("sandbox", child = child.as_raw()).entered();
 
     // Setup handshake. On any failure here the child is killed before we return.
@@ -74,7 +86,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     drop(ours);
     // The last fork is behind us: threads are safe from here on.
     let failed = Arc::new(AtomicBool::new(false));
-    let net = start_network(cfg, tap, child, &failed)?;
+    let net = start_network(prepared, tap, child, &failed)?;
     if let Some(d) = detached.take() {
         d.ready();
     }
@@ -94,20 +106,26 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
 }
 
 /// Blocks the supervised signals and forks the child (which runs `child_main` and never
-/// returns here). Returns our end of the setup channel, the child, and our own pid.
-fn fork_child(cfg: &RunConfig, plan: &Plan) -> anyhow::Result<(Channel, Pid, i32)> {
+/// returns here; it drops its copy of `net`). Returns our end of the setup channel, the child,
+/// our own pid, and `net`.
+fn fork_child(
+    cfg: &RunConfig,
+    plan: &Plan,
+    net: Option<Prepared>,
+) -> anyhow::Result<(Channel, Pid, i32, Option<Prepared>)> {
     let old_mask = process::block_supervised().context("cannot block signals")?;
     let (ours, theirs) = Channel::pair().context("cannot create the setup channel")?;
     let parent = nix::unistd::getpid().as_raw();
     let child = match process::fork().context("cannot fork")? {
         Forked::Child => {
             drop(ours);
+            drop(net);
             child_main(cfg, plan, theirs, parent, &old_mask)
         }
         Forked::Parent(pid) => pid,
     };
     drop(theirs);
-    Ok((ours, child, parent))
+    Ok((ours, child, parent, net))
 }
 
 /// Runs the parent's side of the handshake up to READY and returns the tap fd, if the child
@@ -175,15 +193,15 @@ fn persist_and_bind(
 /// Starts the stack on the sandbox's tap (there is none when joining); if it cannot start,
 /// the child is killed.
 fn start_network(
-    cfg: &RunConfig,
+    prepared: Option<Prepared>,
     tap: Option<OwnedFd>,
     child: Pid,
     failed: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<Network>> {
-    let Some(tap) = tap else {
+    let (Some(tap), Some(prepared)) = (tap, prepared) else {
         return Ok(None);
     };
-    match network::start(tap, cfg.net.mtu, cfg.net.busy_poll, child, failed.clone()) {
+    match network::start(prepared, tap, child, failed.clone()) {
         Ok(n) => Ok(Some(n)),
         Err(e) => {
             kill_and_reap(child);

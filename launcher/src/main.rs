@@ -13,6 +13,7 @@ mod monitor;
 mod network;
 mod persist;
 mod plan;
+mod resolv;
 mod sandbox;
 mod supervise;
 #[allow(unsafe_code)]

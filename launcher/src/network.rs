@@ -1,20 +1,26 @@
-//! The parent's side of the sandbox network: runs `netstack::Stack` on its own thread over the
-//! tap fd the child handed over, and when the command exits lets the stack deliver what the
-//! sandbox sent last (its final bytes and FINs) before the launcher exits.
-//! Called by `launch` after the last fork (threads are safe then). Owns the stop pipe and a
-//! handle on the sandbox's network namespace; knows nothing of signals or id maps.
+//! The parent's side of the sandbox network. Before the fork, `prepare` settles the stack's
+//! configuration from `NetConfig` (DNS upstreams from the host's resolv.conf unless given,
+//! `--outbound-addr` interface names resolved to addresses, checked to be bindable). After
+//! the last fork, `start` runs `netstack::Stack` on its own thread over the tap fd the child
+//! handed over, and when the command exits lets the stack deliver what the sandbox sent last
+//! (its final bytes and FINs) before the launcher exits.
+//! Called by `launch`. Owns the stop pipe and a handle on the sandbox's network namespace;
+//! knows nothing of signals or id maps.
 
 use std::fs::File;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+use crate::config::{NetConfig, Outbound};
 
 /// How long after the command exits we keep carrying its connections' last bytes. Flows the
 /// sandbox closed end sooner; flows still open then are reset toward the host.
@@ -29,12 +35,102 @@ pub struct Network {
     _netns: Option<OwnedFd>,
 }
 
+/// The network, settled before the fork.
+pub struct Prepared {
+    cfg: netstack::StackConfig,
+}
+
+/// Builds the stack's configuration from `net`; `host_resolv_conf` is the host's
+/// /etc/resolv.conf (its nameservers are the DNS upstreams unless `--dns-upstream` names
+/// others). Fails, naming the flag, when an `--outbound-addr` interface has no address of its
+/// family or the address cannot be bound.
+pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Prepared> {
+    let dns_upstreams = match &net.dns_upstreams {
+        Some(given) => given.clone(),
+        None => netstack::config::nameservers(host_resolv_conf),
+    };
+    if net.dns && dns_upstreams.is_empty() {
+        tracing::warn!(
+            "the host's /etc/resolv.conf names no nameserver; DNS queries to the forwarder will \
+             fail (give one with --dns-upstream)"
+        );
+    }
+    // `outbound` returns an address of the family asked for (cli checks given ones).
+    let outbound_v4 = match &net.outbound_v4 {
+        Some(o) => match outbound("--outbound-addr", o, false)? {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        },
+        None => None,
+    };
+    let outbound_v6 = match &net.outbound_v6 {
+        Some(o) => match outbound("--outbound-addr6", o, true)? {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        },
+        None => None,
+    };
+    let cfg = netstack::StackConfig {
+        mtu: net.mtu,
+        busy_poll: net.busy_poll,
+        addr: net.addr,
+        host_loopback: net.host_loopback,
+        dns: net.dns,
+        dns_upstreams,
+        outbound_v4,
+        outbound_v6,
+        ..Default::default()
+    };
+    Ok(Prepared { cfg })
+}
+
+/// The address outbound sockets of one family bind to: the one given, or the first of the
+/// interface (for IPv6 the first that is not link-local: those need a scope to bind). Binding
+/// a UDP socket to it once checks that it is an address of this host.
+fn outbound(flag: &str, o: &Outbound, v6: bool) -> anyhow::Result<IpAddr> {
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    let ip = match o {
+        Outbound::Addr(ip) => *ip,
+        Outbound::Interface(name) => {
+            if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
+                bail!("{flag} {name}: no such interface");
+            }
+            let addrs = nix::ifaddrs::getifaddrs()
+                .with_context(|| format!("{flag} {name}: cannot list the interface addresses"))?;
+            addrs
+                .filter(|a| a.interface_name == *name)
+                .filter_map(|a| {
+                    let sa = a.address?;
+                    match (sa.as_sockaddr_in(), sa.as_sockaddr_in6()) {
+                        (Some(sin), _) if !v6 => Some(IpAddr::V4(sin.ip())),
+                        (_, Some(sin6)) if v6 && !is_link_local_v6(sin6.ip()) => {
+                            Some(IpAddr::V6(sin6.ip()))
+                        }
+                        _ => None,
+                    }
+                })
+                .next()
+                .with_context(|| {
+                    let which = if v6 { "global IPv6" } else { "IPv4" };
+                    format!("{flag} {name}: the interface has no {which} address")
+                })?
+        }
+    };
+    UdpSocket::bind(SocketAddr::new(ip, 0))
+        .with_context(|| format!("{flag} {ip}: not a usable {family} address of this host"))?;
+    Ok(ip)
+}
+
+/// fe80::/10 (RFC 4291 section 2.5.6).
+fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
 /// Starts the stack for `child`'s sandbox on a thread named "netstack". A failure of the stack
 /// (at construction or later) is logged, sets `failed`, and kills the sandbox.
 pub fn start(
+    prepared: Prepared,
     tap: OwnedFd,
-    mtu: u32,
-    busy_poll: Duration,
     child: Pid,
     failed: Arc<AtomicBool>,
 ) -> anyhow::Result<Network> {
@@ -42,12 +138,7 @@ pub fn start(
         .map(OwnedFd::from)
         .map_err(|error| tracing::debug!(%error, "cannot hold the sandbox's netns"))
         .ok();
-    let cfg = netstack::StackConfig {
-        mtu,
-        busy_poll,
-        dns_upstreams: netstack::config::host_resolvers(),
-        ..Default::default()
-    };
+    let cfg = prepared.cfg;
     let (stop_rx, stop) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create the stack's stop pipe")?;
     // The stack is built on its thread (it need not be Send). The command may start before
