@@ -60,7 +60,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     } else {
         String::new()
     };
-    let plan = plan::make_plan(cfg, caller)?;
+    let plan = plan::make_plan(cfg, caller, &host_resolv_conf)?;
     let mut detached = if cfg.detach { Some(detach()?) } else { None };
     // Only a new sandbox has a network of ours.
     let prepared = if plan.ns.is_some() {

@@ -1,6 +1,7 @@
 //! The order of the child's setup steps, written against `Kernel` so tests can check it:
 //! entering namespaces (unshare or join) and writing id maps, preparing the filesystem view
-//! (propagation, hostname, root, proc, working directory), and switching credentials.
+//! (propagation, hostname, the generated resolv.conf, root, proc, working directory), and
+//! switching credentials.
 //! Called by `launch` in the forked child (and the pid-1 init). Does not fork, exec, pass fds
 //! or touch the network; those are `launch`'s. Keep each phase a short, linear function.
 
@@ -63,18 +64,37 @@ pub enum JoinPlan {
 /// The filesystem view before exec.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FsPlan {
-    /// A new mount namespace exists (pivot_root and mounts are private to it).
+    /// The user asked for a mount namespace (new or joined): `--root` pivots into the new root
+    /// there; without one it uses chroot (even in the mount namespace created for
+    /// `resolv_conf`).
     pub mount_ns: bool,
-    /// Propagation to apply to / (only with `mount_ns`).
+    /// Propagation to apply to / (only in a mount namespace of our own).
     pub propagation: Option<Propagation>,
     /// Hostname to set.
     pub hostname: Option<String>,
+    /// The generated /etc/resolv.conf to mount (only in a mount namespace of our own).
+    pub resolv_conf: Option<ResolvMount>,
     /// New root.
     pub root: Option<PathBuf>,
     /// Where to mount proc.
     pub mount_proc: Option<PathBuf>,
     /// Working directory.
     pub wd: Option<PathBuf>,
+}
+
+/// The generated resolv.conf and where it goes (decided by `resolv::mount_plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvMount {
+    /// The file to cover: what /etc/resolv.conf resolves to inside the sandbox's root, as a
+    /// path in the launcher's view (below `--root`, if any).
+    pub target: PathBuf,
+    /// A directory that a scratch tmpfs covers while the file is mounted (not above
+    /// `target`).
+    pub staging: PathBuf,
+    /// Where the file is written in that tmpfs.
+    pub staged: PathBuf,
+    /// The file's text.
+    pub contents: String,
 }
 
 /// Credentials just before exec.
@@ -207,22 +227,25 @@ fn propagation_flags(p: Propagation) -> Option<MsFlags> {
     }
 }
 
-/// Propagation, hostname, root, proc, working directory: in that order, so proc is mounted
-/// inside the new root and the working directory is looked up there.
+/// Propagation, hostname, resolv.conf, root, proc, working directory: in that order, so the
+/// resolv.conf mount is private before it is made and lands in the new root before
+/// pivot_root or chroot, proc is mounted inside the new root and the working directory is
+/// looked up there.
 pub fn prepare_fs<K: Kernel>(k: &mut K, p: &FsPlan) -> anyhow::Result<()> {
-    if p.mount_ns {
-        if let Some(flags) = p.propagation.and_then(propagation_flags) {
-            k.mount(&Mount {
-                source: None,
-                target: "/".into(),
-                fstype: None,
-                flags: flags | MsFlags::MS_REC,
-            })
-            .context("cannot set mount propagation of /")?;
-        }
+    if let Some(flags) = p.propagation.and_then(propagation_flags) {
+        k.mount(&Mount {
+            source: None,
+            target: "/".into(),
+            fstype: None,
+            flags: flags | MsFlags::MS_REC,
+        })
+        .context("cannot set mount propagation of /")?;
     }
     if let Some(h) = &p.hostname {
         k.sethostname(h).context("cannot set the hostname")?;
+    }
+    if let Some(r) = &p.resolv_conf {
+        mount_resolv_conf(k, r)?;
     }
     match &p.root {
         Some(root) if p.mount_ns => {
@@ -271,6 +294,35 @@ pub fn prepare_fs<K: Kernel>(k: &mut K, p: &FsPlan) -> anyhow::Result<()> {
             .with_context(|| format!("--wd={}", wd.display()))?;
     }
     Ok(())
+}
+
+/// Bind-mounts the generated resolv.conf over `r.target`. The file is written into a scratch
+/// tmpfs mounted on `r.staging` for the moment, which is detached once the bind exists: the
+/// bind keeps the file, nothing is written to a host filesystem, and nothing is left to
+/// remove (the tmpfs goes with the sandbox's mount namespace).
+fn mount_resolv_conf<K: Kernel>(k: &mut K, r: &ResolvMount) -> anyhow::Result<()> {
+    let what = || {
+        format!(
+            "cannot mount the generated resolv.conf on {} (--keep-resolv-conf keeps the host's)",
+            r.target.display()
+        )
+    };
+    k.mount(&Mount {
+        source: Some("tmpfs".into()),
+        target: r.staging.clone(),
+        fstype: Some("tmpfs"),
+        flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+    })
+    .with_context(what)?;
+    k.write_file(&r.staged, &r.contents).with_context(what)?;
+    k.mount(&Mount {
+        source: Some(r.staged.clone()),
+        target: r.target.clone(),
+        fstype: None,
+        flags: MsFlags::MS_BIND,
+    })
+    .with_context(what)?;
+    k.umount_detach(&r.staging).with_context(what)
 }
 
 /// Mounts a fresh proc at `dir` below `root` (and sysfs at `root`/sys when `dir` is /proc).
@@ -433,6 +485,7 @@ mod tests {
             root: Some("/srv/root".into()),
             mount_proc: Some("/proc".into()),
             wd: Some("/work".into()),
+            resolv_conf: None,
         };
         prepare_fs(&mut k, &p).expect("ok");
         let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -470,6 +523,96 @@ mod tests {
                 Call::Chdir("/work".into()),
             ]
         );
+    }
+
+    fn resolv(target: &str, staging: &str) -> ResolvMount {
+        ResolvMount {
+            target: target.into(),
+            staging: staging.into(),
+            staged: PathBuf::from(staging).join("resolv.conf"),
+            contents: "nameserver 10.0.2.3\n".into(),
+        }
+    }
+
+    /// The four calls that put the generated resolv.conf on `target`.
+    fn resolv_calls(target: &str, staging: &str) -> Vec<Call> {
+        let staged = PathBuf::from(staging).join("resolv.conf");
+        vec![
+            Call::Mount(Mount {
+                source: Some("tmpfs".into()),
+                target: staging.into(),
+                fstype: Some("tmpfs"),
+                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            }),
+            Call::WriteFile(staged.clone(), "nameserver 10.0.2.3\n".into()),
+            Call::Mount(Mount {
+                source: Some(staged),
+                target: target.into(),
+                fstype: None,
+                flags: MsFlags::MS_BIND,
+            }),
+            Call::Umount(staging.into()),
+        ]
+    }
+
+    #[test]
+    fn resolv_conf_is_staged_bound_and_unstaged_after_propagation_is_private() {
+        let mut k = Recorder::default();
+        let p = FsPlan {
+            propagation: Some(Propagation::Private),
+            resolv_conf: Some(resolv("/run/systemd/resolve/stub-resolv.conf", "/tmp")),
+            ..Default::default()
+        };
+        prepare_fs(&mut k, &p).expect("ok");
+        let mut want = vec![Call::Mount(Mount {
+            source: None,
+            target: "/".into(),
+            fstype: None,
+            flags: MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        })];
+        want.extend(resolv_calls(
+            "/run/systemd/resolve/stub-resolv.conf",
+            "/tmp",
+        ));
+        assert_eq!(k.calls, want);
+    }
+
+    #[test]
+    fn resolv_conf_lands_in_the_new_root_before_pivot_root_or_chroot() {
+        let mut k = Recorder::default();
+        let p = FsPlan {
+            mount_ns: true,
+            root: Some("/srv/root".into()),
+            resolv_conf: Some(resolv("/srv/root/etc/resolv.conf", "/tmp")),
+            ..Default::default()
+        };
+        prepare_fs(&mut k, &p).expect("ok");
+        let mut want = resolv_calls("/srv/root/etc/resolv.conf", "/tmp");
+        want.extend([
+            Call::Mount(Mount {
+                source: Some("/srv/root".into()),
+                target: "/srv/root".into(),
+                fstype: None,
+                flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            }),
+            Call::Chdir("/srv/root".into()),
+            Call::PivotRoot(".".into(), ".".into()),
+            Call::Umount(".".into()),
+            Call::Chdir("/".into()),
+        ]);
+        assert_eq!(k.calls, want);
+        // A root under /tmp is staged elsewhere (resolv::mount_plan chose /dev), and without
+        // a mount namespace asked for, --root stays a chroot.
+        let mut k = Recorder::default();
+        let p = FsPlan {
+            root: Some("/tmp/r".into()),
+            resolv_conf: Some(resolv("/tmp/r/etc/resolv.conf", "/dev")),
+            ..Default::default()
+        };
+        prepare_fs(&mut k, &p).expect("ok");
+        let mut want = resolv_calls("/tmp/r/etc/resolv.conf", "/dev");
+        want.extend([Call::Chroot("/tmp/r".into()), Call::Chdir("/".into())]);
+        assert_eq!(k.calls, want);
     }
 
     #[test]

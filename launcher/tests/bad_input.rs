@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Env, Out, TEST_USER};
+use common::{Env, Out};
 
 /// Asserts a one-line error with this prefix and status.
 fn one_line_error(out: &Out, status: i32, prefix: &str) {
@@ -21,22 +21,6 @@ fn one_line_error(out: &Out, status: i32, prefix: &str) {
         lines[0]
     );
     assert!(!out.stderr.contains("panicked"), "{out:?}");
-}
-
-/// Runs rootless-run as the test user after `setup` (shell commands, as root) in a private
-/// mount namespace.
-fn with_mounts(env: &Env, setup: &str, args: &[&str]) -> Out {
-    let mut c = Command::new("/usr/bin/unshare");
-    c.args(["-m", "--propagation", "private", "/bin/sh", "-c"])
-        .arg(format!(
-            "set -e; {setup}; exec /usr/bin/setpriv --reuid={TEST_USER} --regid={TEST_USER} --init-groups -- \"$@\""
-        ))
-        .arg("sh")
-        .arg(&env.bin)
-        .args(args)
-        .current_dir(&env.scratch)
-        .env_remove("RUST_LOG");
-    env.run(c)
 }
 
 #[test]
@@ -120,7 +104,7 @@ fn mount_proc_with_a_join_that_has_no_mount_namespace() {
 #[test]
 fn tun_device_missing() {
     let env = Env::new();
-    let out = with_mounts(&env, "mount -t tmpfs none /dev/net", &["true"]);
+    let out = env.rr_with_mounts("mount -t tmpfs none /dev/net", &["true"]);
     one_line_error(
         &out,
         1,
@@ -131,8 +115,7 @@ fn tun_device_missing() {
 #[test]
 fn tun_device_not_permitted() {
     let env = Env::new();
-    let out = with_mounts(
-        &env,
+    let out = env.rr_with_mounts(
         "mount -t tmpfs none /dev/net; mknod -m 0600 /dev/net/tun c 10 200",
         &["true"],
     );
@@ -160,7 +143,7 @@ fn newuidmap_missing() {
     .filter(|p| Path::new(p).exists())
     .map(|p| format!("mount --bind /dev/null {p}; "))
     .collect();
-    let out = with_mounts(&env, hide.trim_end_matches("; "), &["--map-auto", "true"]);
+    let out = env.rr_with_mounts(hide.trim_end_matches("; "), &["--map-auto", "true"]);
     one_line_error(
         &out,
         1,

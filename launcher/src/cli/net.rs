@@ -530,7 +530,10 @@ mod tests {
             with_join_ns.extend(&args);
             assert!(net(&with_join_ns).is_err(), "{flag} with --join-ns");
         }
-        // Defaults alone do not count as given.
-        assert!(net(&["--join=123"]).is_ok());
+        // Defaults alone do not count as given; the joined sandbox keeps its resolv.conf.
+        assert_eq!(
+            net(&["--join=123"]).expect("valid").resolv_conf,
+            ResolvConf::Host
+        );
     }
 }
