@@ -19,6 +19,9 @@
 //! - Close: a FIN from the sandbox becomes `shutdown(SHUT_WR)`; EOF on the host socket becomes
 //!   our FIN after the data. RST either way resets the other side (SO_LINGER 0 on the host).
 //!   The flow ends once both FINs are acknowledged, on any RST, or after the idle timeout.
+//! - State: each flow is in one `state::State` (Connecting, SynRcvd, Established, CloseWait,
+//!   FinWait1, FinWait2, LastAck); `state.rs` has the table of what each event does in each.
+//!   Host readiness hints and ACK scheduling are separate fields, not protocol state.
 //!
 //! Limits: no SACK, no timestamps, no urgent data (none are offered in our SYN-ACK). Window
 //! scale 7 on our side when the sandbox offers scaling. RTO 200 ms doubling to 8 s; 12
@@ -31,6 +34,8 @@ use std::time::{Duration, Instant};
 use crate::egress::Egress;
 use crate::wire::emit::{self, TcpHeader};
 use crate::wire::{TcpFlags, TcpSegment};
+
+use state::State;
 
 /// The host side of a flow. Implemented by `host::HostTcp` over a real socket and by a
 /// scripted fake in tests.
@@ -110,10 +115,8 @@ pub struct Endpoints {
 #[derive(Debug)]
 pub struct TcpFlow {
     ep: Endpoints,
-    /// Host connect still in progress.
-    connecting: bool,
-    /// The sandbox acknowledged our SYN-ACK.
-    established: bool,
+    /// Protocol state; see `state` for what each event does in each.
+    state: State,
     /// Sandbox's initial sequence number.
     irs: u32,
     /// Next sequence number expected from the sandbox.
@@ -140,12 +143,6 @@ pub struct TcpFlow {
     host_hup: bool,
     /// A delayed ACK is due at this time unless data we send carries it first.
     ack_at: Option<Instant>,
-    /// Sandbox sent FIN (and we passed it on as shutdown).
-    fin_received: bool,
-    /// Our FIN is in flight at sequence `snd_nxt - 1`.
-    fin_sent: bool,
-    /// The sandbox acknowledged our FIN.
-    fin_acked: bool,
     /// Consecutive duplicate ACKs.
     dupacks: u8,
     /// Current retransmission timeout.
@@ -200,8 +197,7 @@ impl TcpFlow {
         };
         TcpFlow {
             ep,
-            connecting: true,
-            established: false,
+            state: State::Connecting,
             irs: syn.seq,
             rcv_nxt: syn.seq.wrapping_add(1),
             iss,
@@ -215,9 +211,6 @@ impl TcpFlow {
             host_writable: true,
             host_hup: false,
             ack_at: None,
-            fin_received: false,
-            fin_sent: false,
-            fin_acked: false,
             dupacks: 0,
             rto: RTO_MIN,
             retries: 0,
@@ -322,12 +315,12 @@ impl TcpFlow {
 impl TcpFlow {
     /// The sandbox closed its side (FIN received); a RST removes the flow instead.
     pub fn sandbox_closed(&self) -> bool {
-        self.fin_received
+        self.state.sandbox_fin()
     }
 
-    /// Host connect still in progress.
+    /// Host connect still in progress (the sandbox's SYN is not answered yet).
     pub fn is_connecting(&self) -> bool {
-        self.connecting
+        self.state == State::Connecting
     }
 }
 
@@ -364,6 +357,7 @@ fn ts_clock(base: Instant) -> u32 {
 }
 
 mod receive;
+mod state;
 #[cfg(test)]
 mod tests;
 mod transmit;

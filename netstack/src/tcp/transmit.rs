@@ -22,7 +22,7 @@ impl TcpFlow {
             self.send_rst(eg);
             return Verdict::Close;
         }
-        self.connecting = false;
+        self.state = State::SynRcvd;
         self.host_writable = true;
         self.send_syn_ack(host, eg);
         self.arm_rtx(now);
@@ -43,7 +43,11 @@ impl TcpFlow {
 
     /// Sends RST|ACK for the sandbox's connection (connect refused, or any abort).
     pub fn send_rst(&mut self, eg: &mut Egress) {
-        let seq = if self.established { self.snd_nxt } else { 0 };
+        let seq = if self.state.synchronized() {
+            self.snd_nxt
+        } else {
+            0
+        };
         let hdr = self.header(seq, RST_ACK, 0);
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
     }
@@ -55,7 +59,7 @@ impl TcpFlow {
         eg: &mut Egress,
         now: Instant,
     ) -> Verdict {
-        if self.connecting || !self.established || !self.host_readable || self.fin_sent {
+        if !self.state.sends_data() || !self.host_readable {
             return Verdict::Keep;
         }
         let mss = self.seg_mss(eg);
@@ -121,7 +125,7 @@ impl TcpFlow {
 
     pub(super) fn send_fin<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
         self.send_control(host, eg, self.snd_nxt, FIN_ACK);
-        self.fin_sent = true;
+        self.state = self.state.after_our_fin();
         self.ack_pending = false;
         self.snd_nxt = self.snd_nxt.wrapping_add(1);
         if self.rtx_at.is_none() {
@@ -131,9 +135,9 @@ impl TcpFlow {
 
     /// Rewinds to the last acknowledged byte so the next push resends from there.
     pub(super) fn rewind(&mut self) {
-        if self.established {
+        if self.state.synchronized() {
             self.snd_nxt = self.snd_una;
-            self.fin_sent = false;
+            self.state = self.state.after_rewind();
             self.host_readable = true;
         }
     }
@@ -187,10 +191,15 @@ impl TcpFlow {
             return self.reset(host, eg);
         }
         self.rto = (self.rto * 2).min(RTO_MAX);
-        if !self.established {
-            self.send_syn_ack(host, eg);
-            self.arm_rtx(now);
-            return Verdict::Keep;
+        match self.state {
+            State::SynRcvd => {
+                self.send_syn_ack(host, eg);
+                self.arm_rtx(now);
+                return Verdict::Keep;
+            }
+            // Not armed before the host connect finishes.
+            State::Connecting => return Verdict::Keep,
+            _ => {}
         }
         let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
         if in_flight == 0 && self.snd_wnd == 0 {

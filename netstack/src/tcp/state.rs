@@ -1,0 +1,150 @@
+//! Protocol state of one TCP flow, as the sandbox's side of the connection sees it, and the
+//! table of what every event does in every state. Part of `tcp`: the handlers in `receive`
+//! and `transmit` read and change `TcpFlow::state`; this file only names the states.
+//! I/O readiness hints (host readable, writable, hung up) and ACK scheduling are not
+//! protocol state and stay plain fields of the flow. Grows only with a new state.
+//!
+//! # States
+//! The names are RFC 9293's for our end of the connection with the sandbox; the host socket's
+//! own state is the kernel's business. `Connecting` comes before RFC 9293's SYN-RECEIVED: as
+//! in pasta, the sandbox gets no SYN-ACK until the host connect succeeded. `Closed` is never
+//! kept: the handler that reaches it returns `Verdict::Close` and the event loop removes the
+//! flow.
+//!
+//! # State/event table
+//! Legend: `-` ignored (the flow stays); `A` abort the host socket (its peer sees RST); `R`
+//! RST to the sandbox; `X` close the flow (`Verdict::Close`); `K` an ACK to the sandbox is
+//! owed (sent once per batch, and flushed before `X`); `P` push: peek host data into the
+//! sandbox's window; `n` note the readiness for a `P` once the state allows it; `-> S` next
+//! state.
+//!
+//! Segments from the sandbox. RST is looked at first, then SYN; any other segment without
+//! the ACK flag is ignored. The rest of a segment goes through ACK, data and FIN in order.
+//!
+//! | state       | SYN | ACK                | data | FIN             | RST |
+//! |-------------|-----|--------------------|------|-----------------|-----|
+//! | Connecting  | s1  | -                  | -    | -               | A X |
+//! | SynRcvd     | s2  | a1 -> Established  | a1   | a1              | A X |
+//! | Established | s1  | a2                 | d1   | f1 -> CloseWait | A X |
+//! | CloseWait   | s1  | a2                 | K    | K               | A X |
+//! | FinWait1    | s1  | a2; a3 -> FinWait2 | d1   | f1 -> LastAck   | A X |
+//! | FinWait2    | s1  | a2                 | d1   | f1, X           | A X |
+//! | LastAck     | s1  | a2; a3 X           | K    | K               | A X |
+//!
+//! - s1: the ISN of the sandbox's first SYN `-`; a new ISN (a new connection on a reused
+//!   port) `A R X`.
+//! - s2: the same ISN: resend our SYN-ACK; a new ISN `A R X`.
+//! - a1: only an ACK of our SYN-ACK counts (any other is `-`); it moves to Established and
+//!   the rest of the segment is handled there.
+//! - a2: discard the acknowledged bytes from the host socket, then `P`; the third duplicate
+//!   ACK goes back N (see t2).
+//! - a3: when it acknowledges our FIN.
+//! - d1: in-order bytes are sent to the host socket, `K` for what it took; out-of-order
+//!   bytes are dropped and answered with a duplicate ACK at once.
+//! - f1: `shutdown(SHUT_WR)` on the host socket, `K`.
+//!
+//! Host socket and timer events (the host connect; readable; EOF; an error or reset; the
+//! retransmission timer). The idle timeout is `A R X` in every state.
+//!
+//! | state       | conn ok       | conn fail | data | EOF            | error | RTO               |
+//! |-------------|---------------|-----------|------|----------------|-------|-------------------|
+//! | Connecting  | c1 -> SynRcvd | R X       | n    | n              | -     | -                 |
+//! | SynRcvd     | -             | -         | n    | n              | A R X | t1                |
+//! | Established | -             | -         | P    | e1 -> FinWait1 | A R X | t2                |
+//! | CloseWait   | -             | -         | P    | e1 -> LastAck  | A R X | t2                |
+//! | FinWait1    | -             | -         | -    | -              | A R X | t2 -> Established |
+//! | FinWait2    | -             | -         | -    | -              | A R X | -                 |
+//! | LastAck     | -             | -         | -    | -              | A R X | t2 -> CloseWait   |
+//!
+//! - c1: SYN-ACK to the sandbox, arm the RTO. A host error before the connect finishes is
+//!   the connect failing.
+//! - e1: `P` reaches the EOF after the data and sends our FIN.
+//! - t1: resend the SYN-ACK with the RTO doubled; the 13th expiry in a row `A R X`.
+//! - t2: go back N (rewind to the sandbox's last ACK and `P` again), or probe a zero window;
+//!   the 13th unanswered expiry in a row `A R X`. A FIN in flight is unsent with the data
+//!   before it, and `P` sends it again when it reaches the EOF: so FinWait1 steps back to
+//!   Established and LastAck to CloseWait.
+//!
+//! "Host writable" is an I/O hint, not a protocol event: in a synchronized state it sends a
+//! window update after a send the host socket refused, elsewhere it does nothing.
+
+/// Where a flow's connection with the sandbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    /// The sandbox's SYN arrived and the host connect is in progress; the sandbox has had no
+    /// answer yet.
+    Connecting,
+    /// The host connect succeeded and our SYN-ACK is out; waiting for the sandbox's ACK.
+    SynRcvd,
+    /// Both directions open.
+    Established,
+    /// The sandbox sent FIN (passed on as `shutdown(SHUT_WR)`); host data still flows.
+    CloseWait,
+    /// The host peer's EOF became our FIN, not yet acknowledged; sandbox data still flows.
+    FinWait1,
+    /// Our FIN is acknowledged; sandbox data still flows.
+    FinWait2,
+    /// Both sides sent FIN; ours is not yet acknowledged.
+    LastAck,
+    /// Both FINs exchanged and ours acknowledged: the flow is to be removed.
+    Closed,
+}
+
+impl State {
+    /// RFC 9293's synchronized states: the handshake is done.
+    pub(super) fn synchronized(self) -> bool {
+        !matches!(self, State::Connecting | State::SynRcvd)
+    }
+
+    /// The sandbox sent its FIN: nothing more comes from it on this flow.
+    pub(super) fn sandbox_fin(self) -> bool {
+        matches!(self, State::CloseWait | State::LastAck | State::Closed)
+    }
+
+    /// Host data may be sent to the sandbox (our FIN is not out).
+    pub(super) fn sends_data(self) -> bool {
+        matches!(self, State::Established | State::CloseWait)
+    }
+
+    /// Our FIN is in flight: sequence number `snd_nxt - 1`.
+    pub(super) fn fin_in_flight(self) -> bool {
+        matches!(self, State::FinWait1 | State::LastAck)
+    }
+
+    /// The state after our FIN went out.
+    pub(super) fn after_our_fin(self) -> State {
+        match self {
+            State::Established => State::FinWait1,
+            State::CloseWait => State::LastAck,
+            other => other,
+        }
+    }
+
+    /// The state after the sandbox acknowledged our FIN.
+    pub(super) fn after_fin_acked(self) -> State {
+        match self {
+            State::FinWait1 => State::FinWait2,
+            State::LastAck => State::Closed,
+            other => other,
+        }
+    }
+
+    /// The state after the sandbox's FIN was passed on to the host.
+    pub(super) fn after_sandbox_fin(self) -> State {
+        match self {
+            State::Established => State::CloseWait,
+            State::FinWait1 => State::LastAck,
+            State::FinWait2 => State::Closed,
+            other => other,
+        }
+    }
+
+    /// The state after a go-back-N rewind unsent our FIN (if it was in flight).
+    pub(super) fn after_rewind(self) -> State {
+        match self {
+            State::FinWait1 => State::Established,
+            State::LastAck => State::CloseWait,
+            other => other,
+        }
+    }
+}
