@@ -356,6 +356,8 @@ fn ts_clock(base: Instant) -> u32 {
     base.elapsed().as_millis() as u32
 }
 
+#[cfg(test)]
+mod fake;
 mod receive;
 mod state;
 #[cfg(test)]
