@@ -186,50 +186,6 @@ struct Timestamps {
 }
 
 impl TcpFlow {
-    /// Starts a flow for the sandbox's SYN `syn`; the caller has started the host connect.
-    pub fn new(ep: Endpoints, syn: &TcpSegment<'_>, mtu: usize, iss: u32, now: Instant) -> Self {
-        let ip_tcp_headers = if ep.remote.is_ipv4() { 40 } else { 60 };
-        let link_mss = mtu.saturating_sub(ip_tcp_headers).max(DEFAULT_MSS);
-        let their_mss = syn.mss.map_or(DEFAULT_MSS, usize::from).max(64);
-        let (snd_scale, rcv_scale) = match syn.window_scale {
-            Some(s) => (s.min(MAX_WINDOW_SCALE), OUR_WINDOW_SCALE),
-            None => (0, 0),
-        };
-        TcpFlow {
-            ep,
-            state: State::Connecting,
-            irs: syn.seq,
-            rcv_nxt: syn.seq.wrapping_add(1),
-            iss,
-            snd_una: iss,
-            snd_nxt: iss,
-            snd_wnd: usize::from(syn.window),
-            snd_scale,
-            rcv_scale,
-            mss: their_mss.min(link_mss),
-            host_readable: false,
-            host_writable: true,
-            host_hup: false,
-            ack_at: None,
-            dupacks: 0,
-            rto: RTO_MIN,
-            retries: 0,
-            rtx_at: None,
-            last_active: now,
-            ack_pending: false,
-            dup_ack_now: false,
-            ack_urgent: false,
-            last_window: 0,
-            wnd_at: None,
-            wnd_backoff: WINDOW_RECHECK_MIN,
-            ts: syn.timestamp.map(|(tsval, _)| Timestamps {
-                base: now,
-                recent: tsval,
-                last_ack_sent: syn.seq.wrapping_add(1),
-            }),
-        }
-    }
-
     /// The flow's addresses.
     pub fn endpoints(&self) -> Endpoints {
         self.ep
@@ -358,6 +314,7 @@ fn ts_clock(base: Instant) -> u32 {
 
 #[cfg(test)]
 mod fake;
+mod open;
 mod receive;
 mod state;
 #[cfg(test)]

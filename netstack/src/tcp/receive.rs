@@ -124,24 +124,6 @@ impl TcpFlow {
         self.push(host, eg, now)
     }
 
-    fn on_syn_again<H: HostSocket>(
-        &mut self,
-        seg: &TcpSegment<'_>,
-        host: &mut H,
-        eg: &mut Egress,
-    ) -> Verdict {
-        if seg.seq != self.irs {
-            // A new connection on a reused port while we still hold the old one.
-            host.abort();
-            self.send_rst(eg);
-            return Verdict::Close;
-        }
-        if self.state == State::SynRcvd {
-            self.send_syn_ack(host, eg);
-        }
-        Verdict::Keep
-    }
-
     /// Processes the acknowledgement and window of a segment.
     fn on_ack<H: HostSocket>(
         &mut self,

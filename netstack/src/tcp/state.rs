@@ -1,6 +1,6 @@
 //! Protocol state of one TCP flow, as the sandbox's side of the connection sees it, and the
-//! table of what every event does in every state. Part of `tcp`: the handlers in `receive`
-//! and `transmit` read and change `TcpFlow::state`; this file only names the states.
+//! table of what every event does in every state. Part of `tcp`: the handlers in `open`,
+//! `receive` and `transmit` read and change `TcpFlow::state`; this file only names the states.
 //! I/O readiness hints (host readable, writable, hung up) and ACK scheduling are not
 //! protocol state and stay plain fields of the flow. Grows only with a new state.
 //!

@@ -1,6 +1,6 @@
-//! Host -> sandbox half of the TCP translator: SYN-ACK or RST after the host connect, data
-//! peeked from the host socket within the sandbox's window, our FIN, retransmission and
-//! zero-window probes. Part of `tcp`; see its theory of operation.
+//! Host -> sandbox half of the TCP translator: data peeked from the host socket within the
+//! sandbox's window, our FIN, RST, retransmission and zero-window probes. Part of `tcp`; see
+//! its theory of operation.
 
 use std::io;
 use std::time::Instant;
@@ -8,39 +8,6 @@ use std::time::Instant;
 use super::*;
 
 impl TcpFlow {
-    /// The host connect finished: answer the sandbox with SYN-ACK, or RST on failure.
-    pub fn on_connected<H: HostSocket>(
-        &mut self,
-        result: io::Result<()>,
-        host: &mut H,
-        eg: &mut Egress,
-        now: Instant,
-    ) -> Verdict {
-        self.last_active = now;
-        if let Err(error) = result {
-            tracing::debug!(sandbox = %self.ep.sandbox, remote = %self.ep.remote, %error, "host connect failed");
-            self.send_rst(eg);
-            return Verdict::Close;
-        }
-        self.state = State::SynRcvd;
-        self.host_writable = true;
-        self.send_syn_ack(host, eg);
-        self.arm_rtx(now);
-        Verdict::Keep
-    }
-
-    pub(super) fn send_syn_ack<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress) {
-        let mut hdr = self.header(self.iss, SYN_ACK, 0);
-        // The window of a SYN-ACK is never scaled (RFC 7323 2.2).
-        hdr.window = host.send_space().min(usize::from(u16::MAX)) as u16;
-        // Our MSS is the link's, even with GSO: the sandbox sizes its segments by it.
-        let our_mss = eg.link_mss(self.ep.remote).min(usize::from(u16::MAX)) as u16;
-        let scale = (self.rcv_scale > 0).then_some(self.rcv_scale);
-        hdr.syn_options = Some((our_mss, scale));
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
-        self.snd_nxt = self.iss.wrapping_add(1);
-    }
-
     /// Sends RST|ACK for the sandbox's connection (connect refused, or any abort).
     pub fn send_rst(&mut self, eg: &mut Egress) {
         let seq = if self.state.synchronized() {
@@ -142,7 +109,7 @@ impl TcpFlow {
         }
     }
 
-    fn arm_rtx(&mut self, now: Instant) {
+    pub(super) fn arm_rtx(&mut self, now: Instant) {
         self.rtx_at = Some(now + self.rto);
     }
 
