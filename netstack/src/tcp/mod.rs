@@ -217,8 +217,12 @@ impl TcpFlow {
             .saturating_sub(options)
     }
 
-    /// Largest payload of one (GSO) frame to the sandbox.
+    /// Largest payload of one frame to the sandbox: up to 64 KiB with GSO (the sandbox's
+    /// kernel cuts it into `seg_mss` segments), else one segment.
     fn frame_payload(&self, eg: &Egress) -> usize {
+        if !eg.gso() {
+            return self.seg_mss(eg);
+        }
         let options = emit::options_len(false, self.ts.is_some());
         eg.max_tcp_payload(self.ep.remote).saturating_sub(options)
     }

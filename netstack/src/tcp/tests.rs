@@ -550,3 +550,18 @@ fn a_full_segment_with_timestamps_is_acked_at_once() {
         "bulk data is acknowledged in its own batch, not after the delayed-ACK timer"
     );
 }
+
+#[test]
+fn segments_respect_a_sandbox_mss_below_the_link_mss() {
+    let mut r = Rig::with_syn(TcpSegment {
+        mss: Some(1000),
+        ..syn()
+    });
+    r.connected(Ok(()));
+    r.input(seg(IRS + 1, ISS + 1, ACK, 100, &[]));
+    r.sink.take();
+    r.host.queued.extend([9u8; 2500]);
+    r.host_readable();
+    let lens: Vec<usize> = r.sink.take().iter().map(|o| o.payload.len()).collect();
+    assert_eq!(lens, [1000, 1000, 500]);
+}
