@@ -1,9 +1,11 @@
 //! Test doubles for the TCP translator: a scripted `HostSocket` and a frame sink that records
-//! what the flow emits, decoded back into segments. Test builds only; used by `tests`.
+//! what the flow emits, decoded back into segments. Test builds only; used by `tests` and
+//! `tests_inbound`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use smoltcp::wire::EthernetAddress;
@@ -87,6 +89,8 @@ impl FrameSink for Sink {
 /// A segment we emitted, decoded.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Out {
+    pub(super) src: SocketAddr,
+    pub(super) dst: SocketAddr,
     pub(super) seq: u32,
     pub(super) ack: u32,
     pub(super) flags: TcpFlags,
@@ -104,7 +108,15 @@ impl Sink {
             .borrow_mut()
             .drain(..)
             .map(|f| match wire::parse(&f) {
-                Ok((_, Frame::Ip { l4: L4::Tcp(s), .. })) => Out {
+                Ok((
+                    _,
+                    Frame::Ip {
+                        meta,
+                        l4: L4::Tcp(s),
+                    },
+                )) => Out {
+                    src: SocketAddr::new(meta.src, s.src_port),
+                    dst: SocketAddr::new(meta.dst, s.dst_port),
                     seq: s.seq,
                     ack: s.ack,
                     flags: s.flags,

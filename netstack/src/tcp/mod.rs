@@ -6,6 +6,12 @@
 //! bookkeeping: the kernel's socket buffers hold every byte in flight.
 //! - Open: the sandbox's SYN starts a non-blocking host connect. Only when it succeeds do we
 //!   answer SYN-ACK; a refused or failed connect answers RST, so the sandbox sees ECONNREFUSED.
+//! - Host-initiated open (port forwards): the event loop accepts a host client, then calls
+//!   `new_inbound` and `send_syn`, and we send the sandbox's service a SYN on the client's
+//!   behalf, offering MSS, window scale and timestamps. Its SYN-ACK is ACKed and the flow is
+//!   established; window scale and timestamps are used only if it returned them. A RST (the
+//!   service is not listening) aborts the host client, which sees a reset. Data the client
+//!   sends before the handshake waits in its socket and goes out right after it.
 //! - Sandbox -> host: in-order payload is `send`'d straight from the tap frame. What the host
 //!   socket accepts is ACKed (one ACK per flow per batch); what it refuses is not ACKed and the
 //!   sandbox retransmits it. The window we advertise is the host socket's free send space, so
@@ -19,13 +25,15 @@
 //! - Close: a FIN from the sandbox becomes `shutdown(SHUT_WR)`; EOF on the host socket becomes
 //!   our FIN after the data. RST either way resets the other side (SO_LINGER 0 on the host).
 //!   The flow ends once both FINs are acknowledged, on any RST, or after the idle timeout.
-//! - State: each flow is in one `state::State` (Connecting, SynRcvd, Established, CloseWait,
-//!   FinWait1, FinWait2, LastAck); `state.rs` has the table of what each event does in each.
-//!   Host readiness hints and ACK scheduling are separate fields, not protocol state.
+//! - State: each flow is in one `state::State` (Connecting, SynRcvd or SynSent, Established,
+//!   CloseWait, FinWait1, FinWait2, LastAck); `state.rs` has the table of what each event does
+//!   in each. Host readiness hints and ACK scheduling are separate fields, not protocol state.
 //!
-//! Limits: no SACK, no timestamps, no urgent data (none are offered in our SYN-ACK). Window
-//! scale 7 on our side when the sandbox offers scaling. RTO 200 ms doubling to 8 s; 12
-//! unanswered retransmissions reset the flow.
+//! Limits: no SACK and no urgent data (neither is offered). Timestamps only when both SYNs
+//! carry them; window scale 7 on our side only when both offer scaling. RTO 200 ms doubling
+//! to 8 s; 12 unanswered retransmissions (of data, FIN, SYN-ACK or SYN) reset the flow. Data
+//! or FIN on the sandbox's SYN-ACK is not taken (its retransmission is). No simultaneous
+//! open: a SYN without ACK while our SYN is out is ignored.
 
 use std::io;
 use std::net::SocketAddr;
@@ -92,6 +100,16 @@ const FIN_ACK: TcpFlags = TcpFlags { fin: true, ..ACK };
 const RST_ACK: TcpFlags = TcpFlags { rst: true, ..ACK };
 /// Flags of our SYN-ACK.
 const SYN_ACK: TcpFlags = TcpFlags { syn: true, ..ACK };
+/// Flags of our SYN (host-initiated flows).
+const SYN: TcpFlags = TcpFlags {
+    ack: false,
+    ..SYN_ACK
+};
+/// Flags of a RST that acknowledges nothing (our SYN is unanswered).
+const RST: TcpFlags = TcpFlags {
+    ack: false,
+    ..RST_ACK
+};
 
 /// What the event loop should do with the flow after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +123,11 @@ pub enum Verdict {
 /// Endpoint addresses of a flow, as the sandbox sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoints {
-    /// The sandbox side (source of its SYN).
+    /// The sandbox's end: the source of its SYN, or for a host-initiated flow the service we
+    /// connect to (e.g. 10.0.2.100:80).
     pub sandbox: SocketAddr,
-    /// The address the sandbox connected to (e.g. 10.0.2.2:8000).
+    /// The other end: the address the sandbox connected to (e.g. 10.0.2.2:8000), or for a
+    /// host-initiated flow the host client as the sandbox sees it (e.g. 192.0.2.7:40000).
     pub remote: SocketAddr,
 }
 
@@ -273,7 +293,11 @@ impl TcpFlow {
 }
 
 impl TcpFlow {
-    /// The sandbox closed its side (FIN received); a RST removes the flow instead.
+    /// The sandbox closed its side (FIN received); a RST removes the flow instead. False
+    /// while our SYN to the sandbox is unanswered (SynSent): the sandbox may still accept the
+    /// connection and send on it, so the exit linger waits for its answer, and a flow still
+    /// unanswered when the linger ends is aborted, which resets the host client rather than
+    /// closing it cleanly on a stream that never carried anything.
     pub fn sandbox_closed(&self) -> bool {
         self.state.sandbox_fin()
     }
@@ -323,4 +347,6 @@ mod receive;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_inbound;
 mod transmit;

@@ -84,6 +84,9 @@ impl TcpFlow {
         now: Instant,
     ) -> Verdict {
         self.last_active = now;
+        if self.state == State::SynSent {
+            return self.on_syn_sent(seg, host, eg, now);
+        }
         if seg.flags.rst {
             host.abort();
             return Verdict::Close;

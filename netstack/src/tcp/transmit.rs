@@ -8,14 +8,17 @@ use std::time::Instant;
 use super::*;
 
 impl TcpFlow {
-    /// Sends RST|ACK for the sandbox's connection (connect refused, or any abort).
+    /// Sends RST to the sandbox: RST|ACK for its connection (connect refused, or any abort),
+    /// a bare RST while our SYN is unanswered.
     pub fn send_rst(&mut self, eg: &mut Egress) {
-        let seq = if self.state.synchronized() {
-            self.snd_nxt
-        } else {
-            0
+        let (seq, flags) = match self.state {
+            // Nothing of the sandbox's to acknowledge; a sandbox in SYN-RECEIVED takes a RST
+            // at its RCV.NXT, the end of our SYN (RFC 9293 3.10.7.4).
+            State::SynSent => (self.snd_nxt, RST),
+            s if s.synchronized() => (self.snd_nxt, RST_ACK),
+            _ => (0, RST_ACK),
         };
-        let hdr = self.header(seq, RST_ACK, 0);
+        let hdr = self.header(seq, flags, 0);
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
     }
 
@@ -162,6 +165,10 @@ impl TcpFlow {
             State::SynRcvd => {
                 self.send_syn_ack(host, eg);
                 self.arm_rtx(now);
+                return Verdict::Keep;
+            }
+            State::SynSent => {
+                self.send_syn(host, eg, now);
                 return Verdict::Keep;
             }
             // Not armed before the host connect finishes.
