@@ -12,6 +12,7 @@ pub mod sys;
 pub mod tap;
 pub mod wire;
 
+pub mod command;
 mod control;
 pub mod egress;
 mod event_loop;
