@@ -13,6 +13,7 @@ pub mod tap;
 pub mod wire;
 
 mod control;
+pub mod dns;
 pub mod egress;
 mod event_loop;
 #[cfg(feature = "fault-injection")]
