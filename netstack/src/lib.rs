@@ -14,6 +14,7 @@ pub mod wire;
 
 pub mod command;
 mod control;
+pub mod dns;
 pub mod egress;
 mod event_loop;
 #[cfg(feature = "fault-injection")]
