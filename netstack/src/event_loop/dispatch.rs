@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// DNS port (RFC 1035): UDP to the DNS address on it goes to the forwarder.
+const DNS_PORT: u16 = 53;
+
 impl EventLoop {
     #[cfg(not(feature = "fault-injection"))]
     pub(super) fn ingress(&mut self, frame: &[u8], now: Instant) {
@@ -160,6 +163,17 @@ impl EventLoop {
 
     fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
         self.flow_traffic = true;
+        if dport == DNS_PORT && self.cfg.addr.is_dns(meta.dst) {
+            if let Some(dns) = self.dns.as_mut() {
+                let server = SocketAddr::new(meta.dst, dport);
+                let client = SocketAddr::new(meta.src, sport);
+                dns.query(client, server, payload, &mut self.egress, now);
+                if let Some(t) = dns.next_timer() {
+                    self.arm(t);
+                }
+                return;
+            }
+        }
         let ep = Endpoints {
             sandbox: SocketAddr::new(meta.src, sport),
             remote: SocketAddr::new(meta.dst, dport),

@@ -81,6 +81,8 @@ pub struct EventLoop {
     forwards: Forwards,
     /// The command channel's receiving end, if the stack has one.
     commands: Option<Commands>,
+    /// The DNS forwarder at the DNS address, port 53 (UDP), unless DNS is disabled.
+    dns: Option<crate::dns::Forwarder>,
     /// Flows owed an ACK at the end of this batch.
     touched: Vec<usize>,
     /// Flows whose receive budget ran out: serve again next iteration.
@@ -139,6 +141,7 @@ impl EventLoop {
         let (sink, rx_faults) = faults::wrap(sink, rx_len(vnet, mtu))?;
         let spin = spin_max(cfg.busy_poll);
         tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
+        let dns = dns_forwarder(&cfg, reg)?;
         let mut egress = Egress::new(mtu, mac, sink, vnet);
         let control = ControlPlane::new(mac, mtu, &cfg.addr, &mut egress);
         let max = cfg.max_flows;
@@ -166,6 +169,7 @@ impl EventLoop {
             drops: DropStats::default(),
             forwards: Forwards::new(),
             commands,
+            dns,
             cfg,
         })
     }
@@ -261,7 +265,8 @@ impl EventLoop {
                 }
                 Some(Tok::Listener(slot)) => self.listener_event(slot, now),
                 Some(Tok::Commands) => self.run_commands(),
-                Some(Tok::Dns(_)) | None => {}
+                Some(Tok::Dns(i)) => self.dns_event(i, now),
+                None => {}
             }
         }
         self.flush_acks(now);
@@ -426,6 +431,14 @@ impl EventLoop {
             _ => return,
         }
         self.next_timer = None;
+        if let Some(dns) = self.dns.as_mut() {
+            if dns.next_timer().is_some_and(|t| t <= now) {
+                dns.on_timer(&mut self.egress, now);
+            }
+            if let Some(t) = dns.next_timer() {
+                self.arm(t);
+            }
+        }
         self.scan.clear();
         self.scan.extend(self.flows.occupied());
         let mut scan = std::mem::take(&mut self.scan);
@@ -434,6 +447,16 @@ impl EventLoop {
         }
         scan.clear();
         self.scan = scan;
+    }
+
+    /// An upstream socket of the DNS forwarder is readable (or reported an error).
+    fn dns_event(&mut self, index: usize, now: Instant) {
+        if let Some(dns) = self.dns.as_mut() {
+            dns.on_readable(index, &mut self.egress, now);
+            if let Some(t) = dns.next_timer() {
+                self.arm(t);
+            }
+        }
     }
 
     fn flow_timer(&mut self, slot: usize, now: Instant) {
@@ -496,6 +519,25 @@ fn tcp_event(
         return flow.on_host_readable(host, eg, now, ready.hup);
     }
     Verdict::Keep
+}
+
+/// The DNS forwarder for `cfg`, its upstream sockets registered; `None` when DNS is off.
+/// With no upstream at all it still runs, answering SERVFAIL at once (a resolver then fails
+/// fast instead of timing out).
+fn dns_forwarder(
+    cfg: &StackConfig,
+    reg: &mio::Registry,
+) -> io::Result<Option<crate::dns::Forwarder>> {
+    if !cfg.dns {
+        return Ok(None);
+    }
+    let mut dns = crate::dns::Forwarder::new(&cfg.dns_upstreams, Instant::now())?;
+    for i in 0..dns.socket_count() {
+        if let Some(sock) = dns.socket_mut(i) {
+            reg.register(sock, token(Tok::Dns(i))?, Interest::READABLE)?;
+        }
+    }
+    Ok(Some(dns))
 }
 
 /// The mio token of `tok`; an index outside the token ranges is a setup error.

@@ -17,7 +17,7 @@ fn guest() -> SocketAddr {
 }
 
 /// Lets the loop learn the sandbox's MAC (as the sandbox's start-up ND/ARP does for real).
-fn prime_link(rig: &mut Rig) {
+pub(super) fn prime_link(rig: &mut Rig) {
     let mut arp = vec![0xffu8; 6];
     arp.extend_from_slice(&SANDBOX_MAC.0);
     arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
@@ -43,7 +43,7 @@ fn publish(rig: &mut Rig, proto: Transport) -> (u32, SocketAddr) {
 }
 
 /// Turns the loop until the sandbox receives a UDP datagram; returns (src, dst, payload).
-fn recv_udp(rig: &mut Rig) -> (SocketAddr, SocketAddr, Vec<u8>) {
+pub(super) fn recv_udp(rig: &mut Rig) -> (SocketAddr, SocketAddr, Vec<u8>) {
     let start = Instant::now();
     let mut buf = [0u8; 2048];
     loop {
