@@ -12,7 +12,9 @@ pub mod sys;
 pub mod tap;
 pub mod wire;
 
+pub mod command;
 mod control;
+pub mod dns;
 pub mod egress;
 mod event_loop;
 #[cfg(feature = "fault-injection")]
