@@ -1,9 +1,11 @@
 //! The parent's side of the sandbox network. Before the fork, `prepare` settles the stack's
 //! configuration from `NetConfig` (DNS upstreams from the host's resolv.conf unless given,
-//! `--outbound-addr` interface names resolved to addresses, checked to be bindable). After
-//! the last fork, `start` runs `netstack::Stack` on its own thread over the tap fd the child
-//! handed over, and when the command exits lets the stack deliver what the sandbox sent last
-//! (its final bytes and FINs) before the launcher exits.
+//! `--outbound-addr` interface names resolved to addresses, checked to be bindable) and binds
+//! every `--publish` host socket, so a port in use is a start-up error that leaves nothing
+//! behind. After the last fork, `start` runs `netstack::Stack` on its own thread over the tap
+//! fd the child handed over, publishes the bound sockets (ids 1, 2, ... in command-line
+//! order), and when the command exits lets the stack deliver what the sandbox sent last (its
+//! final bytes and FINs) before the launcher exits.
 //! Called by `launch`. Owns the stop pipe and a handle on the sandbox's network namespace;
 //! knows nothing of signals or id maps.
 
@@ -21,6 +23,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::{NetConfig, Outbound};
+use netstack::forward::Listener;
 
 /// How long after the command exits we keep carrying its connections' last bytes. Flows the
 /// sandbox closed end sooner; flows still open then are reset toward the host.
@@ -35,15 +38,19 @@ pub struct Network {
     _netns: Option<OwnedFd>,
 }
 
-/// The network, settled before the fork.
+/// The network, settled before the fork. The child drops its copy right after the fork, so
+/// only the launcher holds the host sockets.
 pub struct Prepared {
     cfg: netstack::StackConfig,
+    /// The bound `--publish` sockets, in command-line order, with the value each came from.
+    listeners: Vec<(String, Listener)>,
 }
 
 /// Builds the stack's configuration from `net`; `host_resolv_conf` is the host's
 /// /etc/resolv.conf (its nameservers are the DNS upstreams unless `--dns-upstream` names
 /// others). Fails, naming the flag, when an `--outbound-addr` interface has no address of its
-/// family or the address cannot be bound.
+/// family or the address cannot be bound, or a `--publish` host address and port cannot be
+/// bound (in use, below 1024 without privilege); sockets bound so far are closed then.
 pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Prepared> {
     let dns_upstreams = match &net.dns_upstreams {
         Some(given) => given.clone(),
@@ -81,7 +88,16 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Prepar
         outbound_v6,
         ..Default::default()
     };
-    Ok(Prepared { cfg })
+    let mut listeners = Vec::new();
+    for p in &net.publish {
+        for spec in &p.specs {
+            let l = Listener::bind(*spec)
+                .map_err(anyhow::Error::new)
+                .with_context(|| format!("--publish {}", p.value))?;
+            listeners.push((p.value.clone(), l));
+        }
+    }
+    Ok(Prepared { cfg, listeners })
 }
 
 /// The address outbound sockets of one family bind to: the one given, or the first of the
@@ -126,8 +142,9 @@ fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
     ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
-/// Starts the stack for `child`'s sandbox on a thread named "netstack". A failure of the stack
-/// (at construction or later) is logged, sets `failed`, and kills the sandbox.
+/// Starts the stack for `child`'s sandbox on a thread named "netstack" and hands it the
+/// `--publish` sockets. A failure of the stack (at construction or later) is logged, sets
+/// `failed`, and kills the sandbox.
 pub fn start(
     prepared: Prepared,
     tap: OwnedFd,
@@ -138,7 +155,9 @@ pub fn start(
         .map(OwnedFd::from)
         .map_err(|error| tracing::debug!(%error, "cannot hold the sandbox's netns"))
         .ok();
-    let cfg = prepared.cfg;
+    let Prepared { cfg, listeners } = prepared;
+    let (_control, commands) =
+        netstack::command::channel().context("cannot create the stack's command channel")?;
     let (stop_rx, stop) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create the stack's stop pipe")?;
     // The stack is built on its thread (it need not be Send). The command may start before
@@ -146,9 +165,8 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("netstack".into())
         .spawn(move || {
-            let result = netstack::command::channel()
-                .map_err(netstack::StackError::Setup)
-                .and_then(|(_control, commands)| netstack::Stack::new(tap, cfg, commands))
+            let result = netstack::Stack::new(tap, cfg, commands)
+                .and_then(|stack| publish(stack, listeners))
                 .and_then(|stack| stack.run_until(stop_rx.as_fd(), LINGER));
             if let Err(e) = result {
                 tracing::error!(error = %anyhow::Error::new(e), "network stack failed; killing the sandbox");
@@ -164,6 +182,20 @@ pub fn start(
         thread,
         _netns: netns,
     })
+}
+
+/// Hands the bound `--publish` sockets to the stack, in order.
+fn publish(
+    mut stack: netstack::Stack,
+    listeners: Vec<(String, Listener)>,
+) -> Result<netstack::Stack, netstack::StackError> {
+    for (value, l) in listeners {
+        let spec = l.spec();
+        let id = stack.publish(l)?;
+        tracing::debug!(id, publish = %value, proto = spec.proto.name(), host = %spec.host,
+                        guest = %spec.guest, "forwarding");
+    }
+    Ok(stack)
 }
 
 impl Network {
