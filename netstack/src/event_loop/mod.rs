@@ -206,7 +206,36 @@ impl EventLoop {
             }
             self.turn(&mut events, Some(deadline - now))?;
         }
+        self.log_counters();
         Ok(())
+    }
+
+    /// What was dropped or refused over the run, at debug level (RUST_LOG=netstack=debug).
+    fn log_counters(&self) {
+        let d = self.drops;
+        let e = self.egress.stats;
+        tracing::debug!(
+            malformed = d.malformed,
+            refused = d.refused,
+            table_full = d.table_full,
+            forward_refused = d.forward_refused,
+            no_link = e.no_link,
+            too_big = e.too_big,
+            sink_errors = e.sink_errors,
+            "stack stopped"
+        );
+        if let Some(dns) = &self.dns {
+            let s = dns.stats();
+            tracing::debug!(
+                queries = s.queries,
+                answers = s.answers,
+                servfail = s.servfail,
+                malformed = s.malformed,
+                dropped = s.dropped,
+                timeouts = s.timeouts,
+                "dns forwarder"
+            );
+        }
     }
 
     /// Resets (RST, not FIN) the host side of every TCP flow the sandbox did not close, so
