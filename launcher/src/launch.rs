@@ -2,19 +2,22 @@
 //!
 //! ```text
 //! launcher (parent, host namespaces)          child (new user+net [+mnt,uts,ipc,pid,cgroup,time])
-//!   block signals; socketpair; fork  ------->  pdeathsig; unshare; id maps (or ask: 'M')
-//!   ['M': newuidmap/newgidmap PID; 'm'] <----
+//!   read resolv.conf; plan; bind --publish
+//!   block signals; socketpair; fork  ------->  drop --publish sockets; pdeathsig; unshare;
+//!   ['M': newuidmap/newgidmap PID; 'm'] <----  id maps (or ask: 'M')
 //!                                              open tap0; netlink config
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
+//!   command channel; --api-socket thread
 //!   send 'g'; start netstack thread  ------->  --pid: fork init (pid 1) -> fork command
 //!                                              else: stay as monitor (subreaper) -> fork command
-//!   forward signals; reap; exit with status    mounts, hostname, root, wd; creds; exec argv
+//!   forward signals; reap; exit with status    mounts (resolv.conf), hostname, root, wd; creds;
+//!                                              exec argv
 //! ```
 //! Called by `main` with a validated `RunConfig`; what the child does is decided before the
 //! fork, by `plan`. Owns fork/exec order and the channel protocol; the order of kernel calls
-//! inside each phase is `sandbox`'s. No thread exists before the last fork (the netstack
-//! thread starts after it).
+//! inside each phase is `sandbox`'s. No thread exists before the last fork (the API and
+//! netstack threads start after it).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -31,7 +34,7 @@ use crate::config::{JoinNsType, NsFile, RunConfig};
 use crate::idmap::{self, Setgroups};
 use crate::kernel::Kernel;
 use crate::monitor;
-use crate::network::{self, Network, Prepared};
+use crate::network::{self, Network, Prepared, Serving};
 use crate::persist::{self, Record};
 use crate::plan::{self, HelperMaps, Plan};
 use crate::resolv;
@@ -78,15 +81,23 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         return Ok(Status::Exited(1));
     };
     let (record, holder) = persist_and_bind(cfg, caller, &plan, parent, child)?;
+    // The last fork is behind us: threads are safe from here on. The API socket is up before
+    // the command starts, so the command (or whoever waits for it) can use it at once.
+    let serving = match prepared.map(network::serve_api).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            abandon(child, holder, record);
+            return Err(e);
+        }
+    };
 
     // The command may start before the stack's thread: its frames wait in the tap's queue,
     // and the thread's start-up is off the command's critical path.
     ours.send(tag::GO, &[], &[])
         .context("cannot tell the sandbox to start")?;
     drop(ours);
-    // The last fork is behind us: threads are safe from here on.
     let failed = Arc::new(AtomicBool::new(false));
-    let net = start_network(prepared, tap, child, &failed)?;
+    let net = start_network(serving, tap, child, &failed)?;
     if let Some(d) = detached.take() {
         d.ready();
     }
@@ -179,29 +190,34 @@ fn persist_and_bind(
         Ok(())
     })();
     if let Err(e) = after_ready {
-        for pid in [Some(child), holder].into_iter().flatten() {
-            kill_and_reap(pid);
-        }
-        if let Some(r) = record {
-            r.remove(&mut Linux);
-        }
+        abandon(child, holder, record);
         return Err(e);
     }
     Ok((record, holder))
 }
 
+/// Setup failed after READY: kills the child and the `--persist` holder, removes the record.
+fn abandon(child: Pid, holder: Option<Pid>, record: Option<Record>) {
+    for pid in [Some(child), holder].into_iter().flatten() {
+        kill_and_reap(pid);
+    }
+    if let Some(r) = record {
+        r.remove(&mut Linux);
+    }
+}
+
 /// Starts the stack on the sandbox's tap (there is none when joining); if it cannot start,
 /// the child is killed.
 fn start_network(
-    prepared: Option<Prepared>,
+    serving: Option<Serving>,
     tap: Option<OwnedFd>,
     child: Pid,
     failed: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<Network>> {
-    let (Some(tap), Some(prepared)) = (tap, prepared) else {
+    let (Some(tap), Some(serving)) = (tap, serving) else {
         return Ok(None);
     };
-    match network::start(prepared, tap, child, failed.clone()) {
+    match network::start(serving, tap, child, failed.clone()) {
         Ok(n) => Ok(Some(n)),
         Err(e) => {
             kill_and_reap(child);

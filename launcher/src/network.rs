@@ -2,16 +2,19 @@
 //! configuration from `NetConfig` (DNS upstreams from the host's resolv.conf unless given,
 //! `--outbound-addr` interface names resolved to addresses, checked to be bindable) and binds
 //! every `--publish` host socket, so a port in use is a start-up error that leaves nothing
-//! behind. After the last fork, `start` runs `netstack::Stack` on its own thread over the tap
-//! fd the child handed over, publishes the bound sockets (ids 1, 2, ... in command-line
-//! order), and when the command exits lets the stack deliver what the sandbox sent last (its
-//! final bytes and FINs) before the launcher exits.
-//! Called by `launch`. Owns the stop pipe and a handle on the sandbox's network namespace;
-//! knows nothing of signals or id maps.
+//! behind. After the last fork and before the command may start, `serve_api` opens the
+//! stack's command channel and the `--api-socket`. Then `start` runs `netstack::Stack` on its
+//! own thread over the tap fd the child handed over, publishes the bound sockets (ids 1, 2,
+//! ... in command-line order; API ids follow), and when the command exits lets the stack
+//! deliver what the sandbox sent last (its final bytes and FINs) before the launcher exits;
+//! the API socket file goes with the stack.
+//! Called by `launch`. Owns the stop pipe, the API socket guard and a handle on the sandbox's
+//! network namespace; knows nothing of signals or id maps.
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +26,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::{NetConfig, Outbound};
+use netstack::api::ApiSocket;
+use netstack::command::Commands;
 use netstack::forward::Listener;
 
 /// How long after the command exits we keep carrying its connections' last bytes. Flows the
@@ -36,6 +41,8 @@ pub struct Network {
     /// Keeps the sandbox's netns (and the sockets in it) alive after the command exits, so its
     /// kernel can still send what the command wrote just before exiting.
     _netns: Option<OwnedFd>,
+    /// The `--api-socket` server; dropping it stops it and removes the socket file.
+    api: Option<ApiSocket>,
 }
 
 /// The network, settled before the fork. The child drops its copy right after the fork, so
@@ -44,6 +51,16 @@ pub struct Prepared {
     cfg: netstack::StackConfig,
     /// The bound `--publish` sockets, in command-line order, with the value each came from.
     listeners: Vec<(String, Listener)>,
+    /// `--api-socket`.
+    api_socket: Option<PathBuf>,
+}
+
+/// The network with its control plane up: the stack's command channel and the API socket.
+pub struct Serving {
+    cfg: netstack::StackConfig,
+    listeners: Vec<(String, Listener)>,
+    commands: Commands,
+    api: Option<ApiSocket>,
 }
 
 /// Builds the stack's configuration from `net`; `host_resolv_conf` is the host's
@@ -97,7 +114,38 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Prepar
             listeners.push((p.value.clone(), l));
         }
     }
-    Ok(Prepared { cfg, listeners })
+    Ok(Prepared {
+        cfg,
+        listeners,
+        api_socket: net.api_socket.clone(),
+    })
+}
+
+/// Opens the stack's command channel and, with `--api-socket`, serves slirp4netns's API on
+/// it, so clients can add forwards as soon as the command runs (they are carried out once the
+/// stack thread runs, right after). Starts a thread: call it after the last fork.
+pub fn serve_api(prepared: Prepared) -> anyhow::Result<Serving> {
+    let Prepared {
+        cfg,
+        listeners,
+        api_socket,
+    } = prepared;
+    let (control, commands) =
+        netstack::command::channel().context("cannot create the stack's command channel")?;
+    let api = match api_socket {
+        Some(path) => Some(
+            netstack::api::serve(&path, control, cfg.addr)
+                .map_err(anyhow::Error::new)
+                .context("--api-socket")?,
+        ),
+        None => None,
+    };
+    Ok(Serving {
+        cfg,
+        listeners,
+        commands,
+        api,
+    })
 }
 
 /// The address outbound sockets of one family bind to: the one given, or the first of the
@@ -146,7 +194,7 @@ fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
 /// `--publish` sockets. A failure of the stack (at construction or later) is logged, sets
 /// `failed`, and kills the sandbox.
 pub fn start(
-    prepared: Prepared,
+    serving: Serving,
     tap: OwnedFd,
     child: Pid,
     failed: Arc<AtomicBool>,
@@ -155,9 +203,12 @@ pub fn start(
         .map(OwnedFd::from)
         .map_err(|error| tracing::debug!(%error, "cannot hold the sandbox's netns"))
         .ok();
-    let Prepared { cfg, listeners } = prepared;
-    let (_control, commands) =
-        netstack::command::channel().context("cannot create the stack's command channel")?;
+    let Serving {
+        cfg,
+        listeners,
+        commands,
+        api,
+    } = serving;
     let (stop_rx, stop) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create the stack's stop pipe")?;
     // The stack is built on its thread (it need not be Send). The command may start before
@@ -181,6 +232,7 @@ pub fn start(
         stop,
         thread,
         _netns: netns,
+        api,
     })
 }
 
@@ -200,7 +252,7 @@ fn publish(
 
 impl Network {
     /// The command is gone: lets the stack finish the sandbox's flows (at most `LINGER`),
-    /// then returns.
+    /// then returns, having closed the API socket.
     pub fn finish(self) {
         if let Err(error) = nix::unistd::write(&self.stop, b"x") {
             tracing::debug!(%error, "cannot signal the stack to stop");
@@ -209,5 +261,6 @@ impl Network {
         if self.thread.join().is_err() {
             tracing::error!("the network stack thread panicked");
         }
+        drop(self.api);
     }
 }

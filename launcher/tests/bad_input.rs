@@ -278,3 +278,13 @@ fn outbound_interface_without_such_interface_fails_at_start() {
         "rootless-run: --outbound-addr nosuch0: no such interface",
     );
 }
+
+#[test]
+fn api_socket_in_a_missing_directory_fails_at_start() {
+    let env = Env::new();
+    one_line_error(
+        &env.rr(&["--api-socket", "/nonexistent/rr.sock", "true"]),
+        1,
+        "rootless-run: --api-socket: cannot bind /nonexistent/rr.sock: No such file or directory",
+    );
+}

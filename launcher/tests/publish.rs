@@ -1,11 +1,15 @@
-//! `--publish` as the launcher sees it (issue 9): the host sockets are bound by the launcher
-//! before it forks and held by it alone, never by the sandbox's processes (which would keep a
-//! port bound after the launcher let it go). Forwarded traffic itself is tested with the
-//! network stack, in tests/tests/.
+//! Forwards as the launcher sees them (issue 9): the `--publish` host sockets are bound by
+//! the launcher before it forks and held by it alone, never by the sandbox's processes (which
+//! would keep a port bound after the launcher let it go); the `--api-socket` is up (mode
+//! 0600) when the command starts, lists the `--publish` forwards, and is gone after the run.
+//! Forwarded traffic and the API protocol are tested with the network stack.
 
 mod common;
 
 use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 
 use common::{Env, Spawned};
 
@@ -65,4 +69,61 @@ fn published_socket_is_held_by_the_launcher_alone() {
         "only the launcher holds the socket; sandbox: {:?}",
         common::descendants_of(run.pid())
     );
+}
+
+/// Sends one API request and returns the reply (slirp4netns's framing: one request per
+/// connection, the client half-closes).
+fn api(path: &std::path::Path, request: &str) -> String {
+    let mut s = UnixStream::connect(path).expect("connect to the API socket");
+    s.set_read_timeout(Some(common::TIMEOUT)).expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reply");
+    reply
+}
+
+#[test]
+fn api_socket_is_up_when_the_command_starts_and_gone_after() {
+    let env = Env::new();
+    let sock = env.scratch.join("rr.sock");
+    let stop = env.scratch.join("stop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port();
+    let spec = format!("127.0.0.1:{port}:80");
+    let script = format!(
+        "echo ready; while [ ! -e {} ]; do sleep 0.05; done",
+        stop.display()
+    );
+    let mut run = Spawned::start(
+        env.as_user(
+            &env.bin,
+            &[
+                "--api-socket",
+                sock.to_str().expect("utf-8"),
+                "--publish",
+                &spec,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+        ),
+        "ready",
+    );
+    let meta = fs::metadata(&sock).expect("the socket exists when the command runs");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), env.uid);
+    assert_eq!(
+        api(&sock, r#"{"execute":"list_hostfwd"}"#),
+        format!(
+            r#"{{"entries":[{{"id":1,"proto":"tcp","host_addr":"127.0.0.1","host_port":{port},"guest_addr":"10.0.2.100","guest_port":80}}]}}"#
+        )
+    );
+    fs::write(&stop, "").expect("create the stop file");
+    assert!(run.wait().success());
+    assert!(!sock.exists(), "the socket file is removed on exit");
 }
