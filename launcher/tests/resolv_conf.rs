@@ -1,14 +1,18 @@
 //! The sandbox's /etc/resolv.conf (issue 9, item 4): by default a generated file naming the
 //! DNS forwarder, bind-mounted in the sandbox's own mount namespace, with the host's search
 //! and options lines; the host's file with --keep-resolv-conf or --disable-dns; in a --root,
-//! on what the root's /etc/resolv.conf resolves to there. The host's file is a test file
-//! bind-mounted (as root, in a private mount namespace) for one run at a time, so the
-//! machine's real resolver configuration is neither read nor touched.
+//! on what the root's /etc/resolv.conf resolves to there; and a name resolves inside while
+//! the host's file names a loopback resolver. The host's file is a test file bind-mounted (as
+//! root, in a private mount namespace) for one run at a time, and the resolver is the test's
+//! own on 127.0.0.1, so the machine's real resolver configuration is neither read nor touched.
 
 mod common;
 
 use std::fs;
+use std::net::UdpSocket;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use common::Env;
 
@@ -164,4 +168,77 @@ fn dangling_resolv_conf_in_the_new_root_is_left_alone() {
     ]);
     assert_eq!(out.ok(), "ok\n", "nothing created at the dangling target");
     assert!(!Path::new(&stub).exists());
+}
+
+/// The address the test resolver gives every A query.
+const ANSWER: [u8; 4] = [192, 0, 2, 10];
+
+/// Answers DNS queries on `sock` until `stop`: an A query with `ANSWER`, anything else with
+/// an empty NOERROR (RFC 1035 section 4.1; the answer names the question by pointer 0xc00c).
+fn serve_dns(sock: UdpSocket, stop: Arc<AtomicBool>) {
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let q = &buf[..n];
+        let mut i = 12;
+        while i < n && q[i] != 0 {
+            i += 1 + q[i] as usize;
+        }
+        if i + 5 > n {
+            continue;
+        }
+        let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+        let answers: u16 = if qtype == 1 { 1 } else { 0 };
+        let mut reply = vec![q[0], q[1], 0x81, 0x80, 0, 1];
+        reply.extend_from_slice(&answers.to_be_bytes());
+        reply.extend_from_slice(&[0, 0, 0, 0]);
+        reply.extend_from_slice(&q[12..i + 5]);
+        if qtype == 1 {
+            reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            reply.extend_from_slice(&ANSWER);
+        }
+        let _ = sock.send_to(&reply, from);
+    }
+}
+
+#[test]
+fn names_resolve_inside_while_the_host_names_a_loopback_resolver() {
+    let env = Env::new();
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind the test resolver");
+    let upstream = format!("127.0.0.1:{}", sock.local_addr().expect("addr").port());
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || serve_dns(sock, stop))
+    };
+    // HOST_FILE names 127.0.0.53, which inside the sandbox is the sandbox's own loopback.
+    let args = [
+        "--dns-upstream",
+        &upstream,
+        "--",
+        "getent",
+        "ahostsv4",
+        "example.org",
+    ];
+    let out = with_host_file(&env, &args);
+    let kept = {
+        let mut a = vec!["--keep-resolv-conf"];
+        a.extend(args);
+        let file = env.scratch.join("host-resolv.conf");
+        let setup = format!("mount --bind {} /etc/resolv.conf", file.display());
+        env.rr_with_mounts(&setup, &a)
+    };
+    stop.store(true, Ordering::SeqCst);
+    server.join().expect("resolver thread");
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("192.0.2.10 ")),
+        "resolved through the forwarder: {out:?}"
+    );
+    assert_eq!(kept.code(), 2, "the host's file fails inside: {kept:?}");
 }
