@@ -16,8 +16,8 @@
 //! ```
 //! Called by `main` with a validated `RunConfig`; what the child does is decided before the
 //! fork, by `plan`. Owns fork/exec order and the channel protocol; the order of kernel calls
-//! inside each phase is `sandbox`'s. No thread exists before the last fork (the API and
-//! netstack threads start after it).
+//! inside each phase is `sandbox`'s and `fsview`'s. No thread exists before the last fork
+//! (the API and netstack threads start after it).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -31,6 +31,7 @@ use nix::unistd::Pid;
 
 use crate::cli::Caller;
 use crate::config::{JoinNsType, NsFile, RunConfig};
+use crate::fsview;
 use crate::idmap::{self, Setgroups};
 use crate::kernel::Kernel;
 use crate::monitor;
@@ -597,7 +598,7 @@ fn run_in_pid_ns(
     if plan.init {
         return run_as_init(k, cfg, plan, old_mask);
     }
-    sandbox::prepare_fs(k, &plan.fs)?;
+    fsview::prepare_fs(k, &plan.fs)?;
     exec_command(k, cfg, plan, 0, old_mask)
 }
 
@@ -609,7 +610,7 @@ fn run_as_init(
     plan: &Plan,
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
-    sandbox::prepare_fs(k, &plan.fs)?;
+    fsview::prepare_fs(k, &plan.fs)?;
     let me = nix::unistd::getpid().as_raw();
     let signals = Signals::open()?;
     match process::fork().context("cannot fork")? {
@@ -647,7 +648,7 @@ fn run_under_monitor(
         Forked::Child => {
             drop(signals);
             drop(proc);
-            sandbox::prepare_fs(k, &plan.fs)?;
+            fsview::prepare_fs(k, &plan.fs)?;
             exec_command(k, cfg, plan, me, old_mask)
         }
     }

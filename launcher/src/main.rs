@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod fsview;
 mod idmap;
 mod kernel;
 mod launch;

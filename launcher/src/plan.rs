@@ -14,10 +14,11 @@ use nix::sched::CloneFlags;
 
 use crate::cli::Caller;
 use crate::config::{Join, JoinNsType, Propagation, RunConfig};
+use crate::fsview::{FsPlan, ResolvMount};
 use crate::idmap::{self, IdMapPlan, MapText, RangeSpec, Setgroups, SubIds};
 use crate::persist;
 use crate::resolv;
-use crate::sandbox::{self, CredPlan, FsPlan, JoinPlan, MapWrite, NsPlan, ResolvMount};
+use crate::sandbox::{self, CredPlan, JoinPlan, MapWrite, NsPlan};
 
 /// Where a sysctl that disables user namespaces for everyone lives.
 const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";

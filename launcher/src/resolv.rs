@@ -4,7 +4,7 @@
 //! followed there, as systemd-resolved's `../run/systemd/resolve/stub-resolv.conf`); and which
 //! directory a scratch tmpfs may cover while it is mounted.
 //! Called by `launch` (the host's file) and `plan` before the fork; the mount itself is
-//! `sandbox::prepare_fs`'s. Reads files and symlinks only; writes and mounts nothing.
+//! `fsview::prepare_fs`'s. Reads files and symlinks only; writes and mounts nothing.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use netstack::config::Addressing;
 
 use crate::config::{NetConfig, ResolvConf};
-use crate::sandbox::ResolvMount;
+use crate::fsview::ResolvMount;
 
 /// The resolver configuration file (resolv.conf(5)).
 pub const PATH: &str = "/etc/resolv.conf";
