@@ -1,6 +1,7 @@
 //! The narrow seam between launcher logic and the kernel: namespaces, id maps, mounts (and the
-//! one file written for a mount, the generated resolv.conf), credentials. `sys::Linux` implements it with real syscalls; `fake::Recorder` (tests only)
-//! records each call so unit tests can assert the exact order without privilege.
+//! one file written for a mount, the generated resolv.conf), credentials. `sys::Linux`
+//! implements it with real syscalls; `fake::Recorder` (tests only) records each call so unit
+//! tests can assert the exact order without privilege.
 //! Keep it to operations whose order matters; fd passing, fork and exec live in `sys` directly.
 
 use std::path::{Path, PathBuf};

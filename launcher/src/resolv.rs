@@ -83,16 +83,19 @@ pub fn mount_plan(net: &NetConfig, root: Option<&Path>, host: &str) -> Option<Re
             return None;
         }
         Ok(None) => {
-            tracing::debug!(root = %root.display(), "the sandbox has no /etc/resolv.conf; left alone");
+            let root = root.display();
+            tracing::debug!(%root, "the sandbox has no /etc/resolv.conf; left alone");
             return None;
         }
         Err(error) => {
-            tracing::debug!(%error, root = %root.display(), "cannot resolve /etc/resolv.conf; left alone");
+            let root = root.display();
+            tracing::debug!(%error, %root, "cannot resolve /etc/resolv.conf; left alone");
             return None;
         }
     };
     let Some(staging) = staging_for(&target, |d| d.is_dir()) else {
-        tracing::debug!(target = %target.display(), "no directory to stage resolv.conf in; left alone");
+        let target = target.display();
+        tracing::debug!(%target, "no directory to stage resolv.conf in; left alone");
         return None;
     };
     Some(ResolvMount {

@@ -307,10 +307,11 @@ pub fn validate(
             } else {
                 "--join-ns"
             };
-            return Err(usage(
-                flag,
-                format!("cannot be combined with {with} (the joined sandbox's network is not ours to change)"),
-            ));
+            let why = format!(
+                "cannot be combined with {with} (the joined sandbox's network is not ours to \
+                 change)"
+            );
+            return Err(usage(flag, why));
         }
     }
 
