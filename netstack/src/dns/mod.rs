@@ -1,6 +1,7 @@
 //! DNS forwarder: answers the sandbox's queries to the DNS address (10.0.2.3:53, fd00::3:53)
 //! by relaying them over UDP to the host's resolvers, in order, and relaying their answers
-//! back from the address the sandbox asked. Called by the event loop: `query` for each UDP
+//! back from the address the sandbox asked. Queries over TCP go through `tcp::TcpRelay`, with
+//! the same validation and bounds. Called by the event loop: `query` for each UDP
 //! datagram to the DNS address's port 53, `on_readable` for readiness of an upstream socket,
 //! `on_timer` at `next_timer`. It never blocks, and allocates nothing after `new`.
 //!
@@ -59,6 +60,9 @@
 
 pub mod message;
 mod pending;
+mod tcp;
+
+pub use tcp::{TcpDnsStats, TcpRelay, Timeouts};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

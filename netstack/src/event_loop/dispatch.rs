@@ -91,7 +91,13 @@ impl EventLoop {
     }
 
     fn tcp_open(&mut self, key: FlowKey, ep: Endpoints, seg: &TcpSegment<'_>, now: Instant) {
-        let target = match nat::host_target(&self.cfg, ep.remote) {
+        let relay = self.dns_tcp.as_ref().map(|r| r.addr());
+        let to_dns = ep.remote.port() == DNS_PORT && self.cfg.addr.is_dns(ep.remote.ip());
+        let target = match relay.filter(|_| to_dns).map(Ok) {
+            Some(relay) => relay,
+            None => nat::host_target(&self.cfg, ep.remote),
+        };
+        let target = match target {
             Ok(t) => t,
             Err(reason) => {
                 self.drops.refused += 1;

@@ -83,6 +83,8 @@ pub struct EventLoop {
     commands: Option<Commands>,
     /// The DNS forwarder at the DNS address, port 53 (UDP), unless DNS is disabled.
     dns: Option<crate::dns::Forwarder>,
+    /// Where TCP flows to the DNS address, port 53, are connected, unless DNS is disabled.
+    dns_tcp: Option<crate::dns::TcpRelay>,
     /// Flows owed an ACK at the end of this batch.
     touched: Vec<usize>,
     /// Flows whose receive budget ran out: serve again next iteration.
@@ -142,6 +144,10 @@ impl EventLoop {
         let spin = spin_max(cfg.busy_poll);
         tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
         let dns = dns_forwarder(&cfg, reg)?;
+        let dns_tcp = match cfg.dns {
+            true => Some(crate::dns::TcpRelay::start(&cfg.dns_upstreams)?),
+            false => None,
+        };
         let mut egress = Egress::new(mtu, mac, sink, vnet);
         let control = ControlPlane::new(mac, mtu, &cfg.addr, &mut egress);
         let max = cfg.max_flows;
@@ -170,6 +176,7 @@ impl EventLoop {
             forwards: Forwards::new(),
             commands,
             dns,
+            dns_tcp,
             cfg,
         })
     }
@@ -234,6 +241,18 @@ impl EventLoop {
                 dropped = s.dropped,
                 timeouts = s.timeouts,
                 "dns forwarder"
+            );
+        }
+        if let Some(relay) = &self.dns_tcp {
+            let s = relay.stats();
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                queries = n(&s.queries),
+                answers = n(&s.answers),
+                servfail = n(&s.servfail),
+                malformed = n(&s.malformed),
+                refused = n(&s.refused),
+                "dns over tcp"
             );
         }
     }

@@ -1,0 +1,400 @@
+//! DNS over TCP for the sandbox: a small relay on the host's loopback that the NAT connects
+//! the sandbox's TCP flows to 10.0.2.3:53 (and [fd00::3]:53) to, instead of the upstream
+//! itself. It reads each length-prefixed message (RFC 1035 4.2.2), drops and counts what is
+//! not a query, relays queries to the upstreams over TCP in order, and answers SERVFAIL when
+//! none answered within the same bounds as the UDP forwarder (`ATTEMPT_TIMEOUT` per
+//! upstream, `TOTAL_TIMEOUT` per query), so a silent upstream never hangs the sandbox.
+//!
+//! Why a relay and not the TCP translator straight to the upstream: the translator carries
+//! bytes, it does not read messages, so it could neither drop a malformed query nor answer
+//! SERVFAIL on a timeout. Why threads: this is the control plane (a resolver falls back to
+//! TCP only for truncated answers), and blocking reads with timeouts keep each connection a
+//! dozen lines; the data path's event loop is untouched. Bounded by `MAX_CONNECTIONS`
+//! concurrent connections (more are closed at once, counted), `IDLE_TIMEOUT` per connection,
+//! and one query at a time per connection (answers come back in order, as RFC 7766 allows).
+//!
+//! The relay listens on 127.0.0.1 with a port of the kernel's choice. Any local user could
+//! connect to it, which gives them nothing they lack: it only relays to the host's own
+//! resolvers, which they can already reach.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::message::{same_question, Packet, Query};
+use super::{ATTEMPT_TIMEOUT, MAX_UPSTREAMS, TOTAL_TIMEOUT};
+
+/// Connections served at once; a sandbox rarely has more than a few TCP queries in flight.
+const MAX_CONNECTIONS: usize = 16;
+/// A connection with no query for this long is closed (RFC 7766 6.2.3 suggests seconds).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Length prefix of a DNS message over TCP.
+const PREFIX: usize = 2;
+
+/// How long each step may take (the constants above in production; short in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// One upstream's time to answer.
+    pub attempt: Duration,
+    /// A query's time in all.
+    pub total: Duration,
+    /// A connection's time between queries.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            attempt: ATTEMPT_TIMEOUT,
+            total: TOTAL_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Counters of the relay.
+#[derive(Debug, Default)]
+pub struct TcpDnsStats {
+    /// Valid queries read.
+    pub queries: AtomicU64,
+    /// Answers relayed from an upstream.
+    pub answers: AtomicU64,
+    /// SERVFAIL answers we made.
+    pub servfail: AtomicU64,
+    /// Messages that were not a query, dropped.
+    pub malformed: AtomicU64,
+    /// Connections closed at once because `MAX_CONNECTIONS` were open.
+    pub refused: AtomicU64,
+}
+
+/// The running relay; dropping it stops accepting (open connections end on their own).
+#[derive(Debug)]
+pub struct TcpRelay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<TcpDnsStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What a connection's thread needs.
+struct Shared {
+    upstreams: Vec<SocketAddr>,
+    timeouts: Timeouts,
+    stats: Arc<TcpDnsStats>,
+    open: AtomicUsize,
+}
+
+impl TcpRelay {
+    /// Starts the relay for `upstreams` on a thread named "dns-tcp".
+    pub fn start(upstreams: &[SocketAddr]) -> io::Result<TcpRelay> {
+        TcpRelay::start_with(upstreams, Timeouts::default())
+    }
+
+    /// Same, with explicit timeouts.
+    pub fn start_with(upstreams: &[SocketAddr], timeouts: Timeouts) -> io::Result<TcpRelay> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(TcpDnsStats::default());
+        let shared = Arc::new(Shared {
+            upstreams: upstreams.iter().take(MAX_UPSTREAMS).copied().collect(),
+            timeouts,
+            stats: stats.clone(),
+            open: AtomicUsize::new(0),
+        });
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dns-tcp".into())
+            .spawn(move || accept_loop(&listener, &flag, &shared))?;
+        Ok(TcpRelay {
+            addr,
+            stop,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the NAT connects the sandbox's TCP queries.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &TcpDnsStats {
+        &self.stats
+    }
+}
+
+impl Drop for TcpRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept; it sees the flag and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, shared: &Arc<Shared>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = conn else {
+            continue; // ECONNABORTED and the like: that client is gone
+        };
+        if shared.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            continue; // dropping `client` closes it
+        }
+        let s = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dns-tcp-conn".into())
+            .spawn(move || {
+                serve(client, &s);
+                s.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Answers the queries of one connection, one at a time, until EOF, an error or idleness.
+fn serve(mut client: TcpStream, shared: &Shared) {
+    if client.set_read_timeout(Some(shared.timeouts.idle)).is_err() {
+        return;
+    }
+    let mut msg = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        let Ok(len) = read_message(&mut client, &mut msg) else {
+            return;
+        };
+        let Some(query) = msg.get(..len) else {
+            return;
+        };
+        let parsed = Packet::new_checked(query).and_then(|p| Query::parse(&p));
+        let Ok(q) = parsed else {
+            shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!("malformed DNS query over TCP dropped");
+            continue;
+        };
+        shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let answer = match ask_upstreams(query, q, shared) {
+            Some(answer) => {
+                shared.stats.answers.fetch_add(1, Ordering::Relaxed);
+                answer
+            }
+            None => {
+                shared.stats.servfail.fetch_add(1, Ordering::Relaxed);
+                let mut head = query.get(..q.head_len()).unwrap_or_default().to_vec();
+                match q.emit_servfail(&mut head, q.id) {
+                    Ok(n) => head.get(..n).unwrap_or_default().to_vec(),
+                    Err(_) => return,
+                }
+            }
+        };
+        if write_message(&mut client, &answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// The first upstream's valid answer to `query`, within the total bound.
+fn ask_upstreams(query: &[u8], q: Query, shared: &Shared) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + shared.timeouts.total;
+    for &upstream in &shared.upstreams {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let attempt = left.min(shared.timeouts.attempt);
+        match ask(upstream, query, q, attempt) {
+            Ok(answer) => return Some(answer),
+            Err(error) => tracing::debug!(%upstream, %error, "DNS over TCP: upstream failed"),
+        }
+    }
+    None
+}
+
+/// Sends `query` to `upstream` on a fresh connection and reads its answer, all within
+/// `budget`. An answer must be a response with the query's id and question.
+fn ask(upstream: SocketAddr, query: &[u8], q: Query, budget: Duration) -> io::Result<Vec<u8>> {
+    let until = Instant::now() + budget;
+    let mut conn = TcpStream::connect_timeout(&upstream, budget)?;
+    let left = || {
+        let d = until.saturating_duration_since(Instant::now());
+        (!d.is_zero()).then_some(d).ok_or(io::ErrorKind::TimedOut)
+    };
+    conn.set_write_timeout(Some(left()?))?;
+    write_message(&mut conn, query)?;
+    let _ = conn.shutdown(Shutdown::Write);
+    conn.set_read_timeout(Some(left()?))?;
+    let mut answer = vec![0u8; usize::from(u16::MAX)];
+    let len = read_message(&mut conn, &mut answer)?;
+    answer.truncate(len);
+    let bad = |_| io::Error::from(io::ErrorKind::InvalidData);
+    let a = Packet::new_checked(&answer[..]).map_err(bad)?;
+    let ours = Packet::new_checked(query).map_err(bad)?;
+    let asked = ours.question().map_err(bad)?;
+    let same = match a.question() {
+        Ok(theirs) => same_question(theirs, asked),
+        Err(_) => a.qdcount() == 0, // some FORMERR and NOTIMP answers carry no question
+    };
+    if !(a.is_response() && a.id() == q.id && same) {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(answer)
+}
+
+/// Reads one length-prefixed message into `buf`; returns its length. A zero length is
+/// invalid; EOF before a whole message is an error.
+fn read_message(conn: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut prefix = [0u8; PREFIX];
+    conn.read_exact(&mut prefix)?;
+    let len = usize::from(u16::from_be_bytes(prefix));
+    let body = buf.get_mut(..len).ok_or(io::ErrorKind::InvalidData)?;
+    if len == 0 {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    conn.read_exact(body)?;
+    Ok(len)
+}
+
+fn write_message(conn: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(msg.len()).map_err(|_| io::ErrorKind::InvalidData)?;
+    let mut out = Vec::with_capacity(PREFIX + msg.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(msg);
+    conn.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for "a.test" type A, id 0x4242, RD.
+    const QUERY: [u8; 24] = [
+        0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 4, b't', b'e', b's', b't', 0, 0,
+        1, 0, 1,
+    ];
+
+    fn short() -> Timeouts {
+        Timeouts {
+            attempt: Duration::from_millis(300),
+            total: Duration::from_millis(600),
+            idle: Duration::from_secs(5),
+        }
+    }
+
+    /// An upstream that answers each query with itself, QR set; counts what it saw.
+    fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut buf = vec![0u8; 65535];
+                while let Ok(n) = read_message(&mut c, &mut buf) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    buf[2] |= 0x80;
+                    if write_message(&mut c, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (addr, seen)
+    }
+
+    fn client(relay: &TcpRelay) -> TcpStream {
+        let c = TcpStream::connect(relay.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    }
+
+    fn answer(c: &mut TcpStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 65535];
+        let n = read_message(c, &mut buf).expect("an answer");
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn a_query_is_relayed_and_its_answer_returned() {
+        let (up, seen) = echo_upstream();
+        let relay = TcpRelay::start_with(&[up], short()).unwrap();
+        let mut c = client(&relay);
+        write_message(&mut c, &QUERY).unwrap();
+        let a = answer(&mut c);
+        assert_eq!(&a[..2], &[0x42, 0x42]);
+        assert_eq!(a[2] & 0x80, 0x80, "a response");
+        assert_eq!(&a[3..], &QUERY[3..]);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn malformed_messages_are_dropped_and_the_next_query_answered() {
+        let (up, seen) = echo_upstream();
+        let relay = TcpRelay::start_with(&[up], short()).unwrap();
+        let mut c = client(&relay);
+        let mut response = QUERY;
+        response[2] |= 0x80;
+        write_message(&mut c, &response).unwrap(); // not a query
+        write_message(&mut c, &[1, 2, 3]).unwrap(); // shorter than a header
+        write_message(&mut c, &QUERY).unwrap();
+        let a = answer(&mut c);
+        assert_eq!(&a[..2], &[0x42, 0x42]);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "only the query went upstream"
+        );
+        assert_eq!(relay.stats().malformed.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_silent_upstream_gets_servfail_within_the_total_bound() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = silent.local_addr().unwrap();
+        let relay = TcpRelay::start_with(&[up, up], short()).unwrap();
+        let mut c = client(&relay);
+        let start = Instant::now();
+        write_message(&mut c, &QUERY).unwrap();
+        let a = answer(&mut c);
+        let took = start.elapsed();
+        assert_eq!(&a[..2], &[0x42, 0x42]);
+        assert_eq!(a[3] & 0x0f, 2, "RCODE SERVFAIL");
+        assert!(a[2] & 0x80 != 0);
+        assert_eq!(a.len(), QUERY.len(), "header and question only");
+        assert!(
+            took >= Duration::from_millis(550) && took < Duration::from_secs(3),
+            "took {took:?}"
+        );
+        drop(silent);
+    }
+
+    #[test]
+    fn no_upstream_reachable_gets_servfail_at_once() {
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let relay = TcpRelay::start_with(&[closed], Timeouts::default()).unwrap();
+        let mut c = client(&relay);
+        let start = Instant::now();
+        write_message(&mut c, &QUERY).unwrap();
+        let a = answer(&mut c);
+        assert_eq!(a[3] & 0x0f, 2);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "a refused connect fails at once"
+        );
+    }
+}
