@@ -8,9 +8,11 @@
 #![deny(unsafe_code)]
 
 pub mod child;
+pub mod dns_wire;
 pub mod pattern;
 pub mod preflight;
 pub mod procs;
+pub mod resolver;
 pub mod sandbox;
 pub mod scripted;
 pub mod servers;
