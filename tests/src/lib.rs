@@ -9,6 +9,7 @@
 
 pub mod child;
 pub mod dns_wire;
+pub mod frames;
 pub mod pattern;
 pub mod preflight;
 pub mod procs;
@@ -16,4 +17,6 @@ pub mod resolver;
 pub mod sandbox;
 pub mod scripted;
 pub mod servers;
+#[allow(unsafe_code)]
+mod sys;
 pub mod topology;
