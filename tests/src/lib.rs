@@ -8,17 +8,23 @@
 //! slirp4netns wrapper), to tell the tests' own failures from the launcher's.
 #![deny(unsafe_code)]
 
+pub mod addrs;
+pub mod api_client;
+pub mod bait;
 pub mod child;
 pub mod dns_wire;
 pub mod frames;
+pub mod host_client;
 pub mod pattern;
 pub mod peer_echo;
+pub mod ports;
 pub mod preflight;
 pub mod procs;
 pub mod resolver;
 pub mod sandbox;
 pub mod scripted;
 pub mod servers;
+pub mod steps;
 #[allow(unsafe_code)]
 mod sys;
 pub mod topology;
