@@ -246,7 +246,8 @@ fn every_bad_request_gets_slirp4netns_error_reply_and_nothing_else_changes() {
             r#"{{"execute":"add_hostfwd","arguments":{{"proto":{proto},"host_addr":{host},"host_port":{hp},"guest_addr":{guest},"guest_port":{gp}}}}}"#
         )
     };
-    let (hp, gp) = (good_port + 1, GUEST_A);
+    // A free port, so that only the field under test can be wrong.
+    let (hp, gp) = (ports::free_port(), GUEST_A);
     let (hps, gps) = (hp.to_string(), gp.to_string());
     let oversized = format!(
         r#"{{"execute":"list_hostfwd","pad":"{}"}}"#,
