@@ -55,7 +55,9 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("netstack".into())
         .spawn(move || {
-            let result = netstack::Stack::new(tap, cfg)
+            let result = netstack::command::channel()
+                .map_err(netstack::StackError::Setup)
+                .and_then(|(_control, commands)| netstack::Stack::new(tap, cfg, commands))
                 .and_then(|stack| stack.run_until(stop_rx.as_fd(), LINGER));
             if let Err(e) = result {
                 tracing::error!(error = %anyhow::Error::new(e), "network stack failed; killing the sandbox");

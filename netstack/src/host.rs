@@ -1,12 +1,13 @@
 //! `HostSocket` over a real non-blocking `TcpStream`: peeks at an offset with SO_PEEK_OFF,
 //! discards acknowledged bytes with MSG_TRUNC, reports send space from SO_SNDBUF and SIOCOUTQ.
-//! Used by the flow table for every TCP flow; holds no buffer of its own.
+//! Used by the flow table for every TCP flow; holds no buffer of its own. `connect` opens the
+//! host side of a sandbox-initiated flow (bound to `--outbound-addr` when set).
 //! Needs TCP support for SO_PEEK_OFF (Linux 6.10 and later); on older kernels a flow's first
 //! peek fails and the flow is reset (a discard-buffer fallback is future work).
 
 use std::io::{self, Write};
-use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
 
 use mio::net::TcpStream;
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
@@ -57,6 +58,30 @@ impl HostTcp {
             Err(e) => Some(Err(e)),
         }
     }
+}
+
+/// Starts a non-blocking connect to `target`, from `source` (port chosen by the kernel) when
+/// given (`--outbound-addr`).
+pub fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    let Some(source) = source else {
+        return TcpStream::connect(target);
+    };
+    let family = match target {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let fd = sock::socket(family, SockType::Stream, flags, None)?;
+    sock::bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(source, 0)),
+    )?;
+    match sock::connect(fd.as_raw_fd(), &SockaddrStorage::from(target)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(TcpStream::from_std(std::net::TcpStream::from(fd)))
 }
 
 impl HostSocket for HostTcp {
