@@ -113,13 +113,7 @@ impl EventLoop {
                 return tcp::reset_stray(ep, seg, &mut self.egress);
             }
         };
-        let _ = stream.set_nodelay(true);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(error) = self
-            .poll
-            .registry()
-            .register(&mut stream, Tok::flow(slot), interest)
-        {
+        if let Err(error) = self.register_tcp(&mut stream, slot) {
             tracing::warn!(%error, "cannot register host socket");
             self.flows.release(slot);
             return tcp::reset_stray(ep, seg, &mut self.egress);
@@ -136,6 +130,28 @@ impl EventLoop {
                 return;
             }
         }
+        self.insert_tcp(slot, key, flow, host, now);
+    }
+
+    /// Registers a flow's host socket (no Nagle: segments from the sandbox are already
+    /// sized) for both directions under the slot's token.
+    pub(super) fn register_tcp(&mut self, stream: &mut TcpStream, slot: usize) -> io::Result<()> {
+        let _ = stream.set_nodelay(true);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(stream, Tok::flow(slot), interest)
+    }
+
+    /// Puts a new TCP flow into its reserved slot and arms its idle and first timers.
+    pub(super) fn insert_tcp(
+        &mut self,
+        slot: usize,
+        key: FlowKey,
+        flow: TcpFlow,
+        host: HostTcp,
+        now: Instant,
+    ) {
         let timer = flow.next_timer();
         self.flows
             .insert(slot, key, Flow::Tcp(Box::new(flow), host));

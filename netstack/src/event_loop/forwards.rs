@@ -235,29 +235,17 @@ impl EventLoop {
             return self.refuse_inbound(stream, peer, "flow table full");
         };
         drop(evicted);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(error) = self
-            .poll
-            .registry()
-            .register(&mut stream, Tok::flow(slot), interest)
-        {
+        if let Err(error) = self.register_tcp(&mut stream, slot) {
             tracing::warn!(%error, "cannot register a forwarded connection");
             self.flows.release(slot);
             return self.refuse_inbound(stream, peer, "registration failed");
         }
-        let _ = stream.set_nodelay(true);
         let iss = self.next_iss(&ep);
         let mut flow = TcpFlow::new_inbound(ep, self.egress.mtu(), iss, now);
         let mut host = HostTcp::new(stream);
         tracing::debug!(%peer, remote = %ep.remote, sandbox = %ep.sandbox, "forwarded tcp flow opened");
         flow.send_syn(&mut host, &mut self.egress, now);
-        let timer = flow.next_timer();
-        self.flows
-            .insert(slot, key, Flow::Tcp(Box::new(flow), host));
-        self.arm(now + self.cfg.tcp_idle_timeout);
-        if let Some(t) = timer {
-            self.arm(t);
-        }
+        self.insert_tcp(slot, key, flow, host, now);
     }
 
     /// Closes an accepted connection with RST: the client sees a reset, not an empty reply.

@@ -1,5 +1,6 @@
-//! Test doubles for the TCP translator: a scripted `HostSocket` and a frame sink that records
-//! what the flow emits, decoded back into segments. Test builds only; used by `tests` and
+//! Test doubles for the TCP translator: a scripted `HostSocket`, a frame sink that records
+//! what the flow emits, decoded back into segments, and the `Rig` holding a flow with both
+//! (each test file adds the constructors it needs). Test builds only; used by `tests` and
 //! `tests_inbound`.
 
 use std::cell::RefCell;
@@ -7,12 +8,46 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use smoltcp::wire::EthernetAddress;
 
-use super::HostSocket;
+use super::{HostSocket, TcpFlow, Verdict};
 use crate::egress::{Egress, FrameSink};
-use crate::wire::{self, Frame, TcpFlags, L4};
+use crate::wire::{self, Frame, TcpFlags, TcpSegment, L4};
+
+/// One flow under test, its scripted host side, and what it emitted.
+pub(super) struct Rig {
+    pub(super) flow: TcpFlow,
+    pub(super) host: FakeHost,
+    pub(super) eg: Egress,
+    pub(super) sink: Sink,
+    pub(super) now: Instant,
+}
+
+impl Rig {
+    /// Feeds one segment from the sandbox, then flushes the ACK it owes (end of batch).
+    pub(super) fn input(&mut self, s: TcpSegment<'_>) -> Verdict {
+        let v = self
+            .flow
+            .on_segment(&s, &mut self.host, &mut self.eg, self.now);
+        self.flow.flush_ack(&mut self.host, &mut self.eg, self.now);
+        v
+    }
+
+    /// The host socket became readable (hung up when the fake's EOF is set).
+    pub(super) fn host_readable(&mut self) -> Verdict {
+        let hup = self.host.eof;
+        self.flow
+            .on_host_readable(&mut self.host, &mut self.eg, self.now, hup)
+    }
+
+    /// Moves the clock on by `d` and runs the flow's timers.
+    pub(super) fn advance(&mut self, d: Duration) -> Verdict {
+        self.now += d;
+        self.flow.on_timer(&mut self.host, &mut self.eg, self.now)
+    }
+}
 
 /// Host socket whose queues and limits the test sets.
 #[derive(Default)]

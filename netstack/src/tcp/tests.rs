@@ -4,20 +4,12 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::fake::{egress, FakeHost, Sink};
+use super::fake::{egress, FakeHost, Rig, Sink};
 use super::*;
 
 const MTU: usize = 1500;
 const ISS: u32 = 5000;
 const IRS: u32 = 1000;
-
-struct Rig {
-    flow: TcpFlow,
-    host: FakeHost,
-    eg: Egress,
-    sink: Sink,
-    now: Instant,
-}
 
 fn ep() -> Endpoints {
     Endpoints {
@@ -40,19 +32,6 @@ fn seg(seq: u32, ack: u32, flags: TcpFlags, window: u16, payload: &[u8]) -> TcpS
         payload,
     }
 }
-
-const ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: false,
-    rst: false,
-};
-const FIN_ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: true,
-    rst: false,
-};
 
 fn syn() -> TcpSegment<'static> {
     TcpSegment {
@@ -107,25 +86,6 @@ impl Rig {
     fn connected(&mut self, result: io::Result<()>) -> Verdict {
         self.flow
             .on_connected(result, &mut self.host, &mut self.eg, self.now)
-    }
-
-    fn input(&mut self, s: TcpSegment<'_>) -> Verdict {
-        let v = self
-            .flow
-            .on_segment(&s, &mut self.host, &mut self.eg, self.now);
-        self.flow.flush_ack(&mut self.host, &mut self.eg, self.now);
-        v
-    }
-
-    fn host_readable(&mut self) -> Verdict {
-        let hup = self.host.eof;
-        self.flow
-            .on_host_readable(&mut self.host, &mut self.eg, self.now, hup)
-    }
-
-    fn advance(&mut self, d: Duration) -> Verdict {
-        self.now += d;
-        self.flow.on_timer(&mut self.host, &mut self.eg, self.now)
     }
 }
 

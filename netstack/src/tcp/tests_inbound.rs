@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::fake::{egress, FakeHost, Out, Sink};
+use super::fake::{egress, FakeHost, Out, Rig, Sink};
 use super::*;
 
 const MTU: usize = 1500;
@@ -22,15 +22,6 @@ fn ep() -> Endpoints {
     }
 }
 
-const ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: false,
-    rst: false,
-};
-const FIN_ACK: TcpFlags = TcpFlags { fin: true, ..ACK };
-const SYN_ACK: TcpFlags = TcpFlags { syn: true, ..ACK };
-const RST_ACK: TcpFlags = TcpFlags { rst: true, ..ACK };
 const BARE_RST: TcpFlags = TcpFlags {
     ack: false,
     ..RST_ACK
@@ -66,14 +57,6 @@ fn syn_ack() -> TcpSegment<'static> {
     }
 }
 
-struct Rig {
-    flow: TcpFlow,
-    host: FakeHost,
-    eg: Egress,
-    sink: Sink,
-    now: Instant,
-}
-
 impl Rig {
     /// A host client was accepted and our SYN is out (and taken from the sink).
     fn syn_sent() -> Rig {
@@ -98,31 +81,12 @@ impl Rig {
     }
 
     /// Established after `answer`; the ACK of it is taken from the sink.
-    fn established(answer: TcpSegment<'_>) -> Rig {
+    fn answered(answer: TcpSegment<'_>) -> Rig {
         let mut r = Rig::syn_sent();
         assert_eq!(r.input(answer), Verdict::Keep);
         let out = r.sink.take();
         assert_eq!(out.len(), 1, "one ACK of the SYN-ACK: {out:?}");
         r
-    }
-
-    fn input(&mut self, s: TcpSegment<'_>) -> Verdict {
-        let v = self
-            .flow
-            .on_segment(&s, &mut self.host, &mut self.eg, self.now);
-        self.flow.flush_ack(&mut self.host, &mut self.eg, self.now);
-        v
-    }
-
-    fn host_readable(&mut self) -> Verdict {
-        let hup = self.host.eof;
-        self.flow
-            .on_host_readable(&mut self.host, &mut self.eg, self.now, hup)
-    }
-
-    fn advance(&mut self, d: Duration) -> Verdict {
-        self.now += d;
-        self.flow.on_timer(&mut self.host, &mut self.eg, self.now)
     }
 }
 
@@ -251,7 +215,7 @@ fn syn_ack_without_window_scale_means_no_scaling_either_way() {
 
 #[test]
 fn syn_ack_window_scale_applies_to_later_windows() {
-    let mut r = Rig::established(TcpSegment {
+    let mut r = Rig::answered(TcpSegment {
         window_scale: Some(2),
         ..syn_ack()
     });
@@ -351,7 +315,7 @@ fn host_error_before_the_handshake_resets_both_sides() {
 
 #[test]
 fn repeated_syn_ack_after_the_handshake_is_acked_again() {
-    let mut r = Rig::established(syn_ack());
+    let mut r = Rig::answered(syn_ack());
     assert_eq!(r.input(syn_ack()), Verdict::Keep);
     let out = r.sink.take();
     assert_eq!(out.len(), 1, "our first ACK was lost: send another");
@@ -363,7 +327,7 @@ fn repeated_syn_ack_after_the_handshake_is_acked_again() {
 
 #[test]
 fn host_initiated_flow_closes_client_first() {
-    let mut r = Rig::established(syn_ack());
+    let mut r = Rig::answered(syn_ack());
     r.host.queued.extend(b"GET /");
     r.host.eof = true;
     r.host_readable();
@@ -394,7 +358,7 @@ fn host_initiated_flow_closes_client_first() {
 
 #[test]
 fn host_initiated_flow_closes_service_first() {
-    let mut r = Rig::established(syn_ack());
+    let mut r = Rig::answered(syn_ack());
     r.input(seg(IRS + 1, ISS + 1, FIN_ACK, 500, b"banner"));
     assert_eq!(r.host.sent, b"banner");
     assert!(r.host.shut_wr);
