@@ -267,7 +267,7 @@ impl BaitNet {
             out.status.success() && out.stdout.contains(&format!("tcp {check} connected")),
             "the bait topology's control server does not answer root\n{out}"
         );
-        let call = self.control.next_call(SETUP_TIMEOUT);
+        let call = self.control.next_tcp(SETUP_TIMEOUT);
         assert_eq!(
             call.peer.ip(),
             IpAddr::V4(OUTER_V4),

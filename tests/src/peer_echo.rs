@@ -166,13 +166,27 @@ impl PeerEcho {
         PeerEcho { run }
     }
 
-    /// The next caller the server reports; panics with the output so far on timeout.
-    pub fn next_call(&mut self, timeout: Duration) -> Call {
-        let line = self
-            .run
-            .expect_line("a `tcp/udp LOCAL from PEER` line", timeout, |l| {
-                parse_call(l).is_some()
-            });
+    /// The next TCP connection the server reports (UDP lines before it are passed over);
+    /// panics with the output so far on timeout.
+    pub fn next_tcp(&mut self, timeout: Duration) -> Call {
+        self.next_of(true, timeout)
+    }
+
+    /// The next UDP datagram the server reports (TCP lines before it are passed over);
+    /// panics with the output so far on timeout.
+    pub fn next_udp(&mut self, timeout: Duration) -> Call {
+        self.next_of(false, timeout)
+    }
+
+    fn next_of(&mut self, tcp: bool, timeout: Duration) -> Call {
+        let what = if tcp {
+            "a `tcp LOCAL from PEER` line"
+        } else {
+            "a `udp LOCAL from PEER N` line"
+        };
+        let line = self.run.expect_line(what, timeout, |l| {
+            parse_call(l).is_some_and(|c| c.tcp == tcp)
+        });
         parse_call(&line).expect("the predicate accepted it")
     }
 

@@ -14,11 +14,19 @@ const FIRST: u16 = 20000;
 /// One past the last port handed out: the start of the default ephemeral range.
 const END: u16 = 32768;
 
+/// The largest block handed out at once.
+pub const MAX_BLOCK: u16 = 16;
+
 /// A block of `n` consecutive host ports, free for TCP and UDP on 0.0.0.0 and [::].
 /// Panics if the whole range is exhausted (no test needs that many).
 pub fn free_block(n: u16) -> u16 {
+    assert!(
+        (1..=MAX_BLOCK).contains(&n),
+        "blocks are 1 to {MAX_BLOCK} ports"
+    );
     static TAKEN: AtomicU32 = AtomicU32::new(0);
-    let span = u32::from(END - FIRST - n);
+    // One modulus for every block size, so that blocks taken in turn never overlap.
+    let span = u32::from(END - FIRST - MAX_BLOCK);
     // Each test binary starts at its own offset, so two runs on one machine rarely meet.
     let seed = std::process::id() % span;
     for _ in 0..span {

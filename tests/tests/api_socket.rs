@@ -139,19 +139,19 @@ fn add_list_remove_round_trip_forwards_and_never_reuses_ids() {
                 server.output_so_far()
             )
         });
-    let c = server.next_call(TIMEOUT);
+    let c = server.next_tcp(TIMEOUT);
     assert_eq!(
         (c.tcp, c.local, c.peer),
         (true, sa(SANDBOX_V4, GUEST_A), client),
         "forward 1"
     );
-    udp_echo_from(lo4.into(), sa(lo4, p2), 3).unwrap_or_else(|e| {
+    udp_echo_from(lo4.into(), sa(lo4, p2), 1).unwrap_or_else(|e| {
         panic!(
             "UDP through API forward 2 failed: {e}\n{}",
             server.output_so_far()
         )
     });
-    let c = server.next_call(TIMEOUT);
+    let c = server.next_udp(TIMEOUT);
     assert_eq!(
         (c.tcp, c.local.port(), c.peer.ip()),
         (false, GUEST_A, IpAddr::V4(GATEWAY_V4)),
@@ -163,7 +163,7 @@ fn add_list_remove_round_trip_forwards_and_never_reuses_ids() {
             server.output_so_far()
         )
     });
-    let c = server.next_call(TIMEOUT);
+    let c = server.next_tcp(TIMEOUT);
     assert_eq!(
         (c.tcp, c.local, c.peer.ip()),
         (true, sa(SANDBOX_V6, GUEST_B), IpAddr::V6(GATEWAY_V6)),
@@ -228,7 +228,7 @@ fn every_bad_request_gets_slirp4netns_error_reply_and_nothing_else_changes() {
         assert_eq!(back, line, "the held flow's echo differs");
     };
     echo(&mut flow, b"before the bad requests\n");
-    server.next_call(TIMEOUT);
+    server.next_tcp(TIMEOUT);
 
     let good_port = ports::free_port();
     assert_reply(
