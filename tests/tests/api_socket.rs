@@ -230,11 +230,18 @@ fn every_bad_request_gets_slirp4netns_error_reply_and_nothing_else_changes() {
     echo(&mut flow, b"before the bad requests\n");
     server.next_tcp(TIMEOUT);
 
+    // The --publish forwards are listed too and hold the first ids.
+    let published = call(&path, LIST).matches(r#""id":"#).count() as u32;
+    assert!(
+        published >= 1,
+        "--publish {publish} is not among the listed forwards\n{}",
+        server.output_so_far()
+    );
     let good_port = ports::free_port();
     assert_reply(
         &path,
         &add_body("tcp", "127.0.0.1", good_port, "10.0.2.100", GUEST_A),
-        &added(1),
+        &added(published + 1),
         &server,
     );
     let list_before = call(&path, LIST);
@@ -391,7 +398,7 @@ fn every_bad_request_gets_slirp4netns_error_reply_and_nothing_else_changes() {
     assert_reply(
         &path,
         &add_body("udp", "127.0.0.1", good_port, "10.0.2.100", GUEST_A),
-        &added(2),
+        &added(published + 2),
         &server,
     );
     echo(&mut flow, b"after the bad requests\n");
