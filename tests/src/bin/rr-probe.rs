@@ -58,7 +58,8 @@
 //!   dns-query SERVER udp|tcp NAME [a|aaaa] [TIMEOUT_S]
 //!                              one query: `rcode N`, `answer ADDR` per A/AAAA, `elapsed_ms T`
 //!                              (no reply: `timeout`, exit 4; refused: `refused`, exit 3)
-//!   dns-garbage SERVER         malformed queries over UDP and TCP: `sent N udp M tcp`
+//!   dns-garbage SERVER udp|tcp malformed queries over UDP (`sent N udp`) or TCP, each on its
+//!                              own connection (`sent N tcp`)
 //!
 //! Exit codes: 0 done, 1 failed (message on stderr), 2 usage, 3 connection refused,
 //! 4 timed out, 64 + N caught signal N.
@@ -169,7 +170,7 @@ fn main() -> ExitCode {
         ["dns-query", server, proto, name, qtype, secs] => {
             dns_query(server, proto, name, qtype, secs)
         }
-        ["dns-garbage", server] => dns_garbage(server),
+        ["dns-garbage", server, proto] => dns_garbage(server, proto),
         _ => Err(Fail::Usage(
             "usage: rr-probe tcp-echo|udp-echo|connect|hold|trap-signals|serve-tcp-echo|\
              recv-after-go|send-until-blocked|half-close|send-after-eof|reset-close|\
@@ -911,32 +912,37 @@ fn garbage() -> Vec<Vec<u8>> {
     ]
 }
 
-fn dns_garbage(server: &str) -> Result<u8, Fail> {
+fn dns_garbage(server: &str, proto: &str) -> Result<u8, Fail> {
     let sa = resolve(server)?;
-    let any: SocketAddr = if sa.is_ipv4() {
-        "0.0.0.0:0".parse().expect("a literal address")
-    } else {
-        "[::]:0".parse().expect("a literal address")
-    };
-    let sock = UdpSocket::bind(any).map_err(|e| Fail::Failed(format!("bind: {e}")))?;
     let msgs = garbage();
-    for m in &msgs {
-        sock.send_to(m, sa)
-            .map_err(|e| io_fail(&format!("send to {sa}"), e))?;
+    match proto {
+        "udp" => {
+            let any: SocketAddr = if sa.is_ipv4() {
+                "0.0.0.0:0".parse().expect("a literal address")
+            } else {
+                "[::]:0".parse().expect("a literal address")
+            };
+            let sock = UdpSocket::bind(any).map_err(|e| Fail::Failed(format!("bind: {e}")))?;
+            for m in &msgs {
+                sock.send_to(m, sa)
+                    .map_err(|e| io_fail(&format!("send to {sa}"), e))?;
+            }
+            println!("sent {} udp", msgs.len());
+        }
+        "tcp" => {
+            // Each malformed message on its own connection, and one connection that promises
+            // 300 bytes and sends 10 before closing.
+            for m in &msgs {
+                let mut s = connect_tcp(server)?;
+                s.write_all(&dns_wire::tcp_frame(m))
+                    .map_err(|e| io_fail("send a malformed message over TCP", e))?;
+            }
+            let mut s = connect_tcp(server)?;
+            s.write_all(&[1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+                .map_err(|e| io_fail("send a short message over TCP", e))?;
+            println!("sent {} tcp", msgs.len() + 1);
+        }
+        _ => return Err(Fail::Usage(format!("{proto}: not udp or tcp"))),
     }
-    // Over TCP: each malformed message on its own connection, and one connection that
-    // promises 300 bytes and sends 10 before closing.
-    let mut tcp = 0;
-    for m in &msgs {
-        let mut s = connect_tcp(server)?;
-        s.write_all(&dns_wire::tcp_frame(m))
-            .map_err(|e| io_fail("send a malformed message over TCP", e))?;
-        tcp += 1;
-    }
-    let mut s = connect_tcp(server)?;
-    s.write_all(&[1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-        .map_err(|e| io_fail("send a short message over TCP", e))?;
-    tcp += 1;
-    println!("sent {} udp {tcp} tcp", msgs.len());
     Ok(0)
 }
