@@ -64,10 +64,10 @@ impl LoopbackBait {
             let u = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bait: bind UDP {addr}: {e}"));
             let tcp_tx = tx.clone();
             thread::spawn(move || {
-                for conn in l.incoming().flatten() {
-                    if let Ok(peer) = conn.peer_addr() {
-                        let _ = tcp_tx.send(Catch::Tcp { local: addr, peer });
-                    }
+                // accept's own address, not peer_addr(): a connection reset while it waited
+                // in the queue has no peer any more, and it was still a catch.
+                while let Ok((_conn, peer)) = l.accept() {
+                    let _ = tcp_tx.send(Catch::Tcp { local: addr, peer });
                 }
             });
             let udp_tx = tx.clone();
@@ -273,12 +273,23 @@ impl BaitNet {
             IpAddr::V4(OUTER_V4),
             "the bait topology routes oddly"
         );
-        for ip in probes {
-            let want = format!("-> {}", SocketAddr::new(*ip, 9));
+        // The datagrams leave in parallel threads: they may be reported in any order.
+        let missing = RefCell::new(
+            probes
+                .iter()
+                .map(|ip| format!("-> {}", SocketAddr::new(*ip, 9)))
+                .collect::<Vec<_>>(),
+        );
+        if !missing.borrow().is_empty() {
             self.sniffer.expect_line(
-                &format!("the sniffer's report of `{want}`"),
+                "the sniffer's report of every self-check datagram",
                 SETUP_TIMEOUT,
-                |l| l.contains(&want),
+                |l| {
+                    missing
+                        .borrow_mut()
+                        .retain(|want| !l.contains(want.as_str()));
+                    missing.borrow().is_empty()
+                },
             );
         }
     }

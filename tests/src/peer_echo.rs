@@ -63,9 +63,9 @@ pub fn serve(specs: &[Listen]) -> io::Result<()> {
     println!("ready");
     for l in tcp {
         thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { continue };
-                if let (Ok(local), Ok(peer)) = (conn.local_addr(), conn.peer_addr()) {
+            // accept's own peer address: a connection reset in the queue has no peer_addr().
+            while let Ok((conn, peer)) = l.accept() {
+                if let Ok(local) = conn.local_addr() {
                     println!("tcp {} from {}", canonical(local), canonical(peer));
                 }
                 thread::spawn(move || echo_tcp(conn));
