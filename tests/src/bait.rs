@@ -218,18 +218,12 @@ impl BaitNet {
             (&o, vec!["-6", "route", "add", "default", "via", &via6]),
         ];
         for (pid, ip_args) in steps {
-            let mut cmd = vec!["/usr/bin/nsenter", "-t", pid, "-n", "--", "/usr/sbin/ip"];
-            cmd.extend(ip_args);
-            let out = run(cmd.join(" "), &mut command(&argv(&cmd)), SETUP_TIMEOUT);
-            assert!(
-                out.status.success(),
-                "building the bait topology failed\n{out}"
-            );
+            ip_in(pid, &ip_args);
         }
 
         let mut serve = argv(&["/usr/bin/nsenter", "-t", &b, "-n", "--"]);
         let listens: Vec<String> = (CHECK_PORT..=CHECK_PORT + BARRIERS)
-            .map(|p| format!("tcp:0.0.0.0:{p}"))
+            .map(|p| format!("tcp:[::]:{p}"))
             .collect();
         let mut serve_args = vec!["serve"];
         serve_args.extend(listens.iter().map(String::as_str));
@@ -294,6 +288,22 @@ impl BaitNet {
         }
     }
 
+    /// Runs `ip ARGS...` as root in the outer namespace (e.g. to give it another address).
+    pub fn ip_outer(&self, args: &[&str]) {
+        ip_in(&self.outer.pid().to_string(), args);
+    }
+
+    /// Runs `ip ARGS...` as root in the bait namespace (e.g. a route back to a new address).
+    pub fn ip_bait(&self, args: &[&str]) {
+        ip_in(&self.sniffer.pid().to_string(), args);
+    }
+
+    /// The next connection the control server accepted (on any control or barrier port),
+    /// as the control server saw it.
+    pub fn next_control_call(&mut self, timeout: Duration) -> SocketAddr {
+        self.control.next_tcp(timeout).peer
+    }
+
     /// argv that runs `argv` in the outer namespace (as root; wrap it with setpriv after).
     pub fn in_outer(&self, argv: &[String]) -> Vec<String> {
         let mut v = vec![
@@ -331,4 +341,15 @@ impl BaitNet {
             });
         seen.into_inner()
     }
+}
+
+/// Runs `ip ARGS...` as root in the network namespace of process `pid`; panics if it fails.
+fn ip_in(pid: &str, args: &[&str]) {
+    let mut cmd = vec!["/usr/bin/nsenter", "-t", pid, "-n", "--", "/usr/sbin/ip"];
+    cmd.extend(args);
+    let out = run(cmd.join(" "), &mut command(&argv(&cmd)), SETUP_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "ip in the bait topology failed\n{out}"
+    );
 }

@@ -2,7 +2,8 @@
 //! unprivileged test user: `--disable-host-loopback` against every spelling of the host's
 //! loopback (through the gateway, and in hand-crafted frames to 127.0.0.1, 127.0.0.2,
 //! 0.0.0.0, ::1, ::ffff:127.0.0.1 and ::, which no socket in the sandbox would send out),
-//! `--cidr` and `--cidr6` (addresses, routes, the gateway reaching the host, DNS), `--mac`, and
+//! `--cidr` and `--cidr6` (addresses, routes, the gateway reaching the host, DNS), `--mac`,
+//! `--outbound-addr` and `--outbound-addr6` (by address and by interface name), and
 //! the leak test: the subnet's own addresses never reach the real network.
 //! Baits (`bait`) are what must see nothing; each is first shown to catch what it should.
 
@@ -12,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use rr_tests::addrs::{GATEWAY_V4, GATEWAY_V6, SANDBOX_V4, SANDBOX_V6};
-use rr_tests::bait::{BaitNet, Catch, LoopbackBait};
+use rr_tests::bait::{BaitNet, Catch, LoopbackBait, BAIT_V4, BAIT_V6};
 use rr_tests::child::{run, TIMEOUT};
 use rr_tests::pattern::{sha256_hex, TCP_SEED};
 use rr_tests::resolver::{Behaviour, FakeResolver, ANSWER_V4, ANSWER_V6, ZONE};
@@ -334,5 +335,99 @@ fn the_virtual_subnets_addresses_never_leak_to_the_real_network() {
              {seen:#?}\n{}",
             out.out
         );
+    }
+}
+
+/// `--outbound-addr` / `--outbound-addr6`: outbound flows leave from the given address, or
+/// from the first address of the given interface. The launcher runs in the bait topology's
+/// outer namespace, given extra addresses here; the control server reports the source.
+#[test]
+fn outbound_addr_and_outbound_addr6_choose_the_source_of_outbound_flows() {
+    let h = Harness::new();
+    let mut net = BaitNet::build(&h, &[], &[]);
+    // Second addresses on the link, and another interface (a veth pair kept inside the outer
+    // namespace: no dummy module here) whose addresses the bait reaches through the outer one.
+    net.ip_outer(&["addr", "add", "203.0.113.3/24", "dev", "rr-out"]);
+    net.ip_outer(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:b::3/64",
+        "dev",
+        "rr-out",
+        "nodad",
+    ]);
+    net.ip_outer(&[
+        "link",
+        "add",
+        "rr-src",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "rr-src-peer",
+    ]);
+    net.ip_outer(&["addr", "add", "203.0.113.5/32", "dev", "rr-src"]);
+    net.ip_outer(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:b::5/128",
+        "dev",
+        "rr-src",
+        "nodad",
+    ]);
+    net.ip_outer(&["link", "set", "rr-src", "up"]);
+    net.ip_bait(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:b::5/128",
+        "via",
+        "2001:db8:b::2",
+    ]);
+    let control4 = SocketAddr::from((BAIT_V4, 7000)).to_string();
+    let control6 = SocketAddr::from((BAIT_V6, 7000)).to_string();
+    let steps = Steps::new()
+        .step("v4", &format!("$P connect {control4}"))
+        .step("v6", &format!("$P connect {control6}"));
+    for (v4, v6, want4, want6) in [
+        (
+            "203.0.113.3",
+            "2001:db8:b::3",
+            "203.0.113.3",
+            "2001:db8:b::3",
+        ),
+        ("rr-src", "rr-src", "203.0.113.5", "2001:db8:b::5"),
+    ] {
+        let flags = [
+            "--outbound-addr",
+            v4,
+            "--outbound-addr6",
+            v6,
+            "--dns-upstream",
+            "127.0.0.1:9",
+        ];
+        let argv = net.in_outer(&h.as_user_argv(&h.rootless_run_with(&flags, &steps.sh(&h))));
+        let out = StepsOutput::new(run(
+            format!("rootless-run {}", flags.join(" ")),
+            &mut command(&argv),
+            TIMEOUT,
+        ));
+        for (step, want) in [("v4", want4), ("v6", want6)] {
+            assert_eq!(
+                out.step(step).exit,
+                Some(0),
+                "{flags:?}: the {step} connection failed\n{}",
+                out.out
+            );
+            let peer = net.next_control_call(TIMEOUT);
+            assert_eq!(
+                peer.ip().to_string(),
+                want,
+                "{flags:?}: the {step} flow must leave from {want}, it came from {peer}\n{}",
+                out.out
+            );
+        }
     }
 }
