@@ -1,13 +1,14 @@
 //! Baits: listeners that must see nothing, to prove that something is not forwarded.
 //! `LoopbackBait` holds one port on several host loopback addresses (127.0.0.1, 127.0.0.2, ::1
 //! ...) for TCP and UDP in the test's own (sealed) namespace and records every connection and
-//! datagram. `BaitNet` builds, as root, an outer network namespace for the launcher whose
+//! datagram; `caught` sends the test's own marker to each first, so it returns everything that
+//! came before (the tests show each bait catching in a control run). `BaitNet` builds, as root, an outer network namespace for the launcher whose
 //! routes all lead over a veth into a bait namespace; there `rr-probe sniff` reports every IP
 //! packet addressed into the prefixes under watch (any protocol, any port), and `rr-probe
 //! serve` answers on a control address. A test ends a phase with a control connection from the
 //! sandbox through the same path (`barrier`): the netstack handles the sandbox's frames in
 //! order, so anything it would have leaked before the control connection is on the wire first.
-//! Both check themselves when built (a bait that cannot see is no bait). Nothing here reaches
+//! `BaitNet` checks itself when built (a bait that cannot see is no bait). Nothing here reaches
 //! beyond loopback and the namespaces it creates; dropping a `BaitNet` kills its holders.
 
 use std::cell::RefCell;
