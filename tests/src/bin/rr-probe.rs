@@ -41,6 +41,26 @@
 //!   tcp-counters NAME...       `NAME=VALUE` per counter from /proc/net/snmp (Tcp:) and
 //!                              /proc/net/netstat (TcpExt:), this network namespace's
 //!
+//! Forwarding, DNS and leak jobs (tests/tests/forward.rs, api_socket.rs, dns.rs,
+//! addressing.rs):
+//!   serve SPEC...              SPEC is tcp:ADDR:PORT or udp:ADDR:PORT: bind each, echo, and
+//!                              report every caller (`peer_echo`); until stdin reaches EOF
+//!   poke TARGET...             TARGET is tcp:ADDR:PORT or udp:ADDR:PORT: all at once, a TCP
+//!                              connect (bounded by POKE_TIMEOUT) or one datagram each; prints
+//!                              `tcp ADDR:PORT connected|refused|unreachable|timeout|error E`
+//!                              or `udp ADDR:PORT sent|error E`, in argument order
+//!   craft IFNAME GW4 SRC4 SRC6 TARGET...
+//!                              learn GW4's MAC by ARP on IFNAME (`gateway MAC`), then write
+//!                              one hand-built TCP SYN or UDP datagram per TARGET from SRC4 or
+//!                              SRC6 to that MAC (`sent TARGET`), whatever its destination
+//!   sniff PREFIX...            print `ready`, then `seen PROTO SRC -> DST ...` for every IP
+//!                              packet to one of the prefixes on any interface; until stdin EOF
+//!   dns-query SERVER udp|tcp NAME [a|aaaa] [TIMEOUT_S]
+//!                              one query: `rcode N`, `answer ADDR` per A/AAAA, `elapsed_ms T`
+//!                              (no reply: `timeout`, exit 4; refused: `refused`, exit 3)
+//!   dns-garbage SERVER udp|tcp malformed queries over UDP (`sent N udp`) or TCP, each on its
+//!                              own connection (`sent N tcp`)
+//!
 //! Exit codes: 0 done, 1 failed (message on stderr), 2 usage, 3 connection refused,
 //! 4 timed out, 64 + N caught signal N.
 
@@ -48,12 +68,15 @@ use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use nix::sys::signal::{SigSet, Signal};
 use nix::{setsockopt_impl, sockopt_impl};
+use rr_tests::dns_wire::{self, TYPE_A, TYPE_AAAA};
+use rr_tests::frames::{self, Link, Prefix, Proto, Target};
 use rr_tests::pattern::{fill, hex, CHUNK, HOST_SEED, TCP_SEED};
+use rr_tests::peer_echo::{self, Listen};
 use sha2::{Digest, Sha256};
 
 const EXIT_FAILED: u8 = 1;
@@ -73,6 +96,19 @@ const UDP_ATTEMPTS: u32 = 5;
 /// Datagram sizes `udp-echo` cycles through: tiny, small, one Ethernet MTU's worth, larger
 /// than 1500 (needs the 65520 MTU or fragmentation).
 const UDP_SIZES: [usize; 4] = [1, 64, 1400, 8192];
+
+/// Bound for each `poke` connect: long enough for the sandbox's ARP to give up on a neighbour
+/// that never answers (3 probes a second apart, arp(7) mcast_solicit), short for a test.
+const POKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound for a `dns-query` reply, in seconds.
+const DNS_TIMEOUT_S: &str = "30";
+/// `craft`: ARP requests are resent this often, until ARP_TIMEOUT.
+const ARP_RETRY: Duration = Duration::from_secs(1);
+const ARP_TIMEOUT: Duration = Duration::from_secs(10);
+/// `craft`: source port of the first crafted packet (the next ones count up).
+const CRAFT_SPORT: u16 = 40000;
+/// The ID of every `dns-query` query.
+const DNS_ID: u16 = 0x7272;
 
 /// The signals rootless-run forwards to its child (issue 3, item 2).
 const FORWARDED: [Signal; 7] = [
@@ -121,10 +157,24 @@ fn main() -> ExitCode {
         ["reset-close", data, ctrl] => reset_close(data, ctrl),
         ["expect-reset", addr] => expect_reset(addr),
         ["tcp-counters", names @ ..] if !names.is_empty() => tcp_counters(names),
+        ["serve", specs @ ..] if !specs.is_empty() => serve(specs),
+        ["poke", targets @ ..] if !targets.is_empty() => poke(targets),
+        ["craft", ifname, gw, src4, src6, targets @ ..] if !targets.is_empty() => {
+            craft(ifname, gw, src4, src6, targets)
+        }
+        ["sniff", prefixes @ ..] if !prefixes.is_empty() => sniff(prefixes),
+        ["dns-query", server, proto, name] => dns_query(server, proto, name, "a", DNS_TIMEOUT_S),
+        ["dns-query", server, proto, name, qtype] => {
+            dns_query(server, proto, name, qtype, DNS_TIMEOUT_S)
+        }
+        ["dns-query", server, proto, name, qtype, secs] => {
+            dns_query(server, proto, name, qtype, secs)
+        }
+        ["dns-garbage", server, proto] => dns_garbage(server, proto),
         _ => Err(Fail::Usage(
             "usage: rr-probe tcp-echo|udp-echo|connect|hold|trap-signals|serve-tcp-echo|\
              recv-after-go|send-until-blocked|half-close|send-after-eof|reset-close|\
-             expect-reset|tcp-counters ARGS"
+             expect-reset|tcp-counters|serve|poke|craft|sniff|dns-query|dns-garbage ARGS"
                 .to_owned(),
         )),
     };
@@ -652,4 +702,247 @@ fn tcp_queues(s: &TcpStream) -> String {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|f| f.len() > 4 && f[1] == want)
         .map_or_else(|| "?".to_owned(), |f| f[4].to_owned())
+}
+
+/// Exits the process when stdin reaches EOF: the test that started us decides our lifetime.
+fn exit_at_stdin_eof() {
+    thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = io::stdin().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+}
+
+fn parse_all<T: std::str::FromStr<Err = String>>(args: &[&str]) -> Result<Vec<T>, Fail> {
+    args.iter()
+        .map(|a| a.parse::<T>().map_err(Fail::Usage))
+        .collect()
+}
+
+fn serve(specs: &[&str]) -> Result<u8, Fail> {
+    let specs: Vec<Listen> = parse_all(specs)?;
+    exit_at_stdin_eof();
+    peer_echo::serve(&specs).map_err(|e| Fail::Failed(e.to_string()))?;
+    // The sockets are served on their own threads; this one waits for stdin's EOF.
+    loop {
+        thread::park();
+    }
+}
+
+fn poke(targets: &[&str]) -> Result<u8, Fail> {
+    let targets: Vec<Target> = parse_all(targets)?;
+    let handles: Vec<_> = targets
+        .into_iter()
+        .map(|t| thread::spawn(move || format!("{} {}", t, poke_one(t))))
+        .collect();
+    for h in handles {
+        let line = h
+            .join()
+            .map_err(|_| Fail::Failed("a poke thread panicked".to_owned()))?;
+        // `tcp:ADDR:PORT outcome` reads better as `tcp ADDR:PORT outcome`.
+        println!("{}", line.replacen(':', " ", 1));
+    }
+    Ok(0)
+}
+
+fn poke_one(t: Target) -> String {
+    match t.proto {
+        Proto::Tcp => match TcpStream::connect_timeout(&t.dst, POKE_TIMEOUT) {
+            Ok(_) => "connected".to_owned(),
+            Err(e) => match e.kind() {
+                io::ErrorKind::ConnectionRefused => "refused".to_owned(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timeout".to_owned(),
+                io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                    "unreachable".to_owned()
+                }
+                _ => format!("error {e}"),
+            },
+        },
+        Proto::Udp => {
+            let any: SocketAddr = if t.dst.is_ipv4() {
+                "0.0.0.0:0".parse().expect("a literal address")
+            } else {
+                "[::]:0".parse().expect("a literal address")
+            };
+            let sent = UdpSocket::bind(any)
+                .and_then(|s| s.set_broadcast(t.dst.is_ipv4()).map(|()| s))
+                .and_then(|s| s.send_to(frames::BAIT_PAYLOAD, t.dst));
+            match sent {
+                Ok(_) => "sent".to_owned(),
+                Err(e) => format!("error {e}"),
+            }
+        }
+    }
+}
+
+fn craft(ifname: &str, gw: &str, src4: &str, src6: &str, targets: &[&str]) -> Result<u8, Fail> {
+    let bad = |what: &str, v: &str| Fail::Usage(format!("{v}: not an {what} address"));
+    let gw: std::net::Ipv4Addr = gw.parse().map_err(|_| bad("IPv4", gw))?;
+    let src4: std::net::IpAddr = src4.parse().map_err(|_| bad("IPv4", src4))?;
+    let src6: std::net::IpAddr = src6.parse().map_err(|_| bad("IPv6", src6))?;
+    let std::net::IpAddr::V4(arp_src) = src4 else {
+        return Err(bad("IPv4", &src4.to_string()));
+    };
+    let targets: Vec<Target> = parse_all(targets)?;
+    let link = Link::open(ifname).map_err(|e| Fail::Failed(e.to_string()))?;
+    let gw_mac = link
+        .resolve(arp_src, gw, ARP_RETRY, ARP_TIMEOUT)
+        .map_err(|e| io_fail(&format!("ARP for {gw} on {ifname}"), e))?;
+    println!("gateway {gw_mac}");
+    for (i, t) in targets.into_iter().enumerate() {
+        let src = if t.dst.is_ipv4() { src4 } else { src6 };
+        let sport = CRAFT_SPORT + i as u16;
+        let frame = frames::craft(link.mac(), gw_mac, src, sport, t).map_err(Fail::Usage)?;
+        link.send(&frame).map_err(|e| Fail::Failed(e.to_string()))?;
+        println!("sent {t}");
+    }
+    Ok(0)
+}
+
+fn sniff(prefixes: &[&str]) -> Result<u8, Fail> {
+    let prefixes: Vec<Prefix> = parse_all(prefixes)?;
+    exit_at_stdin_eof();
+    // `ready` comes once the socket is open: nothing sent after it can be missed.
+    frames::sniff(
+        &prefixes,
+        || println!("ready"),
+        |seen| println!("seen {seen}"),
+    )
+    .map_err(|e| Fail::Failed(e.to_string()))?;
+    Ok(0)
+}
+
+fn dns_query(server: &str, proto: &str, name: &str, qtype: &str, secs: &str) -> Result<u8, Fail> {
+    let sa = resolve(server)?;
+    let qtype = match qtype {
+        "a" => TYPE_A,
+        "aaaa" => TYPE_AAAA,
+        _ => return Err(Fail::Usage(format!("{qtype}: not a or aaaa"))),
+    };
+    let timeout = Duration::from_secs(
+        secs.parse()
+            .map_err(|_| Fail::Usage(format!("{secs}: not a number of seconds")))?,
+    );
+    let query = dns_wire::query(DNS_ID, name, qtype);
+    let start = Instant::now();
+    let reply = match proto {
+        "udp" => dns_over_udp(sa, &query, timeout)?,
+        "tcp" => dns_over_tcp(sa, &query, timeout)?,
+        _ => return Err(Fail::Usage(format!("{proto}: not udp or tcp"))),
+    };
+    let elapsed = start.elapsed();
+    let parsed = dns_wire::parse_reply(&reply)
+        .map_err(|e| Fail::Failed(format!("a malformed reply ({e}): {reply:02x?}")))?;
+    if parsed.header.id != DNS_ID {
+        return Err(Fail::Failed(format!(
+            "the reply's id {:#06x} is not the query's",
+            parsed.header.id
+        )));
+    }
+    println!("rcode {}", parsed.header.rcode());
+    for a in parsed.addrs {
+        println!("answer {a}");
+    }
+    println!("elapsed_ms {}", elapsed.as_millis());
+    Ok(0)
+}
+
+fn dns_over_udp(server: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, Fail> {
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("a literal address")
+    } else {
+        "[::]:0".parse().expect("a literal address")
+    };
+    let sock = UdpSocket::bind(any).map_err(|e| Fail::Failed(format!("bind: {e}")))?;
+    sock.connect(server)
+        .and_then(|()| sock.send(query))
+        .map_err(|e| io_fail(&format!("send the query to {server}"), e))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Fail::Timeout(format!("no DNS reply from {server}")));
+        }
+        sock.set_read_timeout(Some(left))
+            .map_err(|e| Fail::Failed(format!("SO_RCVTIMEO: {e}")))?;
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                // Anything but a reply to our query (a stray datagram) is passed over.
+                if dns_wire::Header::parse(&buf[..n]).is_ok_and(|h| h.id == DNS_ID) {
+                    return Ok(buf[..n].to_vec());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_fail(&format!("no DNS reply from {server}"), e)),
+        }
+    }
+}
+
+fn dns_over_tcp(server: SocketAddr, query: &[u8], timeout: Duration) -> Result<Vec<u8>, Fail> {
+    let mut s = TcpStream::connect_timeout(&server, timeout)
+        .map_err(|e| io_fail(&format!("connect {server}"), e))?;
+    s.set_read_timeout(Some(timeout))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
+        .map_err(|e| Fail::Failed(format!("set timeouts: {e}")))?;
+    s.write_all(&dns_wire::tcp_frame(query))
+        .map_err(|e| io_fail(&format!("send the query to {server}"), e))?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)
+        .map_err(|e| io_fail(&format!("no DNS reply from {server} over TCP"), e))?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut reply)
+        .map_err(|e| io_fail(&format!("read the reply from {server} over TCP"), e))?;
+    Ok(reply)
+}
+
+/// Malformed DNS messages, each one the forwarder must drop (and keep serving).
+fn garbage() -> Vec<Vec<u8>> {
+    let good = dns_wire::query(0x6666, "garbage.rr-test.example", TYPE_A);
+    let mut bad_label = good.clone();
+    bad_label[dns_wire::HEADER_LEN] = 0x47;
+    let mut looped = good[..dns_wire::HEADER_LEN].to_vec();
+    looped.extend_from_slice(&[0xc0, dns_wire::HEADER_LEN as u8, 0, 1, 0, 1]);
+    vec![
+        vec![0x12],                                // shorter than a header
+        good[..dns_wire::HEADER_LEN].to_vec(),     // a header promising a question
+        good[..dns_wire::HEADER_LEN + 5].to_vec(), // a name cut short
+        bad_label,                                 // a label length over 63
+        looped,                                    // a compression pointer to itself
+    ]
+}
+
+fn dns_garbage(server: &str, proto: &str) -> Result<u8, Fail> {
+    let sa = resolve(server)?;
+    let msgs = garbage();
+    match proto {
+        "udp" => {
+            let any: SocketAddr = if sa.is_ipv4() {
+                "0.0.0.0:0".parse().expect("a literal address")
+            } else {
+                "[::]:0".parse().expect("a literal address")
+            };
+            let sock = UdpSocket::bind(any).map_err(|e| Fail::Failed(format!("bind: {e}")))?;
+            for m in &msgs {
+                sock.send_to(m, sa)
+                    .map_err(|e| io_fail(&format!("send to {sa}"), e))?;
+            }
+            println!("sent {} udp", msgs.len());
+        }
+        "tcp" => {
+            // Each malformed message on its own connection, and one connection that promises
+            // 300 bytes and sends 10 before closing.
+            for m in &msgs {
+                let mut s = connect_tcp(server)?;
+                s.write_all(&dns_wire::tcp_frame(m))
+                    .map_err(|e| io_fail("send a malformed message over TCP", e))?;
+            }
+            let mut s = connect_tcp(server)?;
+            s.write_all(&[1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+                .map_err(|e| io_fail("send a short message over TCP", e))?;
+            println!("sent {} tcp", msgs.len() + 1);
+        }
+        _ => return Err(Fail::Usage(format!("{proto}: not udp or tcp"))),
+    }
+    Ok(0)
 }
