@@ -41,7 +41,7 @@ use crate::plan::{self, HelperMaps, Plan};
 use crate::resolv;
 use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
-use crate::sys::fdpass::Channel;
+use rr_ns::fdpass::Channel;
 use crate::sys::process::{self, Forked, Lifeline, ProcDir};
 use crate::sys::Linux;
 

@@ -1,5 +1,6 @@
-//! The launcher's parent <-> child channel: a SOCK_SEQPACKET socketpair carrying one-byte tagged
-//! messages, optionally with fds (SCM_RIGHTS). Used by `launch` (parent) and `sandbox` (child).
+//! A parent <-> child channel: a SOCK_SEQPACKET socketpair carrying one-byte tagged messages,
+//! optionally with fds (SCM_RIGHTS). Used by the launcher's `launch` (parent) and `sandbox`
+//! (child), and by the drop-ins to bring a tap fd out of a sandbox's namespaces.
 //! Seqpacket keeps message boundaries, so a tag never merges with the next one; a read of zero
 //! bytes means the other side closed (died). Messages are tiny; no buffering here.
 
@@ -24,7 +25,7 @@ pub struct Channel(OwnedFd);
 /// A received message.
 #[derive(Debug)]
 pub struct Msg {
-    /// What it is (see `launch::tag`).
+    /// What it is (each user defines its tags).
     pub tag: u8,
     /// Fds that came with it (close-on-exec).
     pub fds: Vec<OwnedFd>,
