@@ -1,11 +1,15 @@
-//! The validated launch request: what `cli` turns the command line into and everything else reads.
+//! The validated launch request: what `cli` turns the command line into and everything else reads
+//! (`RunConfig`, with the network's part in `NetConfig`).
 //! Plain data with no I/O and no clap types; validation of combinations lives in `cli`.
 //! Grows by one field per option.
 
 use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use netstack::config::Addressing;
+use netstack::forward::ForwardSpec;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 
@@ -206,10 +210,88 @@ pub struct RunConfig {
     pub persist: Option<PathBuf>,
     /// Return once the sandbox is ready, leaving it running (`--detach`).
     pub detach: bool,
-    /// MTU of tap0.
+    /// The sandbox's network (unused with `--join`: the joined sandbox's network is not ours).
+    pub net: NetConfig,
+}
+
+/// The sandbox's network: addressing, services, forwards. Read by `plan` (resolv.conf),
+/// `launch` (tap configuration) and `network` (the stack, forwards, API socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// MTU of tap0 (`--mtu`).
     pub mtu: u32,
-    /// Configure IPv6 in the sandbox.
+    /// Configure and serve IPv6 (off: `--disable-ipv6`, or an MTU below 1280).
     pub ipv6: bool,
     /// Longest busy-poll of the network stack (`--busy-poll`).
     pub busy_poll: Duration,
+    /// The virtual network's addresses (`--cidr`, `--cidr6`).
+    pub addr: Addressing,
+    /// The gateway reaches the host's loopback (off: `--disable-host-loopback`).
+    pub host_loopback: bool,
+    /// Serve DNS at the DNS address (off: `--disable-dns`).
+    pub dns: bool,
+    /// Resolvers the DNS forwarder relays to (`--dns-upstream`); `None`: every nameserver of
+    /// the host's /etc/resolv.conf, read at start.
+    pub dns_upstreams: Option<Vec<SocketAddr>>,
+    /// Where outbound IPv4 sockets are bound (`--outbound-addr`).
+    pub outbound_v4: Option<Outbound>,
+    /// Where outbound IPv6 sockets are bound (`--outbound-addr6`).
+    pub outbound_v6: Option<Outbound>,
+    /// MAC address of tap0 (`--mac`); the kernel's random one if unset.
+    pub mac: Option<[u8; 6]>,
+    /// Forwards from the host into the sandbox, one entry per `--publish`, in order.
+    pub publish: Vec<Publish>,
+    /// Serve slirp4netns's JSON API on this UNIX socket (`--api-socket`).
+    pub api_socket: Option<PathBuf>,
+    /// What the sandbox's /etc/resolv.conf is.
+    pub resolv_conf: ResolvConf,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            mtu: netstack::config::DEFAULT_MTU,
+            ipv6: true,
+            busy_poll: netstack::config::DEFAULT_BUSY_POLL,
+            addr: Addressing::default(),
+            host_loopback: true,
+            dns: true,
+            dns_upstreams: None,
+            outbound_v4: None,
+            outbound_v6: None,
+            mac: None,
+            publish: Vec::new(),
+            api_socket: None,
+            resolv_conf: ResolvConf::Generated,
+        }
+    }
+}
+
+/// An `--outbound-addr`/`--outbound-addr6` value: an address, or an interface whose first
+/// address of the family is looked up at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// This address.
+    Addr(IpAddr),
+    /// The first address of this interface (resolved by `network` before the fork).
+    Interface(String),
+}
+
+/// One `--publish` value and the forwards it expands to (one per port, and per family when
+/// it names no host address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// The value as given, for error messages.
+    pub value: String,
+    /// The forwards, in order.
+    pub specs: Vec<ForwardSpec>,
+}
+
+/// The sandbox's /etc/resolv.conf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolvConf {
+    /// A generated file naming the DNS forwarder, bind-mounted over it (the default).
+    Generated,
+    /// The host's file, untouched (`--keep-resolv-conf`, `--disable-dns`, `--join`).
+    Host,
 }

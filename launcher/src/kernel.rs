@@ -1,6 +1,7 @@
-//! The narrow seam between launcher logic and the kernel: namespaces, id maps, mounts,
-//! credentials. `sys::Linux` implements it with real syscalls; `fake::Recorder` (tests only)
-//! records each call so unit tests can assert the exact order without privilege.
+//! The narrow seam between launcher logic and the kernel: namespaces, id maps, mounts (and the
+//! one file written for a mount, the generated resolv.conf), credentials. `sys::Linux`
+//! implements it with real syscalls; `fake::Recorder` (tests only) records each call so unit
+//! tests can assert the exact order without privilege.
 //! Keep it to operations whose order matters; fd passing, fork and exec live in `sys` directly.
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,9 @@ pub trait Kernel {
     fn setns_file(&mut self, path: &Path, flag: CloneFlags) -> Result<(), KernelError>;
     /// mount(2).
     fn mount(&mut self, m: &Mount) -> Result<(), KernelError>;
+    /// Creates the file `path` (it must not exist) with mode 0644 whatever the umask, and
+    /// writes `contents` to it.
+    fn write_file(&mut self, path: &Path, contents: &str) -> Result<(), KernelError>;
     /// umount2(MNT_DETACH).
     fn umount_detach(&mut self, target: &Path) -> Result<(), KernelError>;
     /// pivot_root(2).
@@ -124,6 +128,7 @@ pub mod fake {
         SetnsPid(i32, CloneFlags),
         SetnsFile(PathBuf, CloneFlags),
         Mount(Mount),
+        WriteFile(PathBuf, String),
         Umount(PathBuf),
         PivotRoot(PathBuf, PathBuf),
         Chroot(PathBuf),
@@ -187,6 +192,11 @@ pub mod fake {
         }
         fn mount(&mut self, m: &Mount) -> Result<(), KernelError> {
             self.calls.push(Call::Mount(m.clone()));
+            Ok(())
+        }
+        fn write_file(&mut self, path: &Path, contents: &str) -> Result<(), KernelError> {
+            self.calls
+                .push(Call::WriteFile(path.into(), contents.into()));
             Ok(())
         }
         fn umount_detach(&mut self, target: &Path) -> Result<(), KernelError> {

@@ -2,19 +2,22 @@
 //!
 //! ```text
 //! launcher (parent, host namespaces)          child (new user+net [+mnt,uts,ipc,pid,cgroup,time])
-//!   block signals; socketpair; fork  ------->  pdeathsig; unshare; id maps (or ask: 'M')
-//!   ['M': newuidmap/newgidmap PID; 'm'] <----
+//!   read resolv.conf; plan; bind --publish
+//!   block signals; socketpair; fork  ------->  drop --publish sockets; pdeathsig; unshare;
+//!   ['M': newuidmap/newgidmap PID; 'm'] <----  id maps (or ask: 'M')
 //!                                              open tap0; netlink config
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
+//!   command channel; --api-socket thread
 //!   send 'g'; start netstack thread  ------->  --pid: fork init (pid 1) -> fork command
 //!                                              else: stay as monitor (subreaper) -> fork command
-//!   forward signals; reap; exit with status    mounts, hostname, root, wd; creds; exec argv
+//!   forward signals; reap; exit with status    mounts (resolv.conf), hostname, root, wd; creds;
+//!                                              exec argv
 //! ```
 //! Called by `main` with a validated `RunConfig`; what the child does is decided before the
 //! fork, by `plan`. Owns fork/exec order and the channel protocol; the order of kernel calls
-//! inside each phase is `sandbox`'s. No thread exists before the last fork (the netstack
-//! thread starts after it).
+//! inside each phase is `sandbox`'s and `fsview`'s. No thread exists before the last fork
+//! (the API and netstack threads start after it).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -28,12 +31,14 @@ use nix::unistd::Pid;
 
 use crate::cli::Caller;
 use crate::config::{JoinNsType, NsFile, RunConfig};
+use crate::fsview;
 use crate::idmap::{self, Setgroups};
 use crate::kernel::Kernel;
 use crate::monitor;
-use crate::network::{self, Network};
+use crate::network::{self, Network, Prepared, Serving};
 use crate::persist::{self, Record};
 use crate::plan::{self, HelperMaps, Plan};
+use crate::resolv;
 use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
 use crate::sys::fdpass::Channel;
@@ -54,10 +59,21 @@ mod tag {
 
 /// Runs the sandbox; returns the command's status (or an error already worded for the user).
 pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
-    let plan = plan::make_plan(cfg, caller)?;
+    let host_resolv_conf = if cfg.join.is_none() {
+        resolv::read_host_file()
+    } else {
+        String::new()
+    };
+    let plan = plan::make_plan(cfg, caller, &host_resolv_conf)?;
     let mut detached = if cfg.detach { Some(detach()?) } else { None };
+    // Only a new sandbox has a network of ours.
+    let prepared = if plan.ns.is_some() {
+        Some(network::prepare(&cfg.net, &host_resolv_conf)?)
+    } else {
+        None
+    };
 
-    let (ours, child, parent) = fork_child(cfg, &plan)?;
+    let (ours, child, parent, prepared) = fork_child(cfg, &plan, prepared)?;
     let _span = tracing::debug_span!("sandbox", child = child.as_raw()).entered();
 
     // Setup handshake. On any failure here the child is killed before we return.
@@ -66,15 +82,23 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         return Ok(Status::Exited(1));
     };
     let (record, holder) = persist_and_bind(cfg, caller, &plan, parent, child)?;
+    // The last fork is behind us: threads are safe from here on. The API socket is up before
+    // the command starts, so the command (or whoever waits for it) can use it at once.
+    let serving = match prepared.map(network::serve_api).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            abandon(child, holder, record);
+            return Err(e);
+        }
+    };
 
     // The command may start before the stack's thread: its frames wait in the tap's queue,
     // and the thread's start-up is off the command's critical path.
     ours.send(tag::GO, &[], &[])
         .context("cannot tell the sandbox to start")?;
     drop(ours);
-    // The last fork is behind us: threads are safe from here on.
     let failed = Arc::new(AtomicBool::new(false));
-    let net = start_network(cfg, tap, child, &failed)?;
+    let net = start_network(serving, tap, child, &failed)?;
     if let Some(d) = detached.take() {
         d.ready();
     }
@@ -94,20 +118,26 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
 }
 
 /// Blocks the supervised signals and forks the child (which runs `child_main` and never
-/// returns here). Returns our end of the setup channel, the child, and our own pid.
-fn fork_child(cfg: &RunConfig, plan: &Plan) -> anyhow::Result<(Channel, Pid, i32)> {
+/// returns here; it drops its copy of `net`). Returns our end of the setup channel, the child,
+/// our own pid, and `net`.
+fn fork_child(
+    cfg: &RunConfig,
+    plan: &Plan,
+    net: Option<Prepared>,
+) -> anyhow::Result<(Channel, Pid, i32, Option<Prepared>)> {
     let old_mask = process::block_supervised().context("cannot block signals")?;
     let (ours, theirs) = Channel::pair().context("cannot create the setup channel")?;
     let parent = nix::unistd::getpid().as_raw();
     let child = match process::fork().context("cannot fork")? {
         Forked::Child => {
             drop(ours);
+            drop(net);
             child_main(cfg, plan, theirs, parent, &old_mask)
         }
         Forked::Parent(pid) => pid,
     };
     drop(theirs);
-    Ok((ours, child, parent))
+    Ok((ours, child, parent, net))
 }
 
 /// Runs the parent's side of the handshake up to READY and returns the tap fd, if the child
@@ -161,29 +191,34 @@ fn persist_and_bind(
         Ok(())
     })();
     if let Err(e) = after_ready {
-        for pid in [Some(child), holder].into_iter().flatten() {
-            kill_and_reap(pid);
-        }
-        if let Some(r) = record {
-            r.remove(&mut Linux);
-        }
+        abandon(child, holder, record);
         return Err(e);
     }
     Ok((record, holder))
 }
 
+/// Setup failed after READY: kills the child and the `--persist` holder, removes the record.
+fn abandon(child: Pid, holder: Option<Pid>, record: Option<Record>) {
+    for pid in [Some(child), holder].into_iter().flatten() {
+        kill_and_reap(pid);
+    }
+    if let Some(r) = record {
+        r.remove(&mut Linux);
+    }
+}
+
 /// Starts the stack on the sandbox's tap (there is none when joining); if it cannot start,
 /// the child is killed.
 fn start_network(
-    cfg: &RunConfig,
+    serving: Option<Serving>,
     tap: Option<OwnedFd>,
     child: Pid,
     failed: &Arc<AtomicBool>,
 ) -> anyhow::Result<Option<Network>> {
-    let Some(tap) = tap else {
+    let (Some(tap), Some(serving)) = (tap, serving) else {
         return Ok(None);
     };
-    match network::start(tap, cfg.mtu, cfg.busy_poll, child, failed.clone()) {
+    match network::start(serving, tap, child, failed.clone()) {
         Ok(n) => Ok(Some(n)),
         Err(e) => {
             kill_and_reap(child);
@@ -502,8 +537,14 @@ fn enter_new(
     })?;
     let tap = netstack::tap::open(netstack::config::TAP_NAME)
         .context("cannot create the sandbox's tap device")?;
-    netstack::netconf::configure(netstack::config::TAP_NAME, cfg.mtu, cfg.ipv6)
-        .context("cannot configure the sandbox's network")?;
+    netstack::netconf::configure(
+        netstack::config::TAP_NAME,
+        cfg.net.mtu,
+        &cfg.net.addr,
+        cfg.net.ipv6,
+        cfg.net.mac,
+    )
+    .context("cannot configure the sandbox's network")?;
     if let Err(e) = process::tap_set_persist(tap.as_fd()) {
         // Only the launcher's exit gets slower; the device still dies with the namespace.
         tracing::debug!(error = %e, "TUNSETPERSIST failed");
@@ -557,7 +598,7 @@ fn run_in_pid_ns(
     if plan.init {
         return run_as_init(k, cfg, plan, old_mask);
     }
-    sandbox::prepare_fs(k, &plan.fs)?;
+    fsview::prepare_fs(k, &plan.fs)?;
     exec_command(k, cfg, plan, 0, old_mask)
 }
 
@@ -569,7 +610,7 @@ fn run_as_init(
     plan: &Plan,
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
-    sandbox::prepare_fs(k, &plan.fs)?;
+    fsview::prepare_fs(k, &plan.fs)?;
     let me = nix::unistd::getpid().as_raw();
     let signals = Signals::open()?;
     match process::fork().context("cannot fork")? {
@@ -607,7 +648,7 @@ fn run_under_monitor(
         Forked::Child => {
             drop(signals);
             drop(proc);
-            sandbox::prepare_fs(k, &plan.fs)?;
+            fsview::prepare_fs(k, &plan.fs)?;
             exec_command(k, cfg, plan, me, old_mask)
         }
     }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod fsview;
 mod idmap;
 mod kernel;
 mod launch;
@@ -13,6 +14,7 @@ mod monitor;
 mod network;
 mod persist;
 mod plan;
+mod resolv;
 mod sandbox;
 mod supervise;
 #[allow(unsafe_code)]

@@ -1,10 +1,11 @@
 //! Turns a validated `RunConfig` into the `Plan` the forked child follows: which namespaces to
 //! create or join, how the id maps get written (by the child, or by the parent through
-//! newuidmap/newgidmap), the filesystem view and the credentials.
+//! newuidmap/newgidmap), the filesystem view (with the generated resolv.conf, for which a new
+//! sandbox gets a private mount namespace even when none was asked for) and the credentials.
 //! Called by `launch::run` once, before any fork. Reads only what deciding needs (the
 //! user-namespace sysctl, /etc/subuid and /etc/subgid for `auto` ranges, a joined sandbox's
-//! /proc entries); never forks, writes or changes a namespace. Keep it one short function
-//! per part of the plan.
+//! /proc entries, the sandbox root's /etc/resolv.conf symlinks); never forks, writes or
+//! changes a namespace. Keep it one short function per part of the plan.
 
 use std::path::PathBuf;
 
@@ -12,10 +13,12 @@ use anyhow::{anyhow, bail, Context};
 use nix::sched::CloneFlags;
 
 use crate::cli::Caller;
-use crate::config::{Join, JoinNsType, RunConfig};
+use crate::config::{Join, JoinNsType, Propagation, RunConfig};
+use crate::fsview::{FsPlan, ResolvMount};
 use crate::idmap::{self, IdMapPlan, MapText, RangeSpec, Setgroups, SubIds};
 use crate::persist;
-use crate::sandbox::{self, CredPlan, FsPlan, JoinPlan, MapWrite, NsPlan};
+use crate::resolv;
+use crate::sandbox::{self, CredPlan, JoinPlan, MapWrite, NsPlan};
 
 /// Where a sysctl that disables user namespaces for everyone lives.
 const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";
@@ -57,20 +60,33 @@ pub struct Plan {
     pub holder_types: Vec<JoinNsType>,
 }
 
-/// The plan for `cfg`: a new sandbox, or one joined.
-pub fn make_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
+/// The plan for `cfg`: a new sandbox, or one joined. `host_resolv_conf` is the host's
+/// /etc/resolv.conf, whose search and options lines the generated one keeps.
+pub fn make_plan(cfg: &RunConfig, caller: &Caller, host_resolv_conf: &str) -> anyhow::Result<Plan> {
     match &cfg.join {
-        None => new_sandbox_plan(cfg, caller),
+        None => new_sandbox_plan(cfg, caller, host_resolv_conf),
         Some(j) => join_plan(cfg, j),
     }
 }
 
 /// A new sandbox: user and network namespaces plus the extras, with id maps.
-fn new_sandbox_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
+fn new_sandbox_plan(
+    cfg: &RunConfig,
+    caller: &Caller,
+    host_resolv_conf: &str,
+) -> anyhow::Result<Plan> {
     check_userns_enabled()?;
     let (maps, helper) = resolve_maps(&cfg.idmap, caller)?;
+    let resolv_conf = resolv::mount_plan(&cfg.net, cfg.root.as_deref(), host_resolv_conf);
+    // The generated resolv.conf needs a mount namespace; one made for it alone is private
+    // (and, owned by the new user namespace, could not propagate mounts out anyway).
+    let mount_ns = cfg.ns.mount || resolv_conf.is_some();
+    let mut unshare = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | cfg.ns.flags();
+    if mount_ns {
+        unshare |= CloneFlags::CLONE_NEWNS;
+    }
     let ns = NsPlan {
-        unshare: CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | cfg.ns.flags(),
+        unshare,
         maps,
         time_offsets: sandbox::time_offsets(cfg.monotonic, cfg.boottime),
     };
@@ -78,20 +94,20 @@ fn new_sandbox_plan(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Plan> {
         ns: Some(ns),
         join: None,
         join_unshare: CloneFlags::empty(),
-        fs: fs_plan(cfg, cfg.ns.mount),
+        fs: fs_plan(cfg, cfg.ns.mount, resolv_conf),
         creds: cred_plan(cfg),
         init: cfg.ns.pid,
         relay: false,
         helper,
-        holder_types: holder_types(cfg),
+        holder_types: holder_types(cfg, mount_ns),
     })
 }
 
 /// The namespace types a `--persist` holder keeps alive for a new sandbox.
-fn holder_types(cfg: &RunConfig) -> Vec<JoinNsType> {
+fn holder_types(cfg: &RunConfig, mount_ns: bool) -> Vec<JoinNsType> {
     let mut types = vec![JoinNsType::User, JoinNsType::Net];
     for (on, t) in [
-        (cfg.ns.mount, JoinNsType::Mount),
+        (mount_ns, JoinNsType::Mount),
         (cfg.ns.uts, JoinNsType::Uts),
         (cfg.ns.ipc, JoinNsType::Ipc),
         (cfg.ns.cgroup, JoinNsType::Cgroup),
@@ -195,7 +211,7 @@ fn join_plan(cfg: &RunConfig, j: &Join) -> anyhow::Result<Plan> {
         // Joined namespaces are entered as they are; the ones asked for anew (e.g. --mount
         // for a private /proc on top of a joined mount namespace) are unshared after.
         join_unshare: cfg.ns.flags(),
-        fs: fs_plan(cfg, cfg.ns.mount || joined_mnt),
+        fs: fs_plan(cfg, cfg.ns.mount || joined_mnt, None),
         creds: cred_plan(cfg),
         init: cfg.ns.pid,
         relay: types.contains(&JoinNsType::Pid) && !cfg.ns.pid,
@@ -249,12 +265,19 @@ fn check_joined_namespaces(cfg: &RunConfig, types: &[JoinNsType]) -> anyhow::Res
     Ok(())
 }
 
-/// The filesystem view; `mount_ns` says whether the command has a mount namespace of its own.
-fn fs_plan(cfg: &RunConfig, mount_ns: bool) -> FsPlan {
+/// The filesystem view; `mount_ns` says whether the user asked for a mount namespace (new or
+/// joined), `resolv_conf` whether we mount a generated resolv.conf (in one of our own).
+fn fs_plan(cfg: &RunConfig, mount_ns: bool, resolv_conf: Option<ResolvMount>) -> FsPlan {
+    let propagation = if cfg.ns.mount {
+        Some(cfg.propagation)
+    } else {
+        resolv_conf.as_ref().map(|_| Propagation::Private)
+    };
     FsPlan {
         mount_ns,
-        propagation: cfg.ns.mount.then_some(cfg.propagation),
+        propagation,
         hostname: cfg.hostname.clone(),
+        resolv_conf,
         root: cfg.root.clone(),
         mount_proc: cfg.mount_proc.clone(),
         wd: cfg.wd.clone(),

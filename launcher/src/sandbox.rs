@@ -1,20 +1,19 @@
-//! The order of the child's setup steps, written against `Kernel` so tests can check it:
-//! entering namespaces (unshare or join) and writing id maps, preparing the filesystem view
-//! (propagation, hostname, root, proc, working directory), and switching credentials.
+//! The order of the child's namespace and credential steps, written against `Kernel` so tests
+//! can check it: entering namespaces (unshare or join) with the id maps, and switching
+//! credentials before exec. The filesystem view in between is `fsview`'s.
 //! Called by `launch` in the forked child (and the pid-1 init). Does not fork, exec, pass fds
 //! or touch the network; those are `launch`'s. Keep each phase a short, linear function.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use nix::errno::Errno;
-use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 
-use crate::config::{JoinNsType, Propagation};
+use crate::config::JoinNsType;
 use crate::idmap::Setgroups;
-use crate::kernel::{Kernel, KernelError, Mount, ProcFile};
+use crate::kernel::{Kernel, KernelError, ProcFile};
 
 /// The launcher is gone: the child exits quietly (nobody is there to read a message).
 #[derive(Debug, thiserror::Error)]
@@ -58,23 +57,6 @@ pub enum JoinPlan {
     },
     /// setns on each file, in the given (already sorted) order.
     Files(Vec<(JoinNsType, PathBuf)>),
-}
-
-/// The filesystem view before exec.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FsPlan {
-    /// A new mount namespace exists (pivot_root and mounts are private to it).
-    pub mount_ns: bool,
-    /// Propagation to apply to / (only with `mount_ns`).
-    pub propagation: Option<Propagation>,
-    /// Hostname to set.
-    pub hostname: Option<String>,
-    /// New root.
-    pub root: Option<PathBuf>,
-    /// Where to mount proc.
-    pub mount_proc: Option<PathBuf>,
-    /// Working directory.
-    pub wd: Option<PathBuf>,
 }
 
 /// Credentials just before exec.
@@ -196,107 +178,6 @@ pub fn join<K: Kernel>(k: &mut K, plan: &JoinPlan) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn propagation_flags(p: Propagation) -> Option<MsFlags> {
-    match p {
-        Propagation::Private => Some(MsFlags::MS_PRIVATE),
-        Propagation::Shared => Some(MsFlags::MS_SHARED),
-        Propagation::Slave => Some(MsFlags::MS_SLAVE),
-        Propagation::Unchanged => None,
-    }
-}
-
-/// Propagation, hostname, root, proc, working directory: in that order, so proc is mounted
-/// inside the new root and the working directory is looked up there.
-pub fn prepare_fs<K: Kernel>(k: &mut K, p: &FsPlan) -> anyhow::Result<()> {
-    if p.mount_ns {
-        if let Some(flags) = p.propagation.and_then(propagation_flags) {
-            k.mount(&Mount {
-                source: None,
-                target: "/".into(),
-                fstype: None,
-                flags: flags | MsFlags::MS_REC,
-            })
-            .context("cannot set mount propagation of /")?;
-        }
-    }
-    if let Some(h) = &p.hostname {
-        k.sethostname(h).context("cannot set the hostname")?;
-    }
-    match &p.root {
-        Some(root) if p.mount_ns => {
-            // pivot_root needs the new root to be a mount point; a recursive bind makes it one
-            // and keeps the submounts. Stacking the old root on "." and detaching it leaves
-            // nothing of the host's tree reachable (unlike chroot).
-            k.mount(&Mount {
-                source: Some(root.clone()),
-                target: root.clone(),
-                fstype: None,
-                flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-            })
-            .context("--root: cannot bind the new root onto itself")?;
-            // In a user namespace the kernel lets us mount proc only while a fully visible
-            // proc is in our mount namespace, so mount it inside the new root before the
-            // old root (and its /proc) is detached.
-            if let Some(dir) = &p.mount_proc {
-                mount_proc(k, root, dir)?;
-            }
-            k.chdir(root).context("--root")?;
-            k.pivot_root(Path::new("."), Path::new("."))
-                .context("--root: pivot_root")?;
-            k.umount_detach(Path::new("."))
-                .context("--root: cannot detach the old root")?;
-            if p.wd.is_none() {
-                k.chdir(Path::new("/")).context("--root")?;
-            }
-        }
-        Some(root) => {
-            k.chroot(root).context("--root")?;
-            if p.wd.is_none() {
-                k.chdir(Path::new("/")).context("--root")?;
-            }
-            if let Some(dir) = &p.mount_proc {
-                mount_proc(k, Path::new("/"), dir)?;
-            }
-        }
-        None => {
-            if let Some(dir) = &p.mount_proc {
-                mount_proc(k, Path::new("/"), dir)?;
-            }
-        }
-    }
-    if let Some(wd) = &p.wd {
-        k.chdir(wd)
-            .with_context(|| format!("--wd={}", wd.display()))?;
-    }
-    Ok(())
-}
-
-/// Mounts a fresh proc at `dir` below `root` (and sysfs at `root`/sys when `dir` is /proc).
-fn mount_proc<K: Kernel>(k: &mut K, root: &Path, dir: &Path) -> anyhow::Result<()> {
-    let under = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-    let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    k.mount(&Mount {
-        source: Some("proc".into()),
-        target: under(dir),
-        fstype: Some("proc"),
-        flags: fs_flags,
-    })
-    .with_context(|| format!("--mount-proc: cannot mount proc on {}", dir.display()))?;
-    if dir == Path::new("/proc") {
-        // A fresh sysfs shows this network namespace's devices; the kernel allows it only to
-        // the owner of the network namespace (not when joining one), so failure is logged.
-        if let Err(e) = k.mount(&Mount {
-            source: Some("sysfs".into()),
-            target: under(Path::new("/sys")),
-            fstype: Some("sysfs"),
-            flags: fs_flags,
-        }) {
-            tracing::debug!(error = %e, "sysfs not mounted");
-        }
-    }
-    Ok(())
 }
 
 /// Names the likely cause of EINVAL from setuid/setgid: the id has no mapping.
@@ -421,78 +302,6 @@ mod tests {
             enter(&mut k, &own_maps(), 42, &mut || Ok(())).unwrap_err()
         );
         assert!(msg.contains("sysctl user.max_user_namespaces="), "{msg}");
-    }
-
-    #[test]
-    fn proc_mounted_inside_new_root_before_pivot_then_wd() {
-        let mut k = Recorder::default();
-        let p = FsPlan {
-            mount_ns: true,
-            propagation: Some(Propagation::Private),
-            hostname: Some("box".into()),
-            root: Some("/srv/root".into()),
-            mount_proc: Some("/proc".into()),
-            wd: Some("/work".into()),
-        };
-        prepare_fs(&mut k, &p).expect("ok");
-        let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        assert_eq!(
-            k.calls,
-            [
-                Call::Mount(Mount {
-                    source: None,
-                    target: "/".into(),
-                    fstype: None,
-                    flags: MsFlags::MS_PRIVATE | MsFlags::MS_REC
-                }),
-                Call::Hostname("box".into()),
-                Call::Mount(Mount {
-                    source: Some("/srv/root".into()),
-                    target: "/srv/root".into(),
-                    fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REC
-                }),
-                Call::Mount(Mount {
-                    source: Some("proc".into()),
-                    target: "/srv/root/proc".into(),
-                    fstype: Some("proc"),
-                    flags: proc_flags
-                }),
-                Call::Mount(Mount {
-                    source: Some("sysfs".into()),
-                    target: "/srv/root/sys".into(),
-                    fstype: Some("sysfs"),
-                    flags: proc_flags
-                }),
-                Call::Chdir("/srv/root".into()),
-                Call::PivotRoot(".".into(), ".".into()),
-                Call::Umount(".".into()),
-                Call::Chdir("/work".into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn root_without_mount_namespace_uses_chroot_and_unchanged_propagation_mounts_nothing() {
-        let mut k = Recorder::default();
-        let p = FsPlan {
-            mount_ns: false,
-            root: Some("/srv/root".into()),
-            ..Default::default()
-        };
-        prepare_fs(&mut k, &p).expect("ok");
-        assert_eq!(
-            k.calls,
-            [Call::Chroot("/srv/root".into()), Call::Chdir("/".into())]
-        );
-        let mut k = Recorder::default();
-        let p = FsPlan {
-            mount_ns: true,
-            propagation: Some(Propagation::Unchanged),
-            ..Default::default()
-        };
-        prepare_fs(&mut k, &p).expect("ok");
-        assert!(k.calls.is_empty());
     }
 
     #[test]

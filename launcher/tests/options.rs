@@ -80,10 +80,20 @@ fn every_requested_namespace_differs_from_the_callers() {
     for (k, (a, b)) in kinds.iter().zip(o.iter().zip(&i)) {
         assert_ne!(a, b, "{k} namespace is shared");
     }
-    // Without the flags, mount/uts/ipc stay shared.
-    let plain = env.rr(&["--", "sh", "-c", &script]);
+    // Without the flags, uts/ipc stay shared, and so does the mount namespace when the
+    // host's resolv.conf is kept.
+    let plain = env.rr(&["--keep-resolv-conf", "--", "sh", "-c", &script]);
     let p = fields(plain.ok());
     assert_eq!(p[2], o[2], "mount namespace unshared without -m");
+    assert_eq!(p[3], o[3], "uts namespace unshared without -u");
+    assert_eq!(p[4], o[4], "ipc namespace unshared without -i");
+    // By default the generated resolv.conf gets a mount namespace of its own.
+    let plain = env.rr(&["--", "sh", "-c", &script]);
+    assert_ne!(
+        fields(plain.ok())[2],
+        o[2],
+        "no mount namespace for resolv.conf"
+    );
 }
 
 #[test]
@@ -158,41 +168,11 @@ fn monotonic_and_boottime_offsets_match_unshare() {
     assert!(secs > 1_000_000.0, "uptime {secs}");
 }
 
-/// A rootfs with /bin/sh and ls and their libraries, nothing else.
-fn minimal_rootfs(dir: &Path) {
-    for d in ["usr/bin", "proc", "sys", "tmp", "work"] {
-        fs::create_dir_all(dir.join(d)).expect("mkdir");
-    }
-    std::os::unix::fs::symlink("usr/bin", dir.join("bin")).expect("symlink");
-    for prog in ["/bin/sh", "/bin/ls"] {
-        let real = fs::canonicalize(prog).expect("canonicalize");
-        let name = Path::new(prog).file_name().expect("name");
-        common::copy_executable(&real, &dir.join("usr/bin").join(name));
-        let ldd = std::process::Command::new("ldd")
-            .arg(&real)
-            .output()
-            .expect("ldd");
-        for lib in String::from_utf8_lossy(&ldd.stdout)
-            .split_whitespace()
-            .filter(|w| w.starts_with('/'))
-        {
-            let dst = dir.join(lib.trim_start_matches('/'));
-            fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir lib dir");
-            fs::copy(lib, &dst).expect("copy lib");
-        }
-    }
-    std::process::Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(dir)
-        .status()
-        .expect("chmod");
-}
-
 #[test]
 fn root_pivots_into_a_minimal_rootfs_and_wd_applies_inside() {
     let env = Env::new();
     let rootfs = env.scratch.join("rootfs");
-    minimal_rootfs(&rootfs);
+    common::minimal_rootfs(&rootfs);
     let r = rootfs.to_str().expect("utf-8");
     let out = env.rr(&[
         "-m",

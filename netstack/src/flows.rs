@@ -1,13 +1,14 @@
-//! Flow table: maps a sandbox 5-tuple to its TCP, UDP or ICMP flow and host socket.
-//! Used by `event_loop`; a flow's slot index is also its mio token (slot + 1; 0 is the tap).
+//! Flow table: maps a 5-tuple, as the sandbox sees it, to its TCP, UDP or ICMP flow and host
+//! socket. Flows the sandbox opens (NAT) and flows a forward opens (a host client reaching a
+//! sandbox service) share it: the key is always (protocol, sandbox address, remote address as
+//! the sandbox sees it), so a segment from the sandbox finds its flow whoever opened it.
+//! Used by `event_loop`; a flow's slot index is also its event token (`Tok::Flow`).
 //! Bounded by `StackConfig::max_flows`, allocated up front. When full, the least recently
 //! active UDP or ICMP flow is evicted; if there is none, the new flow is refused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
-
-use mio::Token;
 
 use crate::host::HostTcp;
 use crate::icmp::PingFlow;
@@ -45,6 +46,22 @@ pub enum Flow {
     Udp(UdpFlow),
     /// ICMP echo through a ping socket.
     Ping(PingFlow),
+    /// UDP from a host client through a forward: replies leave through the forward's socket.
+    UdpIn(InboundUdp),
+}
+
+/// A UDP client of a forward, as a flow: the sandbox's replies go back to `client` from the
+/// forward's socket (the one the client sent to), so the client sees the address it used.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundUdp {
+    /// Slot of the forward in the event loop's forward table.
+    pub forward_slot: usize,
+    /// Id of that forward (a slot reused by a later forward has another id).
+    pub forward_id: u32,
+    /// The client's real address on the host side.
+    pub client: SocketAddr,
+    /// Last datagram either way.
+    pub last_active: Instant,
 }
 
 impl Flow {
@@ -54,6 +71,7 @@ impl Flow {
             Flow::Tcp(f, _) => f.last_active(),
             Flow::Udp(f) => f.last_active(),
             Flow::Ping(f) => f.last_active(),
+            Flow::UdpIn(f) => f.last_active,
         }
     }
 }
@@ -82,16 +100,6 @@ impl FlowTable {
             free: Vec::with_capacity(capacity),
             index: HashMap::with_capacity(capacity),
         }
-    }
-
-    /// The mio token of slot `slot`.
-    pub fn token(slot: usize) -> Token {
-        Token(slot + 1)
-    }
-
-    /// The slot of mio token `token`, if it is a flow token.
-    pub fn slot_of(token: Token) -> Option<usize> {
-        token.0.checked_sub(1)
     }
 
     /// Slot of the flow with `key`.
@@ -194,7 +202,7 @@ mod tests {
             remote: SocketAddr::from(([10, 0, 2, 2], 9)),
         };
         let target = SocketAddr::from(([127, 0, 0, 1], 9));
-        let flow = UdpFlow::open(ep, target, now).expect("udp socket");
+        let flow = UdpFlow::open(ep, target, None, now).expect("udp socket");
         let key = FlowKey {
             proto: Proto::Udp,
             sandbox: ep.sandbox,

@@ -30,8 +30,22 @@ pub struct PingFlow {
 
 impl PingFlow {
     /// Opens a ping socket toward `remote` (ICMP or ICMPv6 by its family).
-    pub fn open(sandbox: IpAddr, remote: IpAddr, ident: u16, now: Instant) -> io::Result<PingFlow> {
+    pub fn open(
+        sandbox: IpAddr,
+        remote: IpAddr,
+        ident: u16,
+        source: Option<IpAddr>,
+        now: Instant,
+    ) -> io::Result<PingFlow> {
         let fd = sys::socket::ping_socket(remote.is_ipv6())?;
+        if let Some(src) = source {
+            use nix::sys::socket::{bind, SockaddrStorage};
+            use std::os::fd::AsRawFd;
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrStorage::from(SocketAddr::new(src, 0)),
+            )?;
+        }
         let sock = UdpSocket::from_std(std::net::UdpSocket::from(fd));
         sock.connect(SocketAddr::new(remote, 0))?;
         Ok(PingFlow {

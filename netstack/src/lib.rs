@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod netconf;
 #[allow(unsafe_code)]
@@ -12,7 +13,9 @@ pub mod sys;
 pub mod tap;
 pub mod wire;
 
+pub mod command;
 mod control;
+pub mod dns;
 pub mod egress;
 mod event_loop;
 #[cfg(feature = "fault-injection")]

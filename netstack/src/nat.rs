@@ -1,5 +1,6 @@
 //! Address translation policy: where a destination the sandbox chose is reached on the host.
-//! Called once per new flow by the flow table; pure function of the config, no I/O.
+//! Called once per new flow by the flow table; pure functions of the config, no I/O.
+//! `source_for` picks the address outbound sockets bind to (`--outbound-addr[6]`).
 //!
 //! - the gateway (10.0.2.2 / fd00::2) is the host's loopback (127.0.0.1 / ::1), same port,
 //!   unless host loopback is disabled;
@@ -63,6 +64,19 @@ pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Ref
     Ok(dst)
 }
 
+/// The host address outbound sockets toward `target` bind to (`--outbound-addr`,
+/// `--outbound-addr6`): none for loopback targets (the gateway, a loopback DNS upstream),
+/// which only the host's loopback can reach.
+pub fn source_for(cfg: &StackConfig, target: SocketAddr) -> Option<IpAddr> {
+    if target.ip().is_loopback() {
+        return None;
+    }
+    match target.ip() {
+        IpAddr::V4(_) => cfg.outbound_v4.map(IpAddr::V4),
+        IpAddr::V6(_) => cfg.outbound_v6.map(IpAddr::V6),
+    }
+}
+
 /// Whether the host may send to `ip` on the sandbox's behalf: not loopback, multicast,
 /// broadcast, unspecified or "this network" (0.0.0.0/8, which Linux treats as local), and no
 /// IPv6 spelling of an IPv4 address (::ffff:a.b.c.d and ::a.b.c.d reach the IPv4 host,
@@ -119,6 +133,18 @@ mod tests {
         assert_eq!(t, Ok("127.0.0.53:53".parse().unwrap()));
         let t = host_target(&cfg(), "10.0.2.3:80".parse().unwrap());
         assert_eq!(t, Err(Refused::NoDns));
+    }
+
+    #[test]
+    fn outbound_source_applies_to_its_family_and_never_to_loopback() {
+        let c = StackConfig {
+            outbound_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            ..cfg()
+        };
+        let out = "198.51.100.1:80".parse().unwrap();
+        assert_eq!(source_for(&c, out), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(source_for(&c, "127.0.0.1:80".parse().unwrap()), None);
+        assert_eq!(source_for(&c, "[2001:db8::1]:80".parse().unwrap()), None);
     }
 
     #[test]

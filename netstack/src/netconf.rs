@@ -1,10 +1,12 @@
-//! Netlink configuration of the sandbox side: `lo` up, tap0's MTU, txqueuelen and link up,
-//! 10.0.2.100/24 with a default route via 10.0.2.2, and (optionally) fd00::100/64 with a default
-//! route via fd00::2.
+//! Netlink configuration of the sandbox side: `lo` up; tap0's MTU, txqueuelen, optional MAC
+//! address and link up; the sandbox's IPv4 address (10.0.2.100/24 by default) with a default
+//! route via the gateway (10.0.2.2), and optionally its IPv6 address (fd00::100/64) with a
+//! default route via fd00::2. The addresses come from an `Addressing` (`--cidr`, `--cidr6`).
 //! Called once by the launcher's child inside the new network namespace, after it opened the tap
 //! device and before it hands the fd over; synchronous and thread-free (no tokio: the child is a
 //! freshly forked process and must stay lean). It does not open the tap device, pick addresses
-//! (they come from `config`) or retry. Small by design: one batch of requests, one read of ACKs.
+//! (they come from `config::Addressing`) or retry. Small by design: one batch of requests, one
+//! read of ACKs.
 //!
 //! All requests go out in a single `sendmsg`; the kernel handles them in order and ACKs each one
 //! (NLM_F_ACK), so the whole configuration costs one round trip. The order matters: the link must
@@ -12,7 +14,7 @@
 //! route through a gateway on it is accepted.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
@@ -28,22 +30,16 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::config::{GATEWAY_V4, PREFIX_LEN_V4, SANDBOX_V4};
+use crate::config::{Addressing, PREFIX_LEN_V6};
 
 /// Index of `lo` in every network namespace (`LOOPBACK_IFINDEX` in include/net/net_namespace.h).
 pub const LOOPBACK_IFINDEX: u32 = 1;
-/// Sandbox IPv6 address (slirp4netns: prefix fd00::/64, host part ::100).
-pub const SANDBOX_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
-/// IPv6 gateway (slirp4netns: fd00::2, maps to the host's ::1).
-pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
-/// Prefix length of the sandbox's IPv6 network.
-pub const PREFIX_LEN_V6: u8 = 64;
 /// Transmit queue length of tap0: the default 1000 overflows on bursts at large TCP windows.
 pub const TAP_TXQUEUELEN: u32 = 10_000;
 /// IPv6 needs links of at least this MTU (RFC 8200 section 5); below it the kernel disables IPv6.
 pub const IPV6_MIN_MTU: u32 = 1280;
 
-/// What to configure; built by the caller from its flags and `config`'s constants.
+/// What to configure; built by `configure` from the caller's flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Interface index of the tap device.
@@ -52,8 +48,12 @@ pub struct Plan {
     pub mtu: u32,
     /// Transmit queue length to set on the tap device.
     pub txqueuelen: u32,
+    /// The sandbox's addresses and gateways.
+    pub addr: Addressing,
     /// Also add the IPv6 address and default route (needs `mtu >= IPV6_MIN_MTU`).
     pub ipv6: bool,
+    /// MAC address to give the tap device; the kernel's random one if `None`.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// One request of the configuration batch, in the order they are sent.
@@ -61,15 +61,15 @@ pub struct Plan {
 pub enum Step {
     /// Bring `lo` up.
     LoopbackUp,
-    /// Set tap0's MTU and txqueuelen and bring it up.
+    /// Set tap0's MTU, txqueuelen and MAC address and bring it up.
     TapLink,
-    /// Add 10.0.2.100/24 to tap0.
+    /// Add the sandbox's IPv4 address (10.0.2.100/24) to tap0.
     AddressV4,
-    /// Add the IPv4 default route via 10.0.2.2.
+    /// Add the IPv4 default route via the gateway (10.0.2.2).
     RouteV4,
-    /// Add fd00::100/64 (nodad) to tap0.
+    /// Add the sandbox's IPv6 address (fd00::100/64, nodad) to tap0.
     AddressV6,
-    /// Add the IPv6 default route via fd00::2.
+    /// Add the IPv6 default route via the gateway (fd00::2).
     RouteV6,
 }
 
@@ -115,39 +115,86 @@ pub enum NetconfError {
     /// Bringing `lo` up failed.
     #[error("cannot bring lo up")]
     LoopbackUp(#[source] io::Error),
-    /// Setting the tap device's MTU/txqueuelen or bringing it up failed.
-    #[error("cannot set MTU and txqueuelen of the tap device and bring it up")]
+    /// Setting the tap device's MTU, txqueuelen or MAC address, or bringing it up, failed.
+    #[error("cannot set the MTU, txqueuelen and MAC address of the tap device and bring it up")]
     TapLink(#[source] io::Error),
     /// Adding the IPv4 address failed.
-    #[error("cannot add {SANDBOX_V4}/{PREFIX_LEN_V4} to the tap device")]
-    AddressV4(#[source] io::Error),
+    #[error("cannot add {addr}/{prefix_len} to the tap device")]
+    AddressV4 {
+        /// The sandbox's address.
+        addr: Ipv4Addr,
+        /// Its prefix length.
+        prefix_len: u8,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// Adding the IPv4 default route failed.
-    #[error("cannot add the default route via {GATEWAY_V4}")]
-    RouteV4(#[source] io::Error),
+    #[error("cannot add the default route via {gateway}")]
+    RouteV4 {
+        /// The gateway.
+        gateway: Ipv4Addr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// Adding the IPv6 address failed.
-    #[error("cannot add {SANDBOX_V6}/{PREFIX_LEN_V6} to the tap device")]
-    AddressV6(#[source] io::Error),
+    #[error("cannot add {addr}/{PREFIX_LEN_V6} to the tap device")]
+    AddressV6 {
+        /// The sandbox's address.
+        addr: Ipv6Addr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// Adding the IPv6 default route failed.
-    #[error("cannot add the default route via {GATEWAY_V6}")]
-    RouteV6(#[source] io::Error),
+    #[error("cannot add the default route via {gateway}")]
+    RouteV6 {
+        /// The gateway.
+        gateway: Ipv6Addr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Step {
-    fn error(self, source: io::Error) -> NetconfError {
+    fn error(self, plan: &Plan, source: io::Error) -> NetconfError {
+        let a = &plan.addr;
         match self {
             Step::LoopbackUp => NetconfError::LoopbackUp(source),
             Step::TapLink => NetconfError::TapLink(source),
-            Step::AddressV4 => NetconfError::AddressV4(source),
-            Step::RouteV4 => NetconfError::RouteV4(source),
-            Step::AddressV6 => NetconfError::AddressV6(source),
-            Step::RouteV6 => NetconfError::RouteV6(source),
+            Step::AddressV4 => NetconfError::AddressV4 {
+                addr: a.sandbox_v4(),
+                prefix_len: a.prefix_v4(),
+                source,
+            },
+            Step::RouteV4 => NetconfError::RouteV4 {
+                gateway: a.gateway_v4(),
+                source,
+            },
+            Step::AddressV6 => NetconfError::AddressV6 {
+                addr: a.sandbox_v6(),
+                source,
+            },
+            Step::RouteV6 => NetconfError::RouteV6 {
+                gateway: a.gateway_v6(),
+                source,
+            },
         }
     }
 }
 
 /// Configures the tap device named `tap_name` (already created in this network namespace) and
-/// `lo`, with `mtu` on the tap and IPv6 if `ipv6`.
-pub fn configure(tap_name: &str, mtu: u32, ipv6: bool) -> Result<(), NetconfError> {
+/// `lo`: `mtu` and `mac` (if any) on the tap, the addresses and routes of `addr`, IPv6 only if
+/// `ipv6`.
+pub fn configure(
+    tap_name: &str,
+    mtu: u32,
+    addr: &Addressing,
+    ipv6: bool,
+    mac: Option<[u8; 6]>,
+) -> Result<(), NetconfError> {
     let tap_index =
         nix::net::if_::if_nametoindex(tap_name).map_err(|source| NetconfError::TapIndex {
             name: tap_name.into(),
@@ -157,7 +204,9 @@ pub fn configure(tap_name: &str, mtu: u32, ipv6: bool) -> Result<(), NetconfErro
         tap_index,
         mtu,
         txqueuelen: TAP_TXQUEUELEN,
+        addr: *addr,
         ipv6,
+        mac,
     })
 }
 
@@ -192,7 +241,7 @@ pub fn apply(plan: &Plan) -> Result<(), NetconfError> {
     }
     for ((step, _), result) in requests.iter().zip(acked) {
         if let Some(Some(errno)) = result {
-            return Err(step.error(io::Error::from_raw_os_error(errno)));
+            return Err(step.error(plan, io::Error::from_raw_os_error(errno)));
         }
     }
     Ok(())
@@ -203,6 +252,26 @@ pub fn requests(plan: &Plan) -> Result<Vec<(Step, RouteNetlinkMessage)>, Netconf
     if plan.ipv6 && plan.mtu < IPV6_MIN_MTU {
         return Err(NetconfError::MtuTooSmallForIpv6 { mtu: plan.mtu });
     }
+    let mut tap = vec![
+        LinkAttribute::Mtu(plan.mtu),
+        LinkAttribute::TxQueueLen(plan.txqueuelen),
+    ];
+    if let Some(mac) = plan.mac {
+        tap.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    let a = &plan.addr;
+    let mut families = vec![(
+        IpAddr::V4(a.sandbox_v4()),
+        a.prefix_v4(),
+        IpAddr::V4(a.gateway_v4()),
+    )];
+    if plan.ipv6 {
+        families.push((
+            IpAddr::V6(a.sandbox_v6()),
+            PREFIX_LEN_V6,
+            IpAddr::V6(a.gateway_v6()),
+        ));
+    }
     let mut out = vec![
         (
             Step::LoopbackUp,
@@ -210,39 +279,21 @@ pub fn requests(plan: &Plan) -> Result<Vec<(Step, RouteNetlinkMessage)>, Netconf
         ),
         (
             Step::TapLink,
-            RouteNetlinkMessage::SetLink(link_up(
-                plan.tap_index,
-                vec![
-                    LinkAttribute::Mtu(plan.mtu),
-                    LinkAttribute::TxQueueLen(plan.txqueuelen),
-                ],
-            )),
-        ),
-        (
-            Step::AddressV4,
-            RouteNetlinkMessage::NewAddress(address(
-                plan.tap_index,
-                IpAddr::V4(SANDBOX_V4),
-                PREFIX_LEN_V4,
-            )),
-        ),
-        (
-            Step::RouteV4,
-            RouteNetlinkMessage::NewRoute(default_route(plan.tap_index, IpAddr::V4(GATEWAY_V4))),
+            RouteNetlinkMessage::SetLink(link_up(plan.tap_index, tap)),
         ),
     ];
-    if plan.ipv6 {
+    for (sandbox, prefix_len, gateway) in families {
+        let (add, route) = match sandbox {
+            IpAddr::V4(_) => (Step::AddressV4, Step::RouteV4),
+            IpAddr::V6(_) => (Step::AddressV6, Step::RouteV6),
+        };
         out.push((
-            Step::AddressV6,
-            RouteNetlinkMessage::NewAddress(address(
-                plan.tap_index,
-                IpAddr::V6(SANDBOX_V6),
-                PREFIX_LEN_V6,
-            )),
+            add,
+            RouteNetlinkMessage::NewAddress(address(plan.tap_index, sandbox, prefix_len)),
         ));
         out.push((
-            Step::RouteV6,
-            RouteNetlinkMessage::NewRoute(default_route(plan.tap_index, IpAddr::V6(GATEWAY_V6))),
+            route,
+            RouteNetlinkMessage::NewRoute(default_route(plan.tap_index, gateway)),
         ));
     }
     Ok(out)
@@ -359,7 +410,9 @@ mod tests {
             tap_index: 7,
             mtu: 65520,
             txqueuelen: TAP_TXQUEUELEN,
+            addr: Addressing::default(),
             ipv6,
+            mac: None,
         }
     }
 
@@ -414,7 +467,9 @@ mod tests {
         assert!(addr.header.flags.contains(AddressHeaderFlags::Nodad));
         assert!(addr
             .attributes
-            .contains(&AddressAttribute::Address(IpAddr::V6(SANDBOX_V6))));
+            .contains(&AddressAttribute::Address(IpAddr::V6(
+                crate::config::SANDBOX_V6
+            ))));
     }
 
     #[test]
@@ -450,6 +505,128 @@ mod tests {
             expected.extend_from_slice(&[10, 0, 2, 100]);
         }
         assert_eq!(batch, expected);
+    }
+
+    /// nlmsghdr for request `seq` of `len` bytes, type `kind`, with `flags`.
+    fn header(len: u32, kind: u16, flags: u16, seq: u32) -> Vec<u8> {
+        let mut v = vec![];
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(&flags.to_ne_bytes());
+        v.extend_from_slice(&seq.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v
+    }
+
+    /// NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE
+    const CREATE: u16 = 0x1 | 0x4 | 0x200 | 0x400;
+
+    fn moved_plan() -> Plan {
+        let addr = Addressing::default()
+            .with_cidr_v4("192.168.64.0/25")
+            .and_then(|a| a.with_cidr_v6("fd42:0:0:1::/64"))
+            .expect("valid cidrs");
+        Plan { addr, ..plan(true) }
+    }
+
+    #[test]
+    fn encoded_ipv4_address_and_route_follow_a_moved_cidr() {
+        let reqs = requests(&moved_plan()).expect("valid plan");
+        // RTM_NEWADDR (20): AF_INET, /25, index 7, IFA_LOCAL and IFA_ADDRESS 192.168.64.100
+        let mut expected = header(40, 20, CREATE, 1);
+        expected.extend_from_slice(&[2, 25, 0, 0]);
+        expected.extend_from_slice(&7u32.to_ne_bytes());
+        for kind in [2u16, 1] {
+            expected.extend_from_slice(&8u16.to_ne_bytes());
+            expected.extend_from_slice(&kind.to_ne_bytes());
+            expected.extend_from_slice(&[192, 168, 64, 100]);
+        }
+        assert_eq!(encode(&reqs[2..3]), expected);
+        // RTM_NEWROUTE (24): rtmsg AF_INET, dst_len 0, table main (254), proto boot (3),
+        // scope universe, type unicast; RTA_GATEWAY (5) 192.168.64.2, RTA_OIF (4) 7.
+        let mut expected = header(44, 24, CREATE, 1);
+        expected.extend_from_slice(&[2, 0, 0, 0, 254, 3, 0, 1]);
+        expected.extend_from_slice(&0u32.to_ne_bytes());
+        expected.extend_from_slice(&8u16.to_ne_bytes());
+        expected.extend_from_slice(&5u16.to_ne_bytes());
+        expected.extend_from_slice(&[192, 168, 64, 2]);
+        expected.extend_from_slice(&8u16.to_ne_bytes());
+        expected.extend_from_slice(&4u16.to_ne_bytes());
+        expected.extend_from_slice(&7u32.to_ne_bytes());
+        assert_eq!(encode(&reqs[3..4]), expected);
+    }
+
+    #[test]
+    fn encoded_ipv6_address_and_route_follow_a_moved_cidr6() {
+        let reqs = requests(&moved_plan()).expect("valid plan");
+        let sandbox: Ipv6Addr = "fd42:0:0:1::100".parse().expect("address");
+        let gateway: Ipv6Addr = "fd42:0:0:1::2".parse().expect("address");
+        // RTM_NEWADDR: AF_INET6 (10), /64, IFA_F_NODAD (2), index 7; IFA_LOCAL, IFA_ADDRESS,
+        // IFA_FLAGS (8) = IFA_F_NODAD.
+        let mut expected = header(72, 20, CREATE, 1);
+        expected.extend_from_slice(&[10, 64, 2, 0]);
+        expected.extend_from_slice(&7u32.to_ne_bytes());
+        for kind in [2u16, 1] {
+            expected.extend_from_slice(&20u16.to_ne_bytes());
+            expected.extend_from_slice(&kind.to_ne_bytes());
+            expected.extend_from_slice(&sandbox.octets());
+        }
+        expected.extend_from_slice(&8u16.to_ne_bytes());
+        expected.extend_from_slice(&8u16.to_ne_bytes());
+        expected.extend_from_slice(&2u32.to_ne_bytes());
+        assert_eq!(encode(&reqs[4..5]), expected);
+        let RouteNetlinkMessage::NewRoute(route) = &reqs[5].1 else {
+            panic!("sixth request is not a NewRoute");
+        };
+        assert!(route
+            .attributes
+            .contains(&RouteAttribute::Gateway(RouteAddress::from(IpAddr::V6(
+                gateway
+            )))));
+    }
+
+    #[test]
+    fn encoded_tap_link_carries_the_mac_as_ifla_address() {
+        let p = Plan {
+            mac: Some([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+            ..plan(false)
+        };
+        let reqs = requests(&p).expect("valid plan");
+        // RTM_SETLINK (19), REQUEST|ACK; ifinfomsg: family 0, type 0, index 7, IFF_UP in
+        // flags and change mask; IFLA_MTU (4), IFLA_TXQLEN (13), IFLA_ADDRESS (1, 6 bytes
+        // padded to 8).
+        let mut expected = header(60, 19, 0x1 | 0x4, 1);
+        expected.extend_from_slice(&[0, 0, 0, 0]);
+        expected.extend_from_slice(&7i32.to_ne_bytes());
+        expected.extend_from_slice(&1u32.to_ne_bytes());
+        expected.extend_from_slice(&1u32.to_ne_bytes());
+        for (kind, value) in [(4u16, 65520u32), (13, 10_000)] {
+            expected.extend_from_slice(&8u16.to_ne_bytes());
+            expected.extend_from_slice(&kind.to_ne_bytes());
+            expected.extend_from_slice(&value.to_ne_bytes());
+        }
+        expected.extend_from_slice(&10u16.to_ne_bytes());
+        expected.extend_from_slice(&1u16.to_ne_bytes());
+        expected.extend_from_slice(&[0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0, 0]);
+        assert_eq!(encode(&reqs[1..2]), expected);
+        // Without a MAC the kernel's random address stays: no IFLA_ADDRESS.
+        let reqs = requests(&plan(false)).expect("valid plan");
+        assert_eq!(encode(&reqs[1..2]).len(), 48);
+    }
+
+    #[test]
+    fn a_failed_step_names_the_address_it_was_adding() {
+        let p = moved_plan();
+        let e = Step::AddressV4.error(&p, io::Error::from_raw_os_error(libc::EEXIST));
+        assert_eq!(
+            e.to_string(),
+            "cannot add 192.168.64.100/25 to the tap device"
+        );
+        let e = Step::RouteV6.error(&p, io::Error::from_raw_os_error(libc::ENETUNREACH));
+        assert_eq!(
+            e.to_string(),
+            "cannot add the default route via fd42:0:0:1::2"
+        );
     }
 
     #[test]

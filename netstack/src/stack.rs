@@ -1,12 +1,15 @@
-//! Public entry point: owns the tap fd and runs the event loop until a fatal error.
+//! Public entry point: owns the tap fd and runs the event loop until a fatal error; takes the
+//! forwards bound at start (`publish`) and the command channel for runtime changes.
 //! Called by the launcher's parent (on a thread of its own, after fork) and by the
 //! slirp4netns-compatible binary; everything else in the crate is reached from here.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use crate::command::Commands;
 use crate::config::StackConfig;
 use crate::event_loop::EventLoop;
+use crate::forward::Listener;
 
 /// A fatal error of the stack (the per-packet path never returns errors).
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +34,20 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Takes ownership of the tap fd (as passed from the sandbox) and prepares the stack.
-    pub fn new(tap: OwnedFd, config: StackConfig) -> Result<Stack, StackError> {
+    /// Takes ownership of the tap fd (as passed from the sandbox) and prepares the stack;
+    /// runtime changes arrive on `commands` (see `command::channel`).
+    pub fn new(tap: OwnedFd, config: StackConfig, commands: Commands) -> Result<Stack, StackError> {
         if !(MIN_MTU..=crate::config::MAX_MTU).contains(&config.mtu) {
             return Err(StackError::Mtu(config.mtu));
         }
-        let event_loop = EventLoop::new(tap, config).map_err(StackError::Setup)?;
+        let event_loop = EventLoop::new(tap, config, Some(commands)).map_err(StackError::Setup)?;
         Ok(Stack { event_loop })
+    }
+
+    /// Starts forwarding on a bound host socket (`--publish`, before `run`); returns its id
+    /// (1, 2, ... in call order, shared with ids the API hands out later).
+    pub fn publish(&mut self, listener: Listener) -> Result<u32, StackError> {
+        self.event_loop.publish(listener).map_err(StackError::Setup)
     }
 
     /// Serves the sandbox until a fatal error; returns only on error.

@@ -30,13 +30,19 @@ pub struct UdpFlow {
 }
 
 impl UdpFlow {
-    /// Opens a host socket connected to `target` for a flow with endpoints `ep`.
-    pub fn open(ep: Endpoints, target: SocketAddr, now: Instant) -> io::Result<UdpFlow> {
+    /// Opens a host socket connected to `target` for a flow with endpoints `ep`, bound to
+    /// `source` when given (`--outbound-addr`).
+    pub fn open(
+        ep: Endpoints,
+        target: SocketAddr,
+        source: Option<IpAddr>,
+        now: Instant,
+    ) -> io::Result<UdpFlow> {
         let any = match target.ip() {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
-        let sock = UdpSocket::bind(SocketAddr::new(any, 0))?;
+        let sock = UdpSocket::bind(SocketAddr::new(source.unwrap_or(any), 0))?;
         sock.connect(target)?;
         Ok(UdpFlow {
             ep,

@@ -255,9 +255,11 @@ fn outbound_tcp_reaches_documentation_address_through_outer_netns() {
 }
 
 /// The DNS forwarder at 10.0.2.3:53 relays to the host's first resolv.conf nameserver. The test
-/// is that upstream: a UDP echo server on the sealed namespace's 127.0.0.1:53, named by a
-/// resolv.conf bind-mounted (in a private mount namespace) over /etc/resolv.conf for the
-/// launcher only. Nothing leaves the sealed namespace, and the host's resolver is never used.
+/// is that upstream: a responder on the sealed namespace's 127.0.0.1:53 that answers every
+/// query with itself, QR set, named by a resolv.conf bind-mounted (in a private mount
+/// namespace) over /etc/resolv.conf for the launcher only. Inside, python3 sends four DNS
+/// queries to 10.0.2.3:53 and checks each answer's id. Nothing leaves the sealed namespace,
+/// and the host's resolver is never used.
 #[test]
 fn dns_forwarder_relays_to_the_hosts_resolver() {
     let h = Harness::new();
@@ -268,6 +270,9 @@ fn dns_forwarder_relays_to_the_hosts_resolver() {
     std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         while let Ok((n, peer)) = upstream.recv_from(&mut buf) {
+            if n > 2 {
+                buf[2] |= 0x80; // QR: a response
+            }
             if upstream.send_to(&buf[..n], peer).is_ok() {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
@@ -276,25 +281,34 @@ fn dns_forwarder_relays_to_the_hosts_resolver() {
     let resolv = h.dir().join("resolv.conf");
     fs::write(&resolv, "nameserver 127.0.0.1\n").expect("write the test's resolv.conf");
     let setup = format!("mount --bind {} /etc/resolv.conf", resolv.display());
-    let probe = h.probe(&["udp-echo", "10.0.2.3:53", "4"]);
+    let script = "import socket\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                  s.settimeout(10)\n\
+                  for i in range(4):\n\
+                  \x20   q = bytes([0x40, i, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 97, 4]) + b'test' + bytes([0, 0, 1, 0, 1])\n\
+                  \x20   s.sendto(q, ('10.0.2.3', 53))\n\
+                  \x20   a = s.recv(512)\n\
+                  \x20   assert a[:2] == q[:2] and a[2] & 0x80, a\n\
+                  print('answered', i + 1)\n";
+    let python = ["/usr/bin/python3", "-c", script].map(String::from);
     let argv = in_new_namespaces(
         &["--mount", "--propagation", "private"],
         &setup,
-        &h.as_user_argv(&h.rootless_run_argv(&probe)),
+        &h.as_user_argv(&h.rootless_run_argv(&python)),
     );
     let out = run(
-        "rootless-run -- rr-probe udp-echo 10.0.2.3:53",
+        "rootless-run -- python3 (4 DNS queries to 10.0.2.3:53)",
         &mut command(&argv),
         TIMEOUT,
     );
     assert_eq!(
         out.shell_status(),
         0,
-        "datagrams to the DNS address were not relayed to the resolver\n{out}"
+        "queries to the DNS address were not relayed to the resolver\n{out}"
     );
     assert!(
-        out.stdout.contains("echoed 4 datagrams"),
-        "unexpected probe output\n{out}"
+        out.stdout.contains("answered 4"),
+        "unexpected output\n{out}"
     );
     assert!(
         answered.load(std::sync::atomic::Ordering::SeqCst) >= 4,

@@ -1,9 +1,9 @@
 //! `Linux`: the real `Kernel`, one syscall per method via nix (and `caps` for --keep-caps).
 //! Holds no state; the order of calls is the caller's business.
 
-use std::fs::OpenOptions;
+use std::fs::{OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::mount::MntFlags;
@@ -82,6 +82,21 @@ impl Kernel for Linux {
             None::<&str>,
         )
         .map_err(|e| KernelError::new("mount", show(&m.target), e))
+    }
+
+    fn write_file(&mut self, path: &Path, contents: &str) -> Result<(), KernelError> {
+        let err = |e: &std::io::Error| KernelError::new("write", show(path), errno_of(e));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| err(&e))?;
+        f.write_all(contents.as_bytes()).map_err(|e| err(&e))?;
+        // The umask may have taken read bits that a --setuid user needs.
+        f.set_permissions(Permissions::from_mode(0o644))
+            .map_err(|e| err(&e))
     }
 
     fn umount_detach(&mut self, target: &Path) -> Result<(), KernelError> {

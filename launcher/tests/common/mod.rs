@@ -1,6 +1,7 @@
 //! Harness for the launcher's integration tests: checks the machine (sealed netns, root, the
 //! test user, /dev/net/tun), copies the binary to a 0755 temp dir, and runs it (or util-linux
-//! unshare/nsenter, for comparison) as the unprivileged test user with a timeout.
+//! unshare/nsenter, for comparison) as the unprivileged test user with a timeout, optionally
+//! after root has changed mounts in a private mount namespace; builds minimal rootfs trees.
 //! Missing setup fails the test with the remedy; nothing is skipped. No sleeps: processes are
 //! waited on through pidfds with a deadline.
 #![allow(dead_code)] // each test file uses a different subset
@@ -156,6 +157,22 @@ impl Env {
     /// Runs rootless-run with `args` as the test user.
     pub fn rr(&self, args: &[&str]) -> Out {
         self.run(self.as_user(&self.bin, args))
+    }
+
+    /// Runs rootless-run with `args` as the test user after `setup` (shell commands, as root)
+    /// in a private mount namespace, so what `setup` mounts is seen by this run only.
+    pub fn rr_with_mounts(&self, setup: &str, args: &[&str]) -> Out {
+        let mut c = Command::new("/usr/bin/unshare");
+        c.args(["-m", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(format!(
+                "set -e; {setup}; exec /usr/bin/setpriv --reuid={TEST_USER} --regid={TEST_USER} --init-groups -- \"$@\""
+            ))
+            .arg("sh")
+            .arg(&self.bin)
+            .args(args)
+            .current_dir(&self.scratch)
+            .env_remove("RUST_LOG");
+        self.run(c)
     }
 
     /// Runs util-linux `unshare` with `args` as the test user, for comparison.
@@ -408,4 +425,34 @@ pub fn copy_executable(src: &Path, dst: &Path) {
         src.display(),
         dst.display()
     );
+}
+
+/// A rootfs with /bin/sh and ls and their libraries, nothing else.
+pub fn minimal_rootfs(dir: &Path) {
+    for d in ["usr/bin", "proc", "sys", "tmp", "work"] {
+        fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    std::os::unix::fs::symlink("usr/bin", dir.join("bin")).expect("symlink");
+    for prog in ["/bin/sh", "/bin/ls"] {
+        let real = fs::canonicalize(prog).expect("canonicalize");
+        let name = Path::new(prog).file_name().expect("name");
+        copy_executable(&real, &dir.join("usr/bin").join(name));
+        let ldd = std::process::Command::new("ldd")
+            .arg(&real)
+            .output()
+            .expect("ldd");
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let dst = dir.join(lib.trim_start_matches('/'));
+            fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir lib dir");
+            fs::copy(lib, &dst).expect("copy lib");
+        }
+    }
+    std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir)
+        .status()
+        .expect("chmod");
 }

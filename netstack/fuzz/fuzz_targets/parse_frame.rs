@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         match l4 {
             L4::Tcp(seg) => assert!(inside(seg.payload)),
             L4::Udp { payload, .. } => assert!(inside(payload)),
-            L4::EchoRequestV4 { message, .. } => assert!(inside(message)),
+            L4::EchoRequest { message, .. } => assert!(inside(message)),
             L4::Other => {}
         }
     }

@@ -1,8 +1,12 @@
 //! Routing of frames read from the tap: parse once, then to the control plane, or to the TCP,
-//! UDP or ICMP flow of their 5-tuple, opening flows (and host sockets) on first sight.
+//! UDP or ICMP flow of their 5-tuple (whichever side opened it), opening flows (and host
+//! sockets) on first sight of a sandbox SYN, datagram or echo request.
 //! Part of `event_loop`; decides nothing about addresses itself (`nat` does).
 
 use super::*;
+
+/// DNS port (RFC 1035): UDP to the DNS address on it goes to the forwarder.
+const DNS_PORT: u16 = 53;
 
 impl EventLoop {
     #[cfg(not(feature = "fault-injection"))]
@@ -100,7 +104,8 @@ impl EventLoop {
             return tcp::reset_stray(ep, seg, &mut self.egress);
         };
         drop(evicted); // closing the socket also takes it out of the epoll set
-        let mut stream = match TcpStream::connect(target) {
+        let source = nat::source_for(&self.cfg, target);
+        let mut stream = match crate::host::connect(target, source) {
             Ok(s) => s,
             Err(error) => {
                 tracing::debug!(%target, %error, "host connect failed at once");
@@ -108,13 +113,7 @@ impl EventLoop {
                 return tcp::reset_stray(ep, seg, &mut self.egress);
             }
         };
-        let _ = stream.set_nodelay(true);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(error) =
-            self.poll
-                .registry()
-                .register(&mut stream, FlowTable::token(slot), interest)
-        {
+        if let Err(error) = self.register_tcp(&mut stream, slot) {
             tracing::warn!(%error, "cannot register host socket");
             self.flows.release(slot);
             return tcp::reset_stray(ep, seg, &mut self.egress);
@@ -131,6 +130,28 @@ impl EventLoop {
                 return;
             }
         }
+        self.insert_tcp(slot, key, flow, host, now);
+    }
+
+    /// Registers a flow's host socket (no Nagle: segments from the sandbox are already
+    /// sized) for both directions under the slot's token.
+    pub(super) fn register_tcp(&mut self, stream: &mut TcpStream, slot: usize) -> io::Result<()> {
+        let _ = stream.set_nodelay(true);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(stream, Tok::flow(slot), interest)
+    }
+
+    /// Puts a new TCP flow into its reserved slot and arms its idle and first timers.
+    pub(super) fn insert_tcp(
+        &mut self,
+        slot: usize,
+        key: FlowKey,
+        flow: TcpFlow,
+        host: HostTcp,
+        now: Instant,
+    ) {
         let timer = flow.next_timer();
         self.flows
             .insert(slot, key, Flow::Tcp(Box::new(flow), host));
@@ -146,7 +167,7 @@ impl EventLoop {
         self.cfg.addr.is_gateway(ip) || (self.cfg.dns && self.cfg.addr.is_dns(ip))
     }
 
-    fn next_iss(&mut self, ep: &Endpoints) -> u32 {
+    pub(super) fn next_iss(&mut self, ep: &Endpoints) -> u32 {
         // Not a security boundary (the sandbox sees only its own flows): just avoid reusing
         // sequence space across quick reconnects on one port pair.
         self.iss_seed = self
@@ -158,6 +179,17 @@ impl EventLoop {
 
     fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
         self.flow_traffic = true;
+        if dport == DNS_PORT && self.cfg.addr.is_dns(meta.dst) {
+            if let Some(dns) = self.dns.as_mut() {
+                let server = SocketAddr::new(meta.dst, dport);
+                let client = SocketAddr::new(meta.src, sport);
+                dns.query(client, server, payload, &mut self.egress, now);
+                if let Some(t) = dns.next_timer() {
+                    self.arm(t);
+                }
+                return;
+            }
+        }
         let ep = Endpoints {
             sandbox: SocketAddr::new(meta.src, sport),
             remote: SocketAddr::new(meta.dst, dport),
@@ -168,8 +200,14 @@ impl EventLoop {
             remote: ep.remote,
         };
         if let Some(slot) = self.flows.find(&key) {
-            if let Some(Flow::Udp(flow)) = self.flows.get_mut(slot) {
-                flow.send_from_sandbox(payload, now);
+            match self.flows.get_mut(slot) {
+                Some(Flow::Udp(flow)) => flow.send_from_sandbox(payload, now),
+                Some(Flow::UdpIn(flow)) => {
+                    flow.last_active = now;
+                    let flow = *flow;
+                    self.reply_inbound_udp(flow, payload);
+                }
+                _ => {}
             }
             return;
         }
@@ -181,12 +219,12 @@ impl EventLoop {
                 return;
             }
         };
-        let opened = UdpFlow::open(ep, target, now);
+        let opened = UdpFlow::open(ep, target, nat::source_for(&self.cfg, target), now);
         match opened {
             Ok(mut flow) => {
                 flow.send_from_sandbox(payload, now);
                 let registered = self.add_flow(key, |slot, reg| {
-                    reg.register(&mut flow.sock, FlowTable::token(slot), Interest::READABLE)
+                    reg.register(&mut flow.sock, Tok::flow(slot), Interest::READABLE)
                 });
                 if let Some(slot) = registered {
                     self.flows.insert(slot, key, Flow::Udp(flow));
@@ -212,15 +250,18 @@ impl EventLoop {
             }
             return;
         }
-        if nat::host_target(&self.cfg, remote).is_err() {
-            self.drops.refused += 1;
-            return;
-        }
-        match PingFlow::open(meta.src, meta.dst, ident, now) {
+        let source = match nat::host_target(&self.cfg, remote) {
+            Ok(target) => nat::source_for(&self.cfg, target),
+            Err(_) => {
+                self.drops.refused += 1;
+                return;
+            }
+        };
+        match PingFlow::open(meta.src, meta.dst, ident, source, now) {
             Ok(mut flow) => {
                 flow.send_from_sandbox(message, now);
                 let registered = self.add_flow(key, |slot, reg| {
-                    reg.register(&mut flow.sock, FlowTable::token(slot), Interest::READABLE)
+                    reg.register(&mut flow.sock, Tok::flow(slot), Interest::READABLE)
                 });
                 if let Some(slot) = registered {
                     self.flows.insert(slot, key, Flow::Ping(flow));

@@ -1,9 +1,12 @@
-//! The one event loop: owns the tap fd, the control plane and the flow table, on a single
-//! thread over mio (epoll, edge-triggered).
+//! The one event loop: owns the tap fd, the control plane, the flow table and the forwards'
+//! host sockets, on a single thread over mio (epoll, edge-triggered). Readiness events carry
+//! typed tokens (`token::Tok`): tap, flow, DNS upstream, forward listener, command channel, stop.
 //!
 //! Each iteration: wait for I/O or the next flow deadline; drain the tap (up to `TAP_BATCH`
-//! frames) dispatching each frame once; handle host socket readiness; then flush the ACKs
-//! owed to flows touched in this batch (one per flow, not one per frame); then run due timers.
+//! frames) dispatching each frame once; handle host socket readiness (flows, and forwards,
+//! whose new connections and datagrams open host-initiated flows: `forwards.rs`); apply queued
+//! commands (`command`); then flush the ACKs owed to flows touched in this batch (one per
+//! flow, not one per frame); then run due timers.
 //! We use mio directly rather than tokio tasks: one epoll_wait per batch with tokens that map
 //! straight to flow slots, and no per-flow task, waker or allocation.
 
@@ -14,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 use smoltcp::wire::{EthernetAddress, IpProtocol};
 
+use crate::command::Commands;
 use crate::config::{StackConfig, GATEWAY_MAC};
 use crate::control::ControlPlane;
 use crate::egress::{Egress, FrameSink};
@@ -27,12 +31,9 @@ use crate::nat;
 use crate::tcp::{self, Endpoints, HostSocket, TcpFlow, Verdict};
 use crate::udp::UdpFlow;
 use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
+use forwards::Forwards;
 use spin::{Spin, Turn};
-
-/// Token of the tap fd.
-const TAP: Token = Token(0);
-/// Token of the optional stop fd (`run_until`); flow tokens stay far below it.
-const STOP: Token = Token(usize::MAX);
+use token::Tok;
 /// Frames read from the tap per iteration before other work gets a turn.
 const TAP_BATCH: usize = 64;
 /// Readiness events taken per epoll_wait.
@@ -49,6 +50,9 @@ pub struct DropStats {
     pub refused: u64,
     /// New flows refused because the table was full of TCP flows.
     pub table_full: u64,
+    /// Connections or datagrams on a forward that could not become a flow (address clash,
+    /// table full, socket error).
+    pub forward_refused: u64,
 }
 
 /// Writes frames to the tap fd.
@@ -73,6 +77,12 @@ pub struct EventLoop {
     control: ControlPlane,
     flows: FlowTable,
     cfg: StackConfig,
+    /// Forwards in force: their host sockets and ids.
+    forwards: Forwards,
+    /// The command channel's receiving end, if the stack has one.
+    commands: Option<Commands>,
+    /// The DNS forwarder at the DNS address, port 53 (UDP), unless DNS is disabled.
+    dns: Option<crate::dns::Forwarder>,
     /// Flows owed an ACK at the end of this batch.
     touched: Vec<usize>,
     /// Flows whose receive budget ran out: serve again next iteration.
@@ -100,12 +110,29 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Sets up the loop around a tap fd (made non-blocking here).
-    pub fn new(tap: OwnedFd, cfg: StackConfig) -> io::Result<EventLoop> {
+    /// Sets up the loop around a tap fd (made non-blocking here), taking runtime commands
+    /// from `commands` when given.
+    pub fn new(
+        tap: OwnedFd,
+        cfg: StackConfig,
+        commands: Option<Commands>,
+    ) -> io::Result<EventLoop> {
         set_nonblocking(&tap)?;
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut SourceFd(&tap.as_raw_fd()), TAP, Interest::READABLE)?;
+        let reg = poll.registry();
+        reg.register(
+            &mut SourceFd(&tap.as_raw_fd()),
+            token(Tok::Tap)?,
+            Interest::READABLE,
+        )?;
+        if let Some(c) = &commands {
+            let fd = c.wake_fd();
+            reg.register(
+                &mut SourceFd(&fd),
+                token(Tok::Commands)?,
+                Interest::READABLE,
+            )?;
+        }
         let mtu = cfg.mtu as usize;
         let mac = EthernetAddress(GATEWAY_MAC);
         let vnet = crate::tap::has_vnet_hdr(tap.as_fd());
@@ -114,6 +141,7 @@ impl EventLoop {
         let (sink, rx_faults) = faults::wrap(sink, rx_len(vnet, mtu))?;
         let spin = spin_max(cfg.busy_poll);
         tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
+        let dns = dns_forwarder(&cfg, reg)?;
         let mut egress = Egress::new(mtu, mac, sink, vnet);
         let control = ControlPlane::new(mac, mtu, &cfg.addr, &mut egress);
         let max = cfg.max_flows;
@@ -139,6 +167,9 @@ impl EventLoop {
             last_turn: Turn::default(),
             iss_seed: initial_seed(),
             drops: DropStats::default(),
+            forwards: Forwards::new(),
+            commands,
+            dns,
             cfg,
         })
     }
@@ -157,7 +188,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS);
         self.poll.registry().register(
             &mut SourceFd(&stop.as_raw_fd()),
-            STOP,
+            token(Tok::Stop)?,
             Interest::READABLE,
         )?;
         while !self.stop_requested {
@@ -175,7 +206,36 @@ impl EventLoop {
             }
             self.turn(&mut events, Some(deadline - now))?;
         }
+        self.log_counters();
         Ok(())
+    }
+
+    /// What was dropped or refused over the run, at debug level (RUST_LOG=netstack=debug).
+    fn log_counters(&self) {
+        let d = self.drops;
+        let e = self.egress.stats;
+        tracing::debug!(
+            malformed = d.malformed,
+            refused = d.refused,
+            table_full = d.table_full,
+            forward_refused = d.forward_refused,
+            no_link = e.no_link,
+            too_big = e.too_big,
+            sink_errors = e.sink_errors,
+            "stack stopped"
+        );
+        if let Some(dns) = &self.dns {
+            let s = dns.stats();
+            tracing::debug!(
+                queries = s.queries,
+                answers = s.answers,
+                servfail = s.servfail,
+                malformed = s.malformed,
+                dropped = s.dropped,
+                timeouts = s.timeouts,
+                "dns forwarder"
+            );
+        }
     }
 
     /// Resets (RST, not FIN) the host side of every TCP flow the sandbox did not close, so
@@ -219,18 +279,23 @@ impl EventLoop {
             self.drain_tap(now)?;
         }
         self.serve_pending(now);
+        self.serve_pending_listeners(now);
         for ev in events.iter() {
-            if ev.token() == STOP {
-                self.stop_requested = true;
-            } else if ev.token() == TAP {
-                self.drain_tap(now)?;
-            } else if let Some(slot) = FlowTable::slot_of(ev.token()) {
-                let ready = Ready {
-                    readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                    writable: ev.is_writable() || ev.is_error(),
-                    hup: ev.is_read_closed() || ev.is_error(),
-                };
-                self.host_event(slot, ready, now);
+            match Tok::of(ev.token()) {
+                Some(Tok::Stop) => self.stop_requested = true,
+                Some(Tok::Tap) => self.drain_tap(now)?,
+                Some(Tok::Flow(slot)) => {
+                    let ready = Ready {
+                        readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        writable: ev.is_writable() || ev.is_error(),
+                        hup: ev.is_read_closed() || ev.is_error(),
+                    };
+                    self.host_event(slot, ready, now);
+                }
+                Some(Tok::Listener(slot)) => self.listener_event(slot, now),
+                Some(Tok::Commands) => self.run_commands(),
+                Some(Tok::Dns(i)) => self.dns_event(i, now),
+                None => {}
             }
         }
         self.flush_acks(now);
@@ -272,7 +337,7 @@ impl EventLoop {
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if self.tap_more || !self.pending.is_empty() {
+        if self.tap_more || !self.pending.is_empty() || self.forwards.has_pending() {
             return Some(Duration::ZERO);
         }
         self.next_timer.map(|t| t.saturating_duration_since(now))
@@ -334,6 +399,7 @@ impl EventLoop {
                     self.pending.push(slot);
                 }
             }
+            Flow::UdpIn(_) => {} // no socket of its own: the forward's socket carries it
         }
     }
 
@@ -394,6 +460,14 @@ impl EventLoop {
             _ => return,
         }
         self.next_timer = None;
+        if let Some(dns) = self.dns.as_mut() {
+            if dns.next_timer().is_some_and(|t| t <= now) {
+                dns.on_timer(&mut self.egress, now);
+            }
+            if let Some(t) = dns.next_timer() {
+                self.arm(t);
+            }
+        }
         self.scan.clear();
         self.scan.extend(self.flows.occupied());
         let mut scan = std::mem::take(&mut self.scan);
@@ -404,13 +478,23 @@ impl EventLoop {
         self.scan = scan;
     }
 
+    /// An upstream socket of the DNS forwarder is readable (or reported an error).
+    fn dns_event(&mut self, index: usize, now: Instant) {
+        if let Some(dns) = self.dns.as_mut() {
+            dns.on_readable(index, &mut self.egress, now);
+            if let Some(t) = dns.next_timer() {
+                self.arm(t);
+            }
+        }
+    }
+
     fn flow_timer(&mut self, slot: usize, now: Instant) {
         let Some(flow) = self.flows.get_mut(slot) else {
             return;
         };
         let idle = match flow {
             Flow::Tcp(..) => self.cfg.tcp_idle_timeout,
-            Flow::Udp(_) | Flow::Ping(_) => self.cfg.udp_idle_timeout,
+            Flow::Udp(_) | Flow::UdpIn(_) | Flow::Ping(_) => self.cfg.udp_idle_timeout,
         };
         let expires = flow.last_active() + idle;
         if expires <= now {
@@ -464,6 +548,31 @@ fn tcp_event(
         return flow.on_host_readable(host, eg, now, ready.hup);
     }
     Verdict::Keep
+}
+
+/// The DNS forwarder for `cfg`, its upstream sockets registered; `None` when DNS is off.
+/// With no upstream at all it still runs, answering SERVFAIL at once (a resolver then fails
+/// fast instead of timing out).
+fn dns_forwarder(
+    cfg: &StackConfig,
+    reg: &mio::Registry,
+) -> io::Result<Option<crate::dns::Forwarder>> {
+    if !cfg.dns {
+        return Ok(None);
+    }
+    let mut dns = crate::dns::Forwarder::new(&cfg.dns_upstreams, Instant::now())?;
+    for i in 0..dns.socket_count() {
+        if let Some(sock) = dns.socket_mut(i) {
+            reg.register(sock, token(Tok::Dns(i))?, Interest::READABLE)?;
+        }
+    }
+    Ok(Some(dns))
+}
+
+/// The mio token of `tok`; an index outside the token ranges is a setup error.
+fn token(tok: Tok) -> io::Result<mio::Token> {
+    tok.token()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "token out of range"))
 }
 
 fn is_unicast(ip: IpAddr) -> bool {
@@ -533,6 +642,8 @@ mod faults {
 }
 
 mod dispatch;
+mod forwards;
 mod spin;
 #[cfg(test)]
 mod tests;
+mod token;

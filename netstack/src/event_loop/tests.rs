@@ -43,6 +43,15 @@ fn gateway_ip() -> IpAddr {
 
 impl Rig {
     fn new() -> Rig {
+        let cfg = StackConfig {
+            mtu: MTU,
+            ..StackConfig::default()
+        };
+        Rig::with(cfg, None)
+    }
+
+    /// A rig with `cfg` (its MTU should stay `MTU`) and a command channel when given.
+    fn with(cfg: StackConfig, commands: Option<crate::command::Commands>) -> Rig {
         let (tap, sandbox) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -50,11 +59,7 @@ impl Rig {
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         )
         .expect("socketpair");
-        let cfg = StackConfig {
-            mtu: MTU,
-            ..StackConfig::default()
-        };
-        let lp = EventLoop::new(tap, cfg).expect("event loop");
+        let lp = EventLoop::new(tap, cfg, commands).expect("event loop");
         Rig {
             lp,
             events: Events::with_capacity(64),
@@ -320,14 +325,23 @@ impl Rng {
 /// Valid frames of every kind the loop handles, as seeds for mutation.
 /// Writes a UDP datagram from the sandbox's port `sport` to `dst`.
 fn send_udp(rig: &Rig, sport: u16, dst: std::net::SocketAddr, payload: &[u8]) {
+    send_udp_from(
+        rig,
+        std::net::SocketAddr::new(sandbox_ip(), sport),
+        dst,
+        payload,
+    );
+}
+
+/// Writes a UDP datagram from the sandbox address `src` to `dst`.
+fn send_udp_from(rig: &Rig, src: std::net::SocketAddr, dst: std::net::SocketAddr, payload: &[u8]) {
     let l2 = L2 {
         src: SANDBOX_MAC,
         dst: EthernetAddress(GATEWAY_MAC),
     };
     let mut buf = [0u8; 1600];
-    let off = emit::udp_payload_offset(sandbox_ip());
+    let off = emit::udp_payload_offset(src.ip());
     buf[off..off + payload.len()].copy_from_slice(payload);
-    let src = std::net::SocketAddr::new(sandbox_ip(), sport);
     let len = emit::udp(&mut buf, l2, src, dst, payload.len(), Csum::Full).expect("emit");
     nix::unistd::write(&rig.sandbox, &buf[..len]).expect("write to fake tap");
 }
@@ -614,3 +628,6 @@ fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
         "a cut-off flow must reach the host as a reset, not EOF: {err:?}"
     );
 }
+
+mod dns;
+mod forward;

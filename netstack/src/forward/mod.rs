@@ -1,11 +1,14 @@
 //! Port forwarding host -> sandbox: what a forward is (`ForwardSpec`), the ids that name them
 //! at run time, and the seam (`ForwardControl`) through which `--publish` at start and the
 //! API socket at run time add, list and remove them.
-//! The listening sockets and the flows they open live in the event loop; this module holds no
-//! socket and does no I/O itself.
+//! `listen` binds the host side; the flows a forward opens live in the event loop.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+
+mod listen;
+
+pub use listen::{local_addr, Bound, Listener};
 
 /// Transport protocol of a forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

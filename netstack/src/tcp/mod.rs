@@ -6,6 +6,12 @@
 //! bookkeeping: the kernel's socket buffers hold every byte in flight.
 //! - Open: the sandbox's SYN starts a non-blocking host connect. Only when it succeeds do we
 //!   answer SYN-ACK; a refused or failed connect answers RST, so the sandbox sees ECONNREFUSED.
+//! - Host-initiated open (port forwards): the event loop accepts a host client, then calls
+//!   `new_inbound` and `send_syn`, and we send the sandbox's service a SYN on the client's
+//!   behalf, offering MSS, window scale and timestamps. Its SYN-ACK is ACKed and the flow is
+//!   established; window scale and timestamps are used only if it returned them. A RST (the
+//!   service is not listening) aborts the host client, which sees a reset. Data the client
+//!   sends before the handshake waits in its socket and goes out right after it.
 //! - Sandbox -> host: in-order payload is `send`'d straight from the tap frame. What the host
 //!   socket accepts is ACKed (one ACK per flow per batch); what it refuses is not ACKed and the
 //!   sandbox retransmits it. The window we advertise is the host socket's free send space, so
@@ -19,10 +25,15 @@
 //! - Close: a FIN from the sandbox becomes `shutdown(SHUT_WR)`; EOF on the host socket becomes
 //!   our FIN after the data. RST either way resets the other side (SO_LINGER 0 on the host).
 //!   The flow ends once both FINs are acknowledged, on any RST, or after the idle timeout.
+//! - State: each flow is in one `state::State` (Connecting, SynRcvd or SynSent, Established,
+//!   CloseWait, FinWait1, FinWait2, LastAck); `state.rs` has the table of what each event does
+//!   in each. Host readiness hints and ACK scheduling are separate fields, not protocol state.
 //!
-//! Limits: no SACK, no timestamps, no urgent data (none are offered in our SYN-ACK). Window
-//! scale 7 on our side when the sandbox offers scaling. RTO 200 ms doubling to 8 s; 12
-//! unanswered retransmissions reset the flow.
+//! Limits: no SACK and no urgent data (neither is offered). Timestamps only when both SYNs
+//! carry them; window scale 7 on our side only when both offer scaling. RTO 200 ms doubling
+//! to 8 s; 12 unanswered retransmissions (of data, FIN, SYN-ACK or SYN) reset the flow. Data
+//! or FIN on the sandbox's SYN-ACK is not taken (its retransmission is). No simultaneous
+//! open: a SYN without ACK while our SYN is out is ignored.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +42,8 @@ use std::time::{Duration, Instant};
 use crate::egress::Egress;
 use crate::wire::emit::{self, TcpHeader};
 use crate::wire::{TcpFlags, TcpSegment};
+
+use state::State;
 
 /// The host side of a flow. Implemented by `host::HostTcp` over a real socket and by a
 /// scripted fake in tests.
@@ -87,6 +100,16 @@ const FIN_ACK: TcpFlags = TcpFlags { fin: true, ..ACK };
 const RST_ACK: TcpFlags = TcpFlags { rst: true, ..ACK };
 /// Flags of our SYN-ACK.
 const SYN_ACK: TcpFlags = TcpFlags { syn: true, ..ACK };
+/// Flags of our SYN (host-initiated flows).
+const SYN: TcpFlags = TcpFlags {
+    ack: false,
+    ..SYN_ACK
+};
+/// Flags of a RST that acknowledges nothing (our SYN is unanswered).
+const RST: TcpFlags = TcpFlags {
+    ack: false,
+    ..RST_ACK
+};
 
 /// What the event loop should do with the flow after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +123,11 @@ pub enum Verdict {
 /// Endpoint addresses of a flow, as the sandbox sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoints {
-    /// The sandbox side (source of its SYN).
+    /// The sandbox's end: the source of its SYN, or for a host-initiated flow the service we
+    /// connect to (e.g. 10.0.2.100:80).
     pub sandbox: SocketAddr,
-    /// The address the sandbox connected to (e.g. 10.0.2.2:8000).
+    /// The other end: the address the sandbox connected to (e.g. 10.0.2.2:8000), or for a
+    /// host-initiated flow the host client as the sandbox sees it (e.g. 192.0.2.7:40000).
     pub remote: SocketAddr,
 }
 
@@ -110,10 +135,8 @@ pub struct Endpoints {
 #[derive(Debug)]
 pub struct TcpFlow {
     ep: Endpoints,
-    /// Host connect still in progress.
-    connecting: bool,
-    /// The sandbox acknowledged our SYN-ACK.
-    established: bool,
+    /// Protocol state; see `state` for what each event does in each.
+    state: State,
     /// Sandbox's initial sequence number.
     irs: u32,
     /// Next sequence number expected from the sandbox.
@@ -140,12 +163,6 @@ pub struct TcpFlow {
     host_hup: bool,
     /// A delayed ACK is due at this time unless data we send carries it first.
     ack_at: Option<Instant>,
-    /// Sandbox sent FIN (and we passed it on as shutdown).
-    fin_received: bool,
-    /// Our FIN is in flight at sequence `snd_nxt - 1`.
-    fin_sent: bool,
-    /// The sandbox acknowledged our FIN.
-    fin_acked: bool,
     /// Consecutive duplicate ACKs.
     dupacks: u8,
     /// Current retransmission timeout.
@@ -189,54 +206,6 @@ struct Timestamps {
 }
 
 impl TcpFlow {
-    /// Starts a flow for the sandbox's SYN `syn`; the caller has started the host connect.
-    pub fn new(ep: Endpoints, syn: &TcpSegment<'_>, mtu: usize, iss: u32, now: Instant) -> Self {
-        let ip_tcp_headers = if ep.remote.is_ipv4() { 40 } else { 60 };
-        let link_mss = mtu.saturating_sub(ip_tcp_headers).max(DEFAULT_MSS);
-        let their_mss = syn.mss.map_or(DEFAULT_MSS, usize::from).max(64);
-        let (snd_scale, rcv_scale) = match syn.window_scale {
-            Some(s) => (s.min(MAX_WINDOW_SCALE), OUR_WINDOW_SCALE),
-            None => (0, 0),
-        };
-        TcpFlow {
-            ep,
-            connecting: true,
-            established: false,
-            irs: syn.seq,
-            rcv_nxt: syn.seq.wrapping_add(1),
-            iss,
-            snd_una: iss,
-            snd_nxt: iss,
-            snd_wnd: usize::from(syn.window),
-            snd_scale,
-            rcv_scale,
-            mss: their_mss.min(link_mss),
-            host_readable: false,
-            host_writable: true,
-            host_hup: false,
-            ack_at: None,
-            fin_received: false,
-            fin_sent: false,
-            fin_acked: false,
-            dupacks: 0,
-            rto: RTO_MIN,
-            retries: 0,
-            rtx_at: None,
-            last_active: now,
-            ack_pending: false,
-            dup_ack_now: false,
-            ack_urgent: false,
-            last_window: 0,
-            wnd_at: None,
-            wnd_backoff: WINDOW_RECHECK_MIN,
-            ts: syn.timestamp.map(|(tsval, _)| Timestamps {
-                base: now,
-                recent: tsval,
-                last_ack_sent: syn.seq.wrapping_add(1),
-            }),
-        }
-    }
-
     /// The flow's addresses.
     pub fn endpoints(&self) -> Endpoints {
         self.ep
@@ -268,8 +237,12 @@ impl TcpFlow {
             .saturating_sub(options)
     }
 
-    /// Largest payload of one (GSO) frame to the sandbox.
+    /// Largest payload of one frame to the sandbox: up to 64 KiB with GSO (the sandbox's
+    /// kernel cuts it into `seg_mss` segments), else one segment.
     fn frame_payload(&self, eg: &Egress) -> usize {
+        if !eg.gso() {
+            return self.seg_mss(eg);
+        }
         let options = emit::options_len(false, self.ts.is_some());
         eg.max_tcp_payload(self.ep.remote).saturating_sub(options)
     }
@@ -320,14 +293,18 @@ impl TcpFlow {
 }
 
 impl TcpFlow {
-    /// The sandbox closed its side (FIN received); a RST removes the flow instead.
+    /// The sandbox closed its side (FIN received); a RST removes the flow instead. False
+    /// while our SYN to the sandbox is unanswered (SynSent): the sandbox may still accept the
+    /// connection and send on it, so the exit linger waits for its answer, and a flow still
+    /// unanswered when the linger ends is aborted, which resets the host client rather than
+    /// closing it cleanly on a stream that never carried anything.
     pub fn sandbox_closed(&self) -> bool {
-        self.fin_received
+        self.state.sandbox_fin()
     }
 
-    /// Host connect still in progress.
+    /// Host connect still in progress (the sandbox's SYN is not answered yet).
     pub fn is_connecting(&self) -> bool {
-        self.connecting
+        self.state == State::Connecting
     }
 }
 
@@ -363,7 +340,13 @@ fn ts_clock(base: Instant) -> u32 {
     base.elapsed().as_millis() as u32
 }
 
+#[cfg(test)]
+mod fake;
+mod open;
 mod receive;
+mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_inbound;
 mod transmit;

@@ -8,7 +8,7 @@ use super::*;
 
 impl TcpFlow {
     pub(super) fn our_window<H: HostSocket>(&mut self, host: &mut H) -> u16 {
-        let space = if self.fin_received {
+        let space = if self.state.sandbox_fin() {
             0
         } else {
             host.send_space()
@@ -20,7 +20,8 @@ impl TcpFlow {
 
     /// Arms or clears the small-window recheck after we advertised `last_window`.
     fn watch_window(&mut self, now: Instant) {
-        if self.last_window < SMALL_WINDOW && !self.fin_received && self.established {
+        if self.last_window < SMALL_WINDOW && self.state.synchronized() && !self.state.sandbox_fin()
+        {
             if self.wnd_at.is_none() {
                 self.wnd_at = Some(now + self.wnd_backoff);
             }
@@ -83,6 +84,9 @@ impl TcpFlow {
         now: Instant,
     ) -> Verdict {
         self.last_active = now;
+        if self.state == State::SynSent {
+            return self.on_syn_sent(seg, host, eg, now);
+        }
         if seg.flags.rst {
             host.abort();
             return Verdict::Close;
@@ -90,15 +94,15 @@ impl TcpFlow {
         if seg.flags.syn {
             return self.on_syn_again(seg, host, eg);
         }
-        if !seg.flags.ack || self.connecting {
+        if !seg.flags.ack || self.state == State::Connecting {
             return Verdict::Keep;
         }
         self.note_timestamp(seg);
-        if !self.established {
+        if self.state == State::SynRcvd {
             if seg.ack != self.iss.wrapping_add(1) {
                 return Verdict::Keep;
             }
-            self.established = true;
+            self.state = State::Established;
             self.snd_una = seg.ack;
             self.rtx_at = None;
             self.rto = RTO_MIN;
@@ -116,29 +120,11 @@ impl TcpFlow {
         if std::mem::take(&mut self.dup_ack_now) {
             self.flush_ack(host, eg, now);
         }
-        if self.fin_received && self.fin_acked {
+        if self.state == State::Closed {
             self.flush_ack(host, eg, now);
             return Verdict::Close;
         }
         self.push(host, eg, now)
-    }
-
-    fn on_syn_again<H: HostSocket>(
-        &mut self,
-        seg: &TcpSegment<'_>,
-        host: &mut H,
-        eg: &mut Egress,
-    ) -> Verdict {
-        if seg.seq != self.irs {
-            // A new connection on a reused port while we still hold the old one.
-            host.abort();
-            self.send_rst(eg);
-            return Verdict::Close;
-        }
-        if !self.connecting && !self.established {
-            self.send_syn_ack(host, eg);
-        }
-        Verdict::Keep
     }
 
     /// Processes the acknowledgement and window of a segment.
@@ -175,13 +161,13 @@ impl TcpFlow {
             }
             return Ok(());
         }
-        let fin_covered = self.fin_sent && acked == in_flight;
+        let fin_covered = self.state.fin_in_flight() && acked == in_flight;
         let data = acked - usize::from(fin_covered);
         if data > 0 {
             host.discard(data)?;
         }
         if fin_covered {
-            self.fin_acked = true;
+            self.state = self.state.after_fin_acked();
         }
         self.snd_una = seg.ack;
         self.dupacks = 0;
@@ -205,7 +191,7 @@ impl TcpFlow {
             self.dup_ack_now = true;
             return Ok(());
         }
-        if self.fin_received {
+        if self.state.sandbox_fin() {
             return Ok(());
         }
         let skip = (-ahead) as usize;
@@ -240,14 +226,15 @@ impl TcpFlow {
         if seg.flags.fin {
             host.shutdown_write()?;
             self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
-            self.fin_received = true;
+            self.state = self.state.after_sandbox_fin();
         }
         Ok(())
     }
 
     /// The host socket has send space again: tell the sandbox the window opened.
     pub fn on_host_writable<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
-        if !self.host_writable && !self.connecting {
+        // Only a refused send clears `host_writable`, and only a synchronized flow sends.
+        if !self.host_writable && self.state.synchronized() {
             self.host_writable = true;
             self.ack_pending = true;
             self.flush_ack(host, eg, now);

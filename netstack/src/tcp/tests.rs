@@ -1,128 +1,15 @@
-//! Translator tests on hand-built segments, a scripted host socket and a recording frame sink.
+//! Translator tests for flows the sandbox opens: hand-built segments against the scripted
+//! host socket and recording frame sink of `fake`.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use smoltcp::wire::EthernetAddress;
-
+use super::fake::{egress, FakeHost, Rig, Sink};
 use super::*;
-use crate::egress::FrameSink;
-use crate::wire::{self, Frame, L4};
-
-#[derive(Default)]
-struct FakeHost {
-    /// Bytes `send` accepts before returning WouldBlock.
-    send_cap: usize,
-    sent: Vec<u8>,
-    /// Host -> sandbox bytes still queued (head = first unacknowledged byte).
-    queued: VecDeque<u8>,
-    eof: bool,
-    shut_wr: bool,
-    aborted: bool,
-    space: usize,
-}
-
-impl HostSocket for FakeHost {
-    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(self.send_cap);
-        if n == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.send_cap -= n;
-        self.sent.extend_from_slice(&data[..n]);
-        Ok(n)
-    }
-    fn peek_at(&mut self, offset: usize, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.queued.len().saturating_sub(offset);
-        if avail == 0 {
-            return if self.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = avail.min(buf.len());
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            *b = self.queued[offset + i];
-        }
-        Ok(n)
-    }
-    fn discard(&mut self, len: usize) -> io::Result<()> {
-        assert!(len <= self.queued.len(), "discarding more than queued");
-        self.queued.drain(..len);
-        Ok(())
-    }
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shut_wr = true;
-        Ok(())
-    }
-    fn send_space(&mut self) -> usize {
-        self.space
-    }
-    fn abort(&mut self) {
-        self.aborted = true;
-    }
-}
-
-#[derive(Clone, Default)]
-struct Sink(Rc<RefCell<Vec<Vec<u8>>>>);
-
-impl FrameSink for Sink {
-    fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        self.0.borrow_mut().push(frame.to_vec());
-        Ok(())
-    }
-}
-
-/// A segment we emitted, decoded.
-#[derive(Debug, PartialEq, Eq)]
-struct Out {
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    window: u16,
-    mss: Option<u16>,
-    scale: Option<u8>,
-    ts: Option<(u32, u32)>,
-    payload: Vec<u8>,
-}
-
-impl Sink {
-    fn take(&self) -> Vec<Out> {
-        self.0
-            .borrow_mut()
-            .drain(..)
-            .map(|f| match wire::parse(&f) {
-                Ok((_, Frame::Ip { l4: L4::Tcp(s), .. })) => Out {
-                    seq: s.seq,
-                    ack: s.ack,
-                    flags: s.flags,
-                    window: s.window,
-                    mss: s.mss,
-                    scale: s.window_scale,
-                    ts: s.timestamp,
-                    payload: s.payload.to_vec(),
-                },
-                other => panic!("not a tcp frame: {other:?}"),
-            })
-            .collect()
-    }
-}
 
 const MTU: usize = 1500;
 const ISS: u32 = 5000;
 const IRS: u32 = 1000;
-
-struct Rig {
-    flow: TcpFlow,
-    host: FakeHost,
-    eg: Egress,
-    sink: Sink,
-    now: Instant,
-}
 
 fn ep() -> Endpoints {
     Endpoints {
@@ -145,19 +32,6 @@ fn seg(seq: u32, ack: u32, flags: TcpFlags, window: u16, payload: &[u8]) -> TcpS
         payload,
     }
 }
-
-const ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: false,
-    rst: false,
-};
-const FIN_ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: true,
-    rst: false,
-};
 
 fn syn() -> TcpSegment<'static> {
     TcpSegment {
@@ -183,20 +57,10 @@ impl Rig {
 
     fn with_syn(first: TcpSegment<'_>) -> Rig {
         let sink = Sink::default();
-        let mut eg = Egress::new(
-            MTU,
-            EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
-            Box::new(sink.clone()),
-            false,
-        );
-        eg.learn_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+        let eg = egress(MTU, &sink);
         let now = Instant::now();
         let flow = TcpFlow::new(ep(), &first, MTU, ISS, now);
-        let host = FakeHost {
-            send_cap: usize::MAX,
-            space: 1 << 20,
-            ..FakeHost::default()
-        };
+        let host = FakeHost::unlimited();
         Rig {
             flow,
             host,
@@ -222,25 +86,6 @@ impl Rig {
     fn connected(&mut self, result: io::Result<()>) -> Verdict {
         self.flow
             .on_connected(result, &mut self.host, &mut self.eg, self.now)
-    }
-
-    fn input(&mut self, s: TcpSegment<'_>) -> Verdict {
-        let v = self
-            .flow
-            .on_segment(&s, &mut self.host, &mut self.eg, self.now);
-        self.flow.flush_ack(&mut self.host, &mut self.eg, self.now);
-        v
-    }
-
-    fn host_readable(&mut self) -> Verdict {
-        let hup = self.host.eof;
-        self.flow
-            .on_host_readable(&mut self.host, &mut self.eg, self.now, hup)
-    }
-
-    fn advance(&mut self, d: Duration) -> Verdict {
-        self.now += d;
-        self.flow.on_timer(&mut self.host, &mut self.eg, self.now)
     }
 }
 
@@ -664,4 +509,19 @@ fn a_full_segment_with_timestamps_is_acked_at_once() {
         Some(IRS + 1 + 1448),
         "bulk data is acknowledged in its own batch, not after the delayed-ACK timer"
     );
+}
+
+#[test]
+fn segments_respect_a_sandbox_mss_below_the_link_mss() {
+    let mut r = Rig::with_syn(TcpSegment {
+        mss: Some(1000),
+        ..syn()
+    });
+    r.connected(Ok(()));
+    r.input(seg(IRS + 1, ISS + 1, ACK, 100, &[]));
+    r.sink.take();
+    r.host.queued.extend([9u8; 2500]);
+    r.host_readable();
+    let lens: Vec<usize> = r.sink.take().iter().map(|o| o.payload.len()).collect();
+    assert_eq!(lens, [1000, 1000, 500]);
 }

@@ -1,6 +1,6 @@
-//! Host -> sandbox half of the TCP translator: SYN-ACK or RST after the host connect, data
-//! peeked from the host socket within the sandbox's window, our FIN, retransmission and
-//! zero-window probes. Part of `tcp`; see its theory of operation.
+//! Host -> sandbox half of the TCP translator: data peeked from the host socket within the
+//! sandbox's window, our FIN, RST, retransmission and zero-window probes. Part of `tcp`; see
+//! its theory of operation.
 
 use std::io;
 use std::time::Instant;
@@ -8,43 +8,17 @@ use std::time::Instant;
 use super::*;
 
 impl TcpFlow {
-    /// The host connect finished: answer the sandbox with SYN-ACK, or RST on failure.
-    pub fn on_connected<H: HostSocket>(
-        &mut self,
-        result: io::Result<()>,
-        host: &mut H,
-        eg: &mut Egress,
-        now: Instant,
-    ) -> Verdict {
-        self.last_active = now;
-        if let Err(error) = result {
-            tracing::debug!(sandbox = %self.ep.sandbox, remote = %self.ep.remote, %error, "host connect failed");
-            self.send_rst(eg);
-            return Verdict::Close;
-        }
-        self.connecting = false;
-        self.host_writable = true;
-        self.send_syn_ack(host, eg);
-        self.arm_rtx(now);
-        Verdict::Keep
-    }
-
-    pub(super) fn send_syn_ack<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress) {
-        let mut hdr = self.header(self.iss, SYN_ACK, 0);
-        // The window of a SYN-ACK is never scaled (RFC 7323 2.2).
-        hdr.window = host.send_space().min(usize::from(u16::MAX)) as u16;
-        // Our MSS is the link's, even with GSO: the sandbox sizes its segments by it.
-        let our_mss = eg.link_mss(self.ep.remote).min(usize::from(u16::MAX)) as u16;
-        let scale = (self.rcv_scale > 0).then_some(self.rcv_scale);
-        hdr.syn_options = Some((our_mss, scale));
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
-        self.snd_nxt = self.iss.wrapping_add(1);
-    }
-
-    /// Sends RST|ACK for the sandbox's connection (connect refused, or any abort).
+    /// Sends RST to the sandbox: RST|ACK for its connection (connect refused, or any abort),
+    /// a bare RST while our SYN is unanswered.
     pub fn send_rst(&mut self, eg: &mut Egress) {
-        let seq = if self.established { self.snd_nxt } else { 0 };
-        let hdr = self.header(seq, RST_ACK, 0);
+        let (seq, flags) = match self.state {
+            // Nothing of the sandbox's to acknowledge; a sandbox in SYN-RECEIVED takes a RST
+            // at its RCV.NXT, the end of our SYN (RFC 9293 3.10.7.4).
+            State::SynSent => (self.snd_nxt, RST),
+            s if s.synchronized() => (self.snd_nxt, RST_ACK),
+            _ => (0, RST_ACK),
+        };
+        let hdr = self.header(seq, flags, 0);
         let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
     }
 
@@ -55,7 +29,7 @@ impl TcpFlow {
         eg: &mut Egress,
         now: Instant,
     ) -> Verdict {
-        if self.connecting || !self.established || !self.host_readable || self.fin_sent {
+        if !self.state.sends_data() || !self.host_readable {
             return Verdict::Keep;
         }
         let mss = self.seg_mss(eg);
@@ -121,7 +95,7 @@ impl TcpFlow {
 
     pub(super) fn send_fin<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
         self.send_control(host, eg, self.snd_nxt, FIN_ACK);
-        self.fin_sent = true;
+        self.state = self.state.after_our_fin();
         self.ack_pending = false;
         self.snd_nxt = self.snd_nxt.wrapping_add(1);
         if self.rtx_at.is_none() {
@@ -131,14 +105,14 @@ impl TcpFlow {
 
     /// Rewinds to the last acknowledged byte so the next push resends from there.
     pub(super) fn rewind(&mut self) {
-        if self.established {
+        if self.state.synchronized() {
             self.snd_nxt = self.snd_una;
-            self.fin_sent = false;
+            self.state = self.state.after_rewind();
             self.host_readable = true;
         }
     }
 
-    fn arm_rtx(&mut self, now: Instant) {
+    pub(super) fn arm_rtx(&mut self, now: Instant) {
         self.rtx_at = Some(now + self.rto);
     }
 
@@ -187,10 +161,19 @@ impl TcpFlow {
             return self.reset(host, eg);
         }
         self.rto = (self.rto * 2).min(RTO_MAX);
-        if !self.established {
-            self.send_syn_ack(host, eg);
-            self.arm_rtx(now);
-            return Verdict::Keep;
+        match self.state {
+            State::SynRcvd => {
+                self.send_syn_ack(host, eg);
+                self.arm_rtx(now);
+                return Verdict::Keep;
+            }
+            State::SynSent => {
+                self.send_syn(host, eg, now);
+                return Verdict::Keep;
+            }
+            // Not armed before the host connect finishes.
+            State::Connecting => return Verdict::Keep,
+            _ => {}
         }
         let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
         if in_flight == 0 && self.snd_wnd == 0 {

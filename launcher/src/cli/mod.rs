@@ -1,26 +1,27 @@
 //! Command line of `rootless-run`: util-linux unshare's option names and meanings (2.38, plus
-//! newer forms where cheap), parsed with clap derive and validated into `config::Mode`.
-//! Called by `main` only. No clap type leaves this file; no I/O except name lookups
+//! newer forms where cheap), parsed with clap derive and validated into `config::Mode`. The
+//! namespace, id-map and filesystem options live here; the network options in `net`, the
+//! `--publish` grammar in `publish`.
+//! Called by `main` only. No clap type leaves this module; no I/O except name lookups
 //! (`--map-user=NAME`), the caller's ids and /etc/subuid for `auto` ranges.
 
-use std::cell::OnceCell;
+mod ids;
+mod net;
+mod publish;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use nix::sys::signal::Signal;
 
-use crate::config::{ExtraNs, Join, JoinNsType, Mode, NsFile, Propagation, RunConfig};
-use crate::idmap::{self, IdMapPlan, RangeSpec, Setgroups};
+use crate::config::{ExtraNs, Join, JoinNsType, Mode, NsFile, Propagation, ResolvConf, RunConfig};
+use crate::idmap;
 
-/// `--busy-poll` default, in microseconds.
-const DEFAULT_BUSY_POLL_US: u64 = netstack::config::DEFAULT_BUSY_POLL.as_micros() as u64;
-/// Largest `--busy-poll`: a spin longer than this is a CPU burner, not a latency trade.
-const MAX_BUSY_POLL_US: u64 = 10_000;
+pub use ids::Caller;
 
 /// Run a program in new user and network namespaces with a working userspace network
-/// (10.0.2.100/24 via 10.0.2.2, as slirp4netns), like `unshare -Urn` but online.
+/// (10.0.2.100/24 via 10.0.2.2, DNS 10.0.2.3, as slirp4netns), like `unshare -Urn` but online.
 /// User and network namespaces are always new (unless --join); the caller is mapped to root.
 #[derive(Debug, Parser)]
 #[command(
@@ -68,30 +69,8 @@ pub struct Args {
     /// Mount a fresh proc at DIR (and sysfs at /sys where permitted) before exec; implies --mount
     #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "/proc")]
     mount_proc: Option<PathBuf>,
-    /// Map the caller to root in the user namespace (the default)
-    #[arg(short = 'r', long, conflicts_with_all = ["map_current_user", "map_user"])]
-    map_root_user: bool,
-    /// Map the caller to its own uid and gid in the user namespace
-    #[arg(short = 'c', long, conflicts_with_all = ["map_user", "map_group"])]
-    map_current_user: bool,
-    /// Map the caller to UID (number or name) in the user namespace [default: 0]
-    #[arg(long, value_name = "UID|NAME")]
-    map_user: Option<String>,
-    /// Map the caller's group to GID (number or name) [default: 0]; implies --setgroups=deny
-    #[arg(long, value_name = "GID|NAME")]
-    map_group: Option<String>,
-    /// Also map a uid range through newuidmap: INNER:OUTER:COUNT, OUTER,INNER,COUNT or auto
-    #[arg(long, value_name = "RANGE")]
-    map_users: Vec<String>,
-    /// Also map a gid range through newgidmap: INNER:OUTER:COUNT, OUTER,INNER,COUNT or auto
-    #[arg(long, value_name = "RANGE")]
-    map_groups: Vec<String>,
-    /// Same as --map-users=auto --map-groups=auto (first /etc/subuid and /etc/subgid block)
-    #[arg(long)]
-    map_auto: bool,
-    /// Allow or deny setgroups(2) in the sandbox [default: deny; allow needs --map-groups]
-    #[arg(long, value_enum, value_name = "allow|deny")]
-    setgroups: Option<SetgroupsArg>,
+    #[command(flatten)]
+    ids: ids::IdArgs,
     /// Mount propagation of / in a new mount namespace
     #[arg(
         long,
@@ -143,29 +122,14 @@ pub struct Args {
     /// Stop the sandbox persisted in DIR and exit
     #[arg(long, value_name = "DIR", exclusive = true)]
     stop: Option<PathBuf>,
-    /// MTU of tap0 in the sandbox
-    #[arg(long, default_value_t = netstack::config::DEFAULT_MTU, value_name = "BYTES")]
-    mtu: u32,
-    /// Do not configure IPv6 (fd00::100/64 via fd00::2) in the sandbox
-    #[arg(long)]
-    disable_ipv6: bool,
-    /// Longest busy-poll of the network stack before it sleeps after a small exchange,
-    /// in microseconds (0: never spin)
-    #[arg(long, value_name = "USEC", default_value_t = DEFAULT_BUSY_POLL_US,
-          value_parser = clap::value_parser!(u64).range(..=MAX_BUSY_POLL_US))]
-    busy_poll: u64,
+    #[command(flatten)]
+    network: net::NetArgs,
     /// Print shell completions for SHELL to stdout and exit
     #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
     /// The program and its arguments; options after the program belong to it
     #[arg(value_name = "program", trailing_var_arg = true)]
     command: Vec<OsString>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum SetgroupsArg {
-    Allow,
-    Deny,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -193,73 +157,13 @@ fn usage(flag: impl Into<String>, reason: impl Into<String>) -> UsageError {
     }
 }
 
-/// Facts about the caller that validation needs (injected so tests need no real user).
-/// The names are looked up only when needed (/etc/subuid entries): NSS costs start-up time.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// Effective uid outside.
-    pub uid: u32,
-    /// Effective gid outside.
-    pub gid: u32,
-    /// User name (for /etc/subuid).
-    name: OnceCell<String>,
-    /// Group name (for /etc/subgid).
-    group: OnceCell<String>,
-    /// $SHELL, if set.
-    pub shell: Option<OsString>,
-}
-
-impl Caller {
-    /// The running process's caller.
-    pub fn current() -> Caller {
-        Caller {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-            name: OnceCell::new(),
-            group: OnceCell::new(),
-            shell: std::env::var_os("SHELL").filter(|s| !s.is_empty()),
-        }
-    }
-
-    /// A caller with known names (tests).
-    #[cfg(test)]
-    pub fn fixed(uid: u32, gid: u32, name: &str, shell: Option<&str>) -> Caller {
-        Caller {
-            uid,
-            gid,
-            name: OnceCell::from(name.to_string()),
-            group: OnceCell::from(name.to_string()),
-            shell: shell.map(OsString::from),
-        }
-    }
-
-    /// The user's name (its uid as text if it has none).
-    pub fn name(&self) -> &str {
-        self.name.get_or_init(|| {
-            let uid = nix::unistd::Uid::from_raw(self.uid);
-            nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .map_or_else(|| uid.to_string(), |u| u.name)
-        })
-    }
-
-    /// The group's name (its gid as text if it has none).
-    pub fn group(&self) -> &str {
-        self.group.get_or_init(|| {
-            let gid = nix::unistd::Gid::from_raw(self.gid);
-            nix::unistd::Group::from_gid(gid)
-                .ok()
-                .flatten()
-                .map_or_else(|| gid.to_string(), |g| g.name)
-        })
-    }
-}
-
 /// Parses `argv` (including argv[0]); clap's own errors (unknown flag, --help, --version)
 /// come back as `Err(clap::Error)` for the caller to print and exit with.
 pub fn parse(argv: &[OsString]) -> Result<Args, clap::Error> {
-    Args::try_parse_from(argv)
+    let matches = Args::command().try_get_matches_from(argv)?;
+    let mut args = Args::from_arg_matches(&matches)?;
+    args.network.note_given(&matches);
+    Ok(args)
 }
 
 /// True when `argv` is `rootless-run [options] --` with nothing after the `--`.
@@ -372,14 +276,6 @@ pub fn validate(
             ));
         }
     }
-    if !(68..=netstack::config::MAX_MTU).contains(&args.mtu) {
-        return Err(usage(
-            format!("--mtu={}", args.mtu),
-            format!("must be between 68 and {}", netstack::config::MAX_MTU),
-        ));
-    }
-    let ipv6 = !args.disable_ipv6 && args.mtu >= netstack::netconf::IPV6_MIN_MTU;
-
     let join = if let Some(j) = &args.join {
         Some(match j.parse::<i32>() {
             Ok(pid) if pid > 0 => Join::Pid(pid),
@@ -404,17 +300,23 @@ pub fn validate(
     } else {
         None
     };
-
-    let any_map_flag = args.map_root_user
-        || args.map_current_user
-        || args.map_user.is_some()
-        || args.map_group.is_some()
-        || !args.map_users.is_empty()
-        || !args.map_groups.is_empty()
-        || args.map_auto
-        || args.setgroups.is_some();
     if join.is_some() {
-        if any_map_flag {
+        if let Some(flag) = args.network.first_given() {
+            let with = if args.join.is_some() {
+                "--join"
+            } else {
+                "--join-ns"
+            };
+            let why = format!(
+                "cannot be combined with {with} (the joined sandbox's network is not ours to \
+                 change)"
+            );
+            return Err(usage(flag, why));
+        }
+    }
+
+    if join.is_some() {
+        if args.ids.any_given() {
             return Err(usage(
                 "--join",
                 "cannot be combined with id-map options (the joined sandbox's maps apply)",
@@ -452,7 +354,11 @@ pub fn validate(
         ));
     }
 
-    let idmap = id_map_plan(&args, caller, subids)?;
+    let idmap = ids::id_map_plan(&args.ids, caller, subids)?;
+    let mut net = net::validate(args.network)?;
+    if join.is_some() {
+        net.resolv_conf = ResolvConf::Host;
+    }
 
     Ok(Mode::Run(Box::new(RunConfig {
         argv: argv_cmd,
@@ -478,9 +384,7 @@ pub fn validate(
         ns_files,
         persist: args.persist,
         detach: args.detach,
-        mtu: args.mtu,
-        ipv6,
-        busy_poll: Duration::from_micros(args.busy_poll),
+        net,
     })))
 }
 
@@ -488,103 +392,6 @@ fn flag_name(kind: &str) -> &str {
     match kind {
         "mnt" => "mount",
         other => other,
-    }
-}
-
-fn id_map_plan(
-    args: &Args,
-    caller: &Caller,
-    subids: impl FnOnce() -> idmap::SubIds,
-) -> Result<IdMapPlan, UsageError> {
-    let own_uid_inner = if args.map_current_user {
-        caller.uid
-    } else if let Some(u) = &args.map_user {
-        lookup_id(u, true).ok_or_else(|| usage(format!("--map-user={u}"), "no such user"))?
-    } else {
-        0
-    };
-    let own_gid_inner = if args.map_current_user {
-        caller.gid
-    } else if let Some(g) = &args.map_group {
-        lookup_id(g, false).ok_or_else(|| usage(format!("--map-group={g}"), "no such group"))?
-    } else {
-        0
-    };
-    let ranges = |flag: &str, specs: &[String]| -> Result<Vec<RangeSpec>, UsageError> {
-        let mut v = specs
-            .iter()
-            .map(|s| {
-                idmap::parse_range(s).map_err(|e| usage(format!("--{flag}={s}"), e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if args.map_auto && !v.contains(&RangeSpec::Auto) {
-            v.push(RangeSpec::Auto);
-        }
-        Ok(v)
-    };
-    let uid_ranges = ranges("map-users", &args.map_users)?;
-    let gid_ranges = ranges("map-groups", &args.map_groups)?;
-    let setgroups = args.setgroups.map(|s| match s {
-        SetgroupsArg::Allow => Setgroups::Allow,
-        SetgroupsArg::Deny => Setgroups::Deny,
-    });
-    if setgroups == Some(Setgroups::Allow) && gid_ranges.is_empty() {
-        return Err(usage(
-            "--setgroups=allow",
-            "an unprivileged gid map needs setgroups denied; add --map-groups or --map-auto",
-        ));
-    }
-    // Resolve now so a missing /etc/subuid entry is a usage error before anything starts.
-    let plan = IdMapPlan {
-        own_uid_inner,
-        own_gid_inner,
-        uid_ranges,
-        gid_ranges,
-        setgroups,
-    };
-    if plan.uid_ranges.contains(&RangeSpec::Auto) || plan.gid_ranges.contains(&RangeSpec::Auto) {
-        let sub = subids();
-        let flag = if args.map_auto {
-            "--map-auto"
-        } else {
-            "--map-users/--map-groups=auto"
-        };
-        idmap::resolve(
-            0,
-            caller.uid,
-            &plan.uid_ranges,
-            sub.uid,
-            caller.name(),
-            idmap::SUBUID_PATH,
-        )
-        .map_err(|e| usage(flag, e.to_string()))?;
-        idmap::resolve(
-            0,
-            caller.gid,
-            &plan.gid_ranges,
-            sub.gid,
-            caller.name(),
-            idmap::SUBGID_PATH,
-        )
-        .map_err(|e| usage(flag, e.to_string()))?;
-    }
-    Ok(plan)
-}
-
-fn lookup_id(s: &str, user: bool) -> Option<u32> {
-    if let Ok(n) = s.parse::<u32>() {
-        return Some(n);
-    }
-    if user {
-        nix::unistd::User::from_name(s)
-            .ok()
-            .flatten()
-            .map(|u| u.uid.as_raw())
-    } else {
-        nix::unistd::Group::from_name(s)
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw())
     }
 }
 
@@ -603,7 +410,7 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn caller() -> Caller {
@@ -617,7 +424,8 @@ mod tests {
             .collect()
     }
 
-    fn run(s: &[&str]) -> Result<RunConfig, String> {
+    /// Parses and validates `s` (after argv[0]) for alice (uid 1000) with a subuid range.
+    pub(crate) fn run(s: &[&str]) -> Result<RunConfig, String> {
         let a = argv(s);
         let args = parse(&a).map_err(|e| e.kind().to_string())?;
         match validate(&a, args, &caller(), || idmap::SubIds {
@@ -704,39 +512,6 @@ mod tests {
         );
         let c = run(&["-T", "--monotonic", "-5", "true"]).expect("valid");
         assert_eq!(c.monotonic, Some(-5));
-    }
-
-    #[test]
-    fn map_options_resolve_to_a_plan() {
-        let c = run(&["true"]).expect("valid");
-        assert_eq!((c.idmap.own_uid_inner, c.idmap.own_gid_inner), (0, 0));
-        let c = run(&["-c", "true"]).expect("valid");
-        assert_eq!((c.idmap.own_uid_inner, c.idmap.own_gid_inner), (1000, 1000));
-        let c = run(&["--map-user=5", "--map-group=6", "true"]).expect("valid");
-        assert_eq!((c.idmap.own_uid_inner, c.idmap.own_gid_inner), (5, 6));
-        assert_eq!(
-            run(&["--map-users=1:100000:x", "true"]).expect_err("bad count"),
-            "--map-users=1:100000:x: count is not a number"
-        );
-        assert!(run(&["-r", "-c", "true"]).is_err());
-    }
-
-    #[test]
-    fn map_auto_without_subgid_entry_names_the_file() {
-        assert_eq!(
-            run(&["--map-auto", "true"]).expect_err("no subgid"),
-            "--map-auto: alice has no range in /etc/subgid \
-             (add one: usermod --add-subuids/--add-subgids)"
-        );
-        let c = run(&["--map-users=auto", "true"]).expect("subuid present");
-        assert_eq!(c.idmap.uid_ranges, [RangeSpec::Auto]);
-    }
-
-    #[test]
-    fn setgroups_allow_needs_a_helper_written_gid_map() {
-        assert!(run(&["--setgroups=allow", "true"]).is_err());
-        let c = run(&["--setgroups=allow", "--map-groups=1:200000:10", "true"]).expect("valid");
-        assert_eq!(c.idmap.setgroups, Some(Setgroups::Allow));
     }
 
     #[test]

@@ -1,0 +1,539 @@
+//! The network options of `rootless-run` (slirp4netns's names where it has one): their clap
+//! definitions (`NetArgs`, flattened into `cli::Args`) and their validation into
+//! `config::NetConfig`. `--publish`'s grammar is `cli::publish`'s.
+//! Called by `cli::validate` only. No I/O: interface names (`--outbound-addr eth0`) are kept
+//! as names and resolved by `network` at start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use super::{publish, usage, UsageError};
+use crate::config::{NetConfig, Outbound, ResolvConf};
+use netstack::config::Addressing;
+
+/// `--busy-poll` default, in microseconds.
+const DEFAULT_BUSY_POLL_US: u64 = netstack::config::DEFAULT_BUSY_POLL.as_micros() as u64;
+/// Largest `--busy-poll`: a spin longer than this is a CPU burner, not a latency trade.
+const MAX_BUSY_POLL_US: u64 = 10_000;
+/// Smallest MTU IPv4 allows (RFC 791).
+const MIN_MTU: u32 = 68;
+/// Bytes in `sockaddr_un.sun_path`, the terminating NUL included (unix(7)).
+const SUN_PATH_LEN: usize = 108;
+/// Longest interface name: IFNAMSIZ (16) less the terminating NUL (netdevice(7)).
+const MAX_IFNAME_LEN: usize = 15;
+/// Default DNS port (RFC 1035).
+const DNS_PORT: u16 = 53;
+
+/// The network options.
+#[derive(Debug, clap::Args)]
+pub struct NetArgs {
+    /// MTU of tap0 in the sandbox
+    #[arg(long, default_value_t = netstack::config::DEFAULT_MTU, value_name = "BYTES")]
+    mtu: u32,
+    /// Do not configure IPv6 in the sandbox (nor forward IPv6 ports)
+    #[arg(long)]
+    disable_ipv6: bool,
+    /// Longest busy-poll of the network stack before it sleeps after a small exchange,
+    /// in microseconds (0: never spin)
+    #[arg(long, value_name = "USEC", default_value_t = DEFAULT_BUSY_POLL_US,
+          value_parser = clap::value_parser!(u64).range(..=MAX_BUSY_POLL_US))]
+    busy_poll: u64,
+    /// IPv4 network of the sandbox: the gateway (the host) is .2, DNS .3, the sandbox .100
+    #[arg(long, value_name = "A.B.C.D/N", default_value = "10.0.2.0/24")]
+    cidr: String,
+    /// IPv6 network of the sandbox (a /64): gateway ::2, DNS ::3, the sandbox ::100
+    #[arg(long, value_name = "PREFIX/64", default_value = "fd00::/64")]
+    cidr6: String,
+    /// Refuse connections to the gateway (10.0.2.2, fd00::2) instead of passing them to the
+    /// host's loopback
+    #[arg(long)]
+    disable_host_loopback: bool,
+    /// Bind outbound IPv4 sockets to ADDR, or to the first IPv4 address of interface IFNAME
+    /// [default: the kernel's choice]
+    #[arg(long, value_name = "ADDR|IFNAME")]
+    outbound_addr: Option<String>,
+    /// Bind outbound IPv6 sockets to ADDR, or to the first global IPv6 address of IFNAME
+    /// [default: the kernel's choice]
+    #[arg(long, value_name = "ADDR|IFNAME")]
+    outbound_addr6: Option<String>,
+    /// MAC address of tap0 (unicast) [default: random, chosen by the kernel]
+    #[arg(long, visible_alias = "macaddress", value_name = "XX:XX:XX:XX:XX:XX")]
+    mac: Option<String>,
+    /// Forward host port(s) to the sandbox: [HOSTIP:]HOSTPORT[-END]:SANDBOXPORT[-END][/tcp|/udp];
+    /// without HOSTIP on every host address (0.0.0.0 and [::]), as docker and podman do;
+    /// IPv6 HOSTIP in brackets; repeatable [default protocol: tcp]
+    #[arg(long, value_name = "SPEC")]
+    publish: Vec<String>,
+    /// Turn off the DNS forwarder (its address is then refused); the sandbox keeps the
+    /// host's /etc/resolv.conf
+    #[arg(long)]
+    disable_dns: bool,
+    /// Resolver the DNS forwarder relays to, ADDR[:PORT] (IPv6 as [::1]:53); repeatable
+    /// [default: every nameserver of the host's /etc/resolv.conf]
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    dns_upstream: Vec<String>,
+    /// Keep the host's /etc/resolv.conf in the sandbox [default: a file naming the DNS
+    /// forwarder, bind-mounted in the sandbox's mount namespace, created if none is asked for]
+    #[arg(long)]
+    keep_resolv_conf: bool,
+    /// Serve slirp4netns's JSON API (add_hostfwd, list_hostfwd, remove_hostfwd) on the UNIX
+    /// socket PATH, removed on exit [default: none]
+    #[arg(long, value_name = "PATH")]
+    api_socket: Option<PathBuf>,
+    /// The flags above that the command line gave (defaults excluded), as `--name`.
+    #[arg(skip)]
+    given: Vec<String>,
+}
+
+impl NetArgs {
+    /// Records which network flags the command line gave, from clap's matches (clap's derive
+    /// cannot tell a default from an explicit value).
+    pub fn note_given(&mut self, matches: &ArgMatches) {
+        let ours = <Self as clap::Args>::augment_args(clap::Command::new("net"));
+        self.given = ours
+            .get_arguments()
+            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+    }
+
+    /// The first network flag the command line gave, if any.
+    pub fn first_given(&self) -> Option<&str> {
+        self.given.first().map(String::as_str)
+    }
+}
+
+/// Checks the network options and turns them into a `NetConfig`.
+pub fn validate(a: NetArgs) -> Result<NetConfig, UsageError> {
+    let max = netstack::config::MAX_MTU;
+    if !(MIN_MTU..=max).contains(&a.mtu) {
+        return Err(usage(
+            format!("--mtu={}", a.mtu),
+            format!("must be between {MIN_MTU} and {max}"),
+        ));
+    }
+    let ipv6 = !a.disable_ipv6 && a.mtu >= netstack::netconf::IPV6_MIN_MTU;
+    let addr = Addressing::default()
+        .with_cidr_v4(&a.cidr)
+        .map_err(|e| usage(format!("--cidr {}", a.cidr), e.to_string()))?
+        .with_cidr_v6(&a.cidr6)
+        .map_err(|e| usage(format!("--cidr6 {}", a.cidr6), e.to_string()))?;
+    let publish = publish::expand_all(&a.publish, &addr, ipv6)
+        .map_err(|(value, e)| usage(format!("--publish {value}"), e.to_string()))?;
+    let outbound_v4 = a
+        .outbound_addr
+        .as_deref()
+        .map(|v| outbound("--outbound-addr", v, false))
+        .transpose()?;
+    let outbound_v6 = a
+        .outbound_addr6
+        .as_deref()
+        .map(|v| outbound("--outbound-addr6", v, true))
+        .transpose()?;
+    let mac = a.mac.as_deref().map(mac).transpose()?;
+    if a.disable_dns && !a.dns_upstream.is_empty() {
+        return Err(usage(
+            "--dns-upstream",
+            "cannot be combined with --disable-dns (there is no forwarder to relay)",
+        ));
+    }
+    let dns_upstreams = if a.dns_upstream.is_empty() {
+        None
+    } else {
+        Some(
+            a.dns_upstream
+                .iter()
+                .map(|v| dns_upstream(v))
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    if let Some(path) = &a.api_socket {
+        api_socket(path)?;
+    }
+    Ok(NetConfig {
+        mtu: a.mtu,
+        ipv6,
+        busy_poll: Duration::from_micros(a.busy_poll),
+        addr,
+        host_loopback: !a.disable_host_loopback,
+        dns: !a.disable_dns,
+        dns_upstreams,
+        outbound_v4,
+        outbound_v6,
+        mac,
+        publish,
+        api_socket: a.api_socket,
+        resolv_conf: if a.disable_dns || a.keep_resolv_conf {
+            ResolvConf::Host
+        } else {
+            ResolvConf::Generated
+        },
+    })
+}
+
+/// `--outbound-addr[6] ADDR|IFNAME`: an address of the flag's family, or an interface name.
+fn outbound(flag: &str, value: &str, v6: bool) -> Result<Outbound, UsageError> {
+    let fail = |why: &str| usage(format!("{flag} {value}"), why);
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        if ip.is_ipv6() != v6 {
+            let other = if v6 {
+                "--outbound-addr"
+            } else {
+                "--outbound-addr6"
+            };
+            return Err(fail(&format!("not an {family} address (use {other})")));
+        }
+        if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
+            return Err(fail(&format!("not a unicast {family} address")));
+        }
+        return Ok(Outbound::Addr(ip));
+    }
+    // Linux's dev_valid_name(): 1-15 bytes, not "." or "..", no '/', ':' or whitespace.
+    let valid_name = !value.is_empty()
+        && value.len() <= MAX_IFNAME_LEN
+        && value != "."
+        && value != ".."
+        && !value.contains(|c: char| c == '/' || c == ':' || c.is_whitespace());
+    if !valid_name {
+        return Err(fail(&format!(
+            "neither an {family} address nor an interface name"
+        )));
+    }
+    Ok(Outbound::Interface(value.into()))
+}
+
+/// `--mac XX:XX:XX:XX:XX:XX`: six hexadecimal octets, unicast and not all zero.
+fn mac(value: &str) -> Result<[u8; 6], UsageError> {
+    let fail = |why: &str| usage(format!("--mac {value}"), why);
+    let mut out = [0u8; 6];
+    let mut parts = value.split(':');
+    for octet in &mut out {
+        let part = parts.next().unwrap_or_default();
+        if part.len() != 2 {
+            return Err(fail("expected six octets like 52:54:00:12:34:56"));
+        }
+        *octet = u8::from_str_radix(part, 16)
+            .map_err(|_| fail("expected six octets like 52:54:00:12:34:56"))?;
+    }
+    if parts.next().is_some() {
+        return Err(fail("expected six octets like 52:54:00:12:34:56"));
+    }
+    // The I/G bit (the lowest bit of the first octet) marks group addresses (IEEE 802).
+    if out[0] & 1 != 0 {
+        return Err(fail("not a unicast address (the first octet must be even)"));
+    }
+    if out == [0; 6] {
+        return Err(fail("the all-zero address is not a valid MAC address"));
+    }
+    Ok(out)
+}
+
+/// `--dns-upstream ADDR[:PORT]`; IPv6 as `[ADDR]:PORT`, `[ADDR]` or bare; port 53 by default.
+fn dns_upstream(value: &str) -> Result<SocketAddr, UsageError> {
+    let fail = |why: &str| usage(format!("--dns-upstream {value}"), why);
+    let addr = value
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            let bare = value
+                .strip_prefix('[')
+                .and_then(|v| v.strip_suffix(']'))
+                .unwrap_or(value);
+            bare.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, DNS_PORT))
+        })
+        .ok_or_else(|| fail("expected ADDR[:PORT], with IPv6 as [ADDR]:PORT"))?;
+    if addr.port() == 0 {
+        return Err(fail("port 0 is out of range (1-65535)"));
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(fail("not a unicast address"));
+    }
+    Ok(addr)
+}
+
+/// `--api-socket PATH` must fit in a UNIX socket address.
+fn api_socket(path: &std::path::Path) -> Result<(), UsageError> {
+    let len = path.as_os_str().len();
+    if len == 0 || len >= SUN_PATH_LEN {
+        return Err(usage(
+            format!("--api-socket {}", path.display()),
+            format!(
+                "must be 1 to {} bytes (a UNIX socket path)",
+                SUN_PATH_LEN - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every network flag's long name, for tests that check the `--join` refusal covers them.
+#[cfg(test)]
+pub fn all_flags() -> Vec<String> {
+    use clap::CommandFactory;
+    super::Args::command()
+        .get_arguments()
+        .filter(|a| {
+            <NetArgs as clap::Args>::augment_args(clap::Command::new("net"))
+                .get_arguments()
+                .any(|n| n.get_id() == a.get_id())
+        })
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use netstack::forward::{ForwardSpec, Transport};
+
+    use super::*;
+    use crate::cli::tests::run;
+
+    fn net(args: &[&str]) -> Result<NetConfig, String> {
+        let mut args = args.to_vec();
+        args.push("true");
+        run(&args).map(|c| c.net)
+    }
+
+    #[test]
+    fn defaults_are_slirp4netns_with_the_forwarder_named_in_resolv_conf() {
+        let n = net(&[]).expect("valid");
+        assert_eq!(n, NetConfig::default());
+        assert_eq!(n.addr.sandbox_v4(), Ipv4Addr::new(10, 0, 2, 100));
+        assert_eq!(n.resolv_conf, ResolvConf::Generated);
+        assert!(n.host_loopback && n.dns && n.ipv6);
+    }
+
+    #[test]
+    fn cidr_and_cidr6_move_the_network_or_name_the_problem() {
+        let n = net(&["--cidr", "10.0.3.0/24", "--cidr6=fd00:1::/64"]).expect("valid");
+        assert_eq!(n.addr.gateway_v4(), Ipv4Addr::new(10, 0, 3, 2));
+        assert_eq!(
+            n.addr.dns_v6(),
+            "fd00:1::3".parse::<Ipv6Addr>().expect("ip")
+        );
+        assert_eq!(
+            net(&["--cidr", "10.0.2.100/24"]).expect_err("host bits"),
+            "--cidr 10.0.2.100/24: host bits are set; give the network address (e.g. 10.0.2.0/24)"
+        );
+        assert_eq!(
+            net(&["--cidr", "10.0.0.0/26"]).expect_err("too long"),
+            "--cidr 10.0.0.0/26: prefix length must be 1 to 25 (the sandbox is network + 100)"
+        );
+        assert_eq!(
+            net(&["--cidr6", "fd00::/48"]).expect_err("not /64"),
+            "--cidr6 fd00::/48: prefix length must be 64"
+        );
+    }
+
+    #[test]
+    fn publish_expands_with_the_chosen_addressing() {
+        let n = net(&["--cidr=10.9.0.0/16", "--publish", "127.0.0.1:8080:80"]).expect("valid");
+        assert_eq!(n.publish.len(), 1);
+        assert_eq!(n.publish[0].value, "127.0.0.1:8080:80");
+        assert_eq!(
+            n.publish[0].specs,
+            [ForwardSpec {
+                proto: Transport::Tcp,
+                host: "127.0.0.1:8080".parse().expect("addr"),
+                guest: "10.9.0.100:80".parse().expect("addr"),
+            }]
+        );
+        let n = net(&["--disable-ipv6", "--publish", "8080:80"]).expect("valid");
+        assert_eq!(n.publish[0].specs.len(), 1, "no [::] forward without IPv6");
+    }
+
+    #[test]
+    fn publish_errors_name_flag_and_value() {
+        assert_eq!(
+            net(&["--publish", "70000:80"]).expect_err("range"),
+            "--publish 70000:80: port 70000 is out of range (1-65535)"
+        );
+        assert_eq!(
+            net(&["--disable-ipv6", "--publish", "[::1]:8080:80"]).expect_err("no v6"),
+            "--publish [::1]:8080:80: IPv6 is off in the sandbox (--disable-ipv6, or --mtu below 1280)"
+        );
+        assert_eq!(
+            net(&["--mtu=1200", "--publish", "[::1]:8080:80"]).expect_err("small mtu"),
+            "--publish [::1]:8080:80: IPv6 is off in the sandbox (--disable-ipv6, or --mtu below 1280)"
+        );
+        assert_eq!(
+            net(&["--publish", "8080:80", "--publish", "[::1]:8080:80"]).expect_err("overlap"),
+            "--publish [::1]:8080:80: tcp port 8080 on ::1 is already published by --publish 8080:80"
+        );
+    }
+
+    #[test]
+    fn outbound_takes_an_address_of_its_family_or_an_interface_name() {
+        let n = net(&["--outbound-addr", "192.0.2.1", "--outbound-addr6=eth0"]).expect("valid");
+        assert_eq!(
+            n.outbound_v4,
+            Some(Outbound::Addr(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))))
+        );
+        assert_eq!(n.outbound_v6, Some(Outbound::Interface("eth0".into())));
+        assert_eq!(
+            net(&["--outbound-addr", "::1"]).expect_err("family"),
+            "--outbound-addr ::1: not an IPv4 address (use --outbound-addr6)"
+        );
+        assert_eq!(
+            net(&["--outbound-addr6", "10.0.0.1"]).expect_err("family"),
+            "--outbound-addr6 10.0.0.1: not an IPv6 address (use --outbound-addr)"
+        );
+        assert_eq!(
+            net(&["--outbound-addr", "a/b"]).expect_err("bad name"),
+            "--outbound-addr a/b: neither an IPv4 address nor an interface name"
+        );
+        assert!(net(&["--outbound-addr", "averylonginterfacename"]).is_err());
+        assert_eq!(
+            net(&["--outbound-addr", "0.0.0.0"]).expect_err("unspecified"),
+            "--outbound-addr 0.0.0.0: not a unicast IPv4 address"
+        );
+    }
+
+    #[test]
+    fn mac_must_be_six_octets_unicast() {
+        let n = net(&["--mac", "52:54:00:AB:cd:01"]).expect("valid");
+        assert_eq!(n.mac, Some([0x52, 0x54, 0x00, 0xab, 0xcd, 0x01]));
+        let n = net(&["--macaddress=02:00:00:00:00:01"]).expect("slirp4netns's name");
+        assert_eq!(n.mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(
+            net(&["--mac", "01:00:5e:00:00:01"]).expect_err("multicast"),
+            "--mac 01:00:5e:00:00:01: not a unicast address (the first octet must be even)"
+        );
+        for bad in [
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "52-54-00-12-34-56",
+            "5:54:00:12:34:56",
+            "zz:54:00:12:34:56",
+        ] {
+            assert_eq!(
+                net(&["--mac", bad]).expect_err(bad),
+                format!("--mac {bad}: expected six octets like 52:54:00:12:34:56")
+            );
+        }
+        assert!(net(&["--mac", "00:00:00:00:00:00"]).is_err());
+    }
+
+    #[test]
+    fn dns_upstreams_parse_with_default_port_and_conflict_with_disable_dns() {
+        let n = net(&[
+            "--dns-upstream",
+            "127.0.0.53",
+            "--dns-upstream=[::1]:5353",
+            "--dns-upstream",
+            "192.0.2.1:54",
+            "--dns-upstream",
+            "::1",
+        ])
+        .expect("valid");
+        let want: Vec<SocketAddr> = ["127.0.0.53:53", "[::1]:5353", "192.0.2.1:54", "[::1]:53"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
+        assert_eq!(n.dns_upstreams, Some(want));
+        assert_eq!(
+            net(&["--dns-upstream", "resolver"]).expect_err("name"),
+            "--dns-upstream resolver: expected ADDR[:PORT], with IPv6 as [ADDR]:PORT"
+        );
+        assert_eq!(
+            net(&["--dns-upstream", "127.0.0.1:0"]).expect_err("port 0"),
+            "--dns-upstream 127.0.0.1:0: port 0 is out of range (1-65535)"
+        );
+        assert_eq!(
+            net(&["--disable-dns", "--dns-upstream", "127.0.0.1"]).expect_err("conflict"),
+            "--dns-upstream: cannot be combined with --disable-dns (there is no forwarder to relay)"
+        );
+    }
+
+    #[test]
+    fn disable_dns_and_keep_resolv_conf_keep_the_hosts_file() {
+        let n = net(&["--disable-dns"]).expect("valid");
+        assert!(!n.dns);
+        assert_eq!(n.resolv_conf, ResolvConf::Host);
+        let n = net(&["--keep-resolv-conf"]).expect("valid");
+        assert!(n.dns);
+        assert_eq!(n.resolv_conf, ResolvConf::Host);
+        let n = net(&["--disable-host-loopback"]).expect("valid");
+        assert!(!n.host_loopback);
+    }
+
+    #[test]
+    fn api_socket_path_must_fit_sun_path() {
+        let ok = format!("/{}", "a".repeat(106));
+        assert_eq!(
+            net(&["--api-socket", &ok])
+                .expect("107 bytes fit")
+                .api_socket,
+            Some(PathBuf::from(&ok))
+        );
+        let long = format!("/{}", "a".repeat(107));
+        assert_eq!(
+            net(&["--api-socket", &long]).expect_err("108 bytes"),
+            format!("--api-socket {long}: must be 1 to 107 bytes (a UNIX socket path)")
+        );
+        assert!(net(&["--api-socket="]).is_err());
+    }
+
+    #[test]
+    fn mtu_range_and_ipv6_minimum() {
+        assert_eq!(
+            net(&["--mtu=67"]).expect_err("small"),
+            "--mtu=67: must be between 68 and 65521"
+        );
+        assert!(!net(&["--mtu=1279"]).expect("valid").ipv6);
+        assert!(net(&["--mtu=1280"]).expect("valid").ipv6);
+        assert_eq!(
+            net(&["--busy-poll=5"]).expect("valid").busy_poll,
+            Duration::from_micros(5)
+        );
+    }
+
+    #[test]
+    fn every_network_flag_is_refused_with_join() {
+        let flags = all_flags();
+        assert_eq!(flags.len(), 14, "{flags:?}");
+        for flag in &flags {
+            let args: Vec<&str> = match flag.as_str() {
+                "--disable-ipv6"
+                | "--disable-host-loopback"
+                | "--disable-dns"
+                | "--keep-resolv-conf" => vec![flag.as_str()],
+                "--mtu" => vec!["--mtu", "1500"],
+                "--busy-poll" => vec!["--busy-poll", "0"],
+                "--cidr" => vec!["--cidr", "10.0.2.0/24"],
+                "--cidr6" => vec!["--cidr6", "fd00::/64"],
+                "--mac" => vec!["--mac", "02:00:00:00:00:01"],
+                "--publish" => vec!["--publish", "8080:80"],
+                "--dns-upstream" => vec!["--dns-upstream", "127.0.0.1"],
+                "--api-socket" => vec!["--api-socket", "/tmp/x.sock"],
+                _ => vec![flag.as_str(), "127.0.0.1"],
+            };
+            let mut with_join = vec!["--join=123"];
+            with_join.extend(&args);
+            assert_eq!(
+                net(&with_join).expect_err(flag),
+                format!(
+                    "{flag}: cannot be combined with --join (the joined sandbox's network is \
+                     not ours to change)"
+                ),
+            );
+            let mut with_join_ns = vec!["--join-ns", "net=/proc/1/ns/net"];
+            with_join_ns.extend(&args);
+            assert!(net(&with_join_ns).is_err(), "{flag} with --join-ns");
+        }
+        // Defaults alone do not count as given; the joined sandbox keeps its resolv.conf.
+        assert_eq!(
+            net(&["--join=123"]).expect("valid").resolv_conf,
+            ResolvConf::Host
+        );
+    }
+}
