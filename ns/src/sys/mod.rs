@@ -2,3 +2,6 @@
 //! Each function is one syscall (or a tightly coupled pair) with a `// SAFETY:` note.
 
 pub mod fdpass;
+pub mod inherit;
+pub mod nsfs;
+pub mod process;
