@@ -1,0 +1,124 @@
+//! `rr-slirp4netns`: slirp4netns's command line and process contract over rootless-run's
+//! network stack. Parses the command line (`cli`, `config`), takes the fds it names, sets up
+//! logging, and hands over to `run`; prints the final one-line error and picks the exit status
+//! as slirp4netns does: 0 for help, version and a closed exit fd; 1 for usage errors (usage on
+//! stdout), bad values and failures; the namespace child's status when it failed; killed by
+//! SIGTERM, SIGINT or SIGHUP when those arrive.
+#![deny(unsafe_code)]
+
+mod attach;
+mod banner;
+mod cli;
+mod config;
+mod confine;
+mod getopt;
+mod lifecycle;
+mod outbound;
+mod run;
+
+use std::io::Write;
+use std::path::Path;
+
+use cli::Action;
+
+/// Exit status for usage errors and failures (slirp4netns's EXIT_FAILURE).
+const EXIT_FAILURE: i32 = 1;
+
+/// Logs to stderr at the levels RUST_LOG names (`LEVEL` and `TARGET=LEVEL`, comma separated);
+/// warnings only when it is unset or unreadable.
+fn init_logging(prog: &str) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let default = || Targets::new().with_default(tracing::Level::WARN);
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|error| {
+            eprintln!("{prog}: RUST_LOG={spec:?} ignored: {error}");
+            default()
+        }),
+        Err(_) => default(),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
+        .init();
+}
+
+/// Prints to stdout and flushes (help, version, usage: the only stdout besides the banner).
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|bad| {
+            eprintln!("slirp4netns: argument {bad:?} is not valid UTF-8");
+            std::process::exit(EXIT_FAILURE)
+        });
+    // getopt's messages and the usage line use argv[0] as given; ours use its file name.
+    let argv0 = argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "slirp4netns".into());
+    let prog = Path::new(&argv0)
+        .file_name()
+        .map_or_else(|| argv0.clone(), |n| n.to_string_lossy().into_owned());
+    let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
+    let parsed = cli::parse(argv.get(1..).unwrap_or_default(), posixly_correct, &|p| {
+        p.exists()
+    });
+    for line in &parsed.notices {
+        print_stdout(&format!("{line}\n"));
+    }
+    let options = match parsed.action {
+        Action::Help => {
+            print_stdout(&cli::usage(&argv0));
+            return;
+        }
+        Action::Version => {
+            print_stdout(&cli::version());
+            return;
+        }
+        Action::Usage(message) => {
+            if let Some(m) = message {
+                eprintln!("{argv0}: {m}");
+            }
+            print_stdout(&cli::usage(&argv0));
+            std::process::exit(EXIT_FAILURE)
+        }
+        Action::Run(options) => options,
+    };
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        eprintln!("{prog}: {e}");
+        std::process::exit(EXIT_FAILURE)
+    };
+    let cfg = config::Config::from_options(*options).unwrap_or_else(|e| fail(&e));
+    // First, before this process opens anything: the fds named on the command line.
+    let numbers = cfg.inherited_fds();
+    let mut taken = rr_ns::inherit::take(&numbers)
+        .unwrap_or_else(|e| fail(&format_args!("{e} (named by -r, -e or --netns-type=tapfd)")))
+        .into_iter();
+    let mut next_if = |named: bool| if named { taken.next() } else { None };
+    let fds = run::Inherited {
+        ready: next_if(cfg.ready_fd.is_some()),
+        exit: next_if(cfg.exit_fd.is_some()),
+        tap: next_if(matches!(cfg.source, config::TapSource::Fd(_))),
+    };
+    init_logging(&prog);
+    match run::run(&cfg, &prog, fds) {
+        Ok(run::Ended::ExitFd) => {}
+        Err(e) => {
+            eprintln!("{prog}: {e:#}");
+            let status = e
+                .downcast_ref::<attach::AttachError>()
+                .map_or(EXIT_FAILURE, attach::AttachError::exit_status);
+            std::process::exit(status)
+        }
+    }
+}
