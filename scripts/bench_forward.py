@@ -9,6 +9,7 @@ scripts/bench runs them with its own Run, measurement, summary and table code.
 It starts no process itself and must not grow a second measurement loop.
 """
 
+import itertools
 import json
 import re
 import socket
@@ -73,28 +74,37 @@ wait "$srv"
 WRAPPER_POLL_S = 0.01  # the wrapper's polling interval above
 
 
+# Each run takes the next host port above its base. connect/close workloads leave thousands of TIME_WAIT
+# sockets on the host's loopback for 60 s; on one shared port, every tool's run met the previous tools' (a
+# rootless-run fwd-crr run after slirp4netns's and pasta's made 266/s, alone 5,569-7,771/s), so the order of
+# the tools, not the tools, set the figure. A fresh port per run keeps runs independent.
+_RUNS = itertools.count()
+
+
 def ports(workload):
-    return IPERF_PORTS if workload in BULK else RR_PORTS
+    """(host port, sandbox port) for a new run of `workload`: call once per run and pass the pair on."""
+    host_port, sandbox_port = IPERF_PORTS if workload in BULK else RR_PORTS
+    return host_port + next(_RUNS) % 1000, sandbox_port
 
 
-def server_cmd(workload, tool, rr_bench):
+def server_cmd(workload, tool, rr_bench, forward):
     """The server, as run in the sandbox, or on the host's 127.0.0.1 at the host port for loopback."""
-    host_port, sandbox_port = ports(workload)
+    host_port, sandbox_port = forward
     addr, port = (HOST_ADDR, host_port) if tool == "loopback" else ("0.0.0.0", sandbox_port)
     if workload in BULK:
         return ["iperf3", "-s", "-1", "-B", addr, "-p", str(port)]
     return [rr_bench, "server", "%s:%d" % (addr, port)]
 
 
-def listen_port(workload, tool):
+def listen_port(tool, forward):
     """The port the wrapper waits for, in the namespace where the server runs."""
-    host_port, sandbox_port = ports(workload)
+    host_port, sandbox_port = forward
     return host_port if tool == "loopback" else sandbox_port
 
 
-def client_cmd(workload, duration, rr_bench):
+def client_cmd(workload, duration, rr_bench, forward):
     """The client on the host, the same for every tool: it dials the published port on 127.0.0.1."""
-    host_port = ports(workload)[0]
+    host_port = forward[0]
     if workload in BULK:
         c = ["iperf3", "-c", HOST_ADDR, "-p", str(host_port), "-t", "%g" % duration, "-J"]
         return c + ["--connect-timeout", "5000"] + (["-R"] if workload == "fwd-down" else [])

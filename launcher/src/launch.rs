@@ -41,9 +41,9 @@ use crate::plan::{self, HelperMaps, Plan};
 use crate::resolv;
 use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
 use crate::supervise::{self, Signals, Status};
-use rr_ns::fdpass::Channel;
 use crate::sys::process::{self, Forked, Lifeline, ProcDir};
 use crate::sys::Linux;
+use rr_ns::fdpass::Channel;
 
 /// Channel message tags.
 mod tag {
