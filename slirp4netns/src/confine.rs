@@ -3,8 +3,17 @@
 //! ready byte, as in slirp4netns. `check` runs at start-up, before anything happens.
 //! Called by `config` (check) and `run` (apply). The confinement itself belongs in
 //! `rr_ns::confine` (a new mount namespace, capabilities dropped, no_new_privs; a seccomp
-//! allowlist); until that module exists, `check` refuses both flags with one line naming the
-//! flag, so no flag is accepted and then ignored.
+//! allowlist); until that module is on main, `check` refuses both flags with one line naming
+//! the flag, so no flag is accepted and then ignored.
+//!
+//! Wiring it in (the `confine` branch documents its order): the sandbox must come before any
+//! thread starts, but `netstack::api::serve` binds the socket and starts its thread in one call,
+//! and the stack starts its DNS relay thread; so `run` will need the API socket bound first and
+//! served after the sandbox (a split in `netstack::api`), the stack's threads started after it,
+//! and seccomp (TSYNC) last, before the ready byte. The sandboxed helper cannot unlink the API
+//! socket, so `rr_ns::confine::remove_on_exit` takes over that part of `lifecycle`, and the
+//! allowlist must admit what `rr_ns::process::die_by_signal` calls (rt_sigaction,
+//! rt_sigprocmask, tgkill).
 
 /// What to confine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
