@@ -19,6 +19,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::Context;
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use rr_ns::enter::Target;
@@ -87,14 +88,23 @@ fn check_tap(fd: &OwnedFd) -> Option<()> {
 
 fn from_child(cfg: &Config, prog: &str, target: &Target) -> anyhow::Result<OwnedFd> {
     let (ours, theirs) = Channel::pair().context("cannot create the socketpair for the tap fd")?;
+    let parent = nix::unistd::getpid();
     match fork().context("cannot fork the namespace child")? {
         Forked::Child => {
             drop(ours);
-            let status = match child(cfg, target, &theirs) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("{prog}: {e:#}");
-                    1
+            // A parent killed now leaves nobody to serve the namespace: go with it rather
+            // than configure it for nothing.
+            let orphaned = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+                || nix::unistd::getppid() != parent;
+            let status = if orphaned {
+                1
+            } else {
+                match child(cfg, target, &theirs) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("{prog}: {e:#}");
+                        1
+                    }
                 }
             };
             std::process::exit(status)
@@ -168,8 +178,6 @@ fn receive_tap(chan: &Channel) -> Result<OwnedFd, AttachError> {
 mod tests {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
-
-    use nix::sys::signal::Signal;
 
     use super::*;
 
