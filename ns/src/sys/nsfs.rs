@@ -36,7 +36,7 @@ pub fn owning_userns(ns: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
 
 /// The real kernel behind `enter`.
 #[derive(Debug)]
-pub struct Linux;
+pub(crate) struct Linux;
 
 impl NsKernel for Linux {
     type Ns = OwnedFd;
