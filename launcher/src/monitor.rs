@@ -6,7 +6,8 @@
 //! dies it sends the command the `--kill-child` signal, waits for the command if that signal
 //! is catchable, then SIGKILLs every remaining descendant, found through the PPid chains of a
 //! /proc opened before the sandbox changed root, and repeats until it has no child left.
-//! Called by `launch` in the sandbox's first process; does no namespace or filesystem setup.
+//! Called by `child` in the sandbox's first process (`run_under_monitor`, which forks the
+//! command); does no namespace or filesystem setup itself.
 //! Limit: a pid listed in one scan may be reused by an unrelated process before it is killed
 //! (the window is one /proc scan; the kill needs the same uid or the sandbox's capabilities).
 
@@ -14,14 +15,19 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+use crate::config::RunConfig;
+use crate::exec::exec_command;
+use crate::fsview;
 use crate::kernel::Kernel;
+use crate::plan::Plan;
 use crate::sandbox;
 use crate::supervise::{self, Signals, Status, Verdict};
-use crate::sys::process::{self, ProcDir};
+use crate::sys::process::{self, Forked, ProcDir};
+use crate::sys::Linux;
 
 /// The monitor's parent-death signal. Not in the forwarded set, rarely sent by anyone else,
 /// and checked against getppid() before it is believed.
@@ -91,6 +97,34 @@ fn bring_down(cmd: Pid, kill_child: Signal, proc: &ProcDir) {
             Ok(_) | Err(Errno::EINTR) => {}
             // ECHILD: no child, so (being the subreaper) no descendant either.
             Err(_) => return,
+        }
+    }
+}
+
+/// No pid namespace of our own: stays as the monitor (see `monitor`) and forks the command.
+pub fn run_under_monitor(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    plan: &Plan,
+    proc: ProcDir,
+    parent: i32,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
+    let signals = prepare(k, parent)?;
+    let me = nix::unistd::getpid().as_raw();
+    match process::fork().context("cannot fork")? {
+        Forked::Parent(cmd) => {
+            let st = watch(&signals, cmd, parent, plan.creds.kill_child, &proc)?;
+            if let Status::Signaled(sig) = st {
+                process::reraise(sig);
+            }
+            Ok(st.code())
+        }
+        Forked::Child => {
+            drop(signals);
+            drop(proc);
+            fsview::prepare_fs(k, &plan.fs)?;
+            exec_command(k, cfg, plan, me, old_mask)
         }
     }
 }

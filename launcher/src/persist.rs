@@ -1,7 +1,8 @@
 //! Persisted sandboxes: the record directory (`--persist DIR`), namespace comparison for
 //! `--join`, bind-mounting namespace files as real root, and `--stop DIR`.
-//! Called by `launch` (record, bind, clean up) and `main` (stop). The holder process itself is
-//! forked by `launch`; this file only decides what it must enter and where things are written.
+//! Called by `launch` (record, bind, clean up), `holder` (clean up) and `main` (stop). The
+//! holder process itself is forked by `holder`; this file only decides what it must enter and
+//! where things are written.
 //!
 //! DIR holds `pid` (the holder: a process inside the sandbox's user, network, and any other new
 //! namespaces except pid and time, for `nsenter -t PID -U -n --preserve-credentials` and
@@ -186,6 +187,32 @@ impl Record {
             let _ = fs::remove_dir(&self.dir);
         }
     }
+}
+
+/// Bind-mounts /proc/PID/ns/KIND onto each of `files` (`--net=FILE` and friends, real root
+/// only), creating them; nothing is recorded for removal: these files outlive the launcher.
+pub fn bind_ns_files<K: Kernel>(k: &mut K, pid: i32, files: &[NsFile]) -> anyhow::Result<()> {
+    // Reuse the record's binder without a directory to clean up: these files outlive us.
+    for f in files {
+        if !f.path.exists() {
+            std::fs::File::create(&f.path)
+                .with_context(|| format!("cannot create {}", f.path.display()))?;
+        }
+        k.mount(&crate::kernel::Mount {
+            source: Some(PathBuf::from(format!("/proc/{pid}/ns/{}", f.kind))),
+            target: f.path.clone(),
+            fstype: None,
+            flags: nix::mount::MsFlags::MS_BIND,
+        })
+        .with_context(|| {
+            format!(
+                "cannot bind the {} namespace to {}",
+                f.kind,
+                f.path.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// `--stop DIR`: asks the launcher recorded in DIR to stop the sandbox (command included) and

@@ -1,8 +1,8 @@
 //! The order of the child's namespace and credential steps, written against `Kernel` so tests
 //! can check it: entering namespaces (unshare or join) with the id maps, and switching
 //! credentials before exec. The filesystem view in between is `fsview`'s.
-//! Called by `launch` in the forked child (and the pid-1 init). Does not fork, exec, pass fds
-//! or touch the network; those are `launch`'s. Keep each phase a short, linear function.
+//! Called by `child` in the forked child, `exec` before exec and `holder`. Does not fork, exec,
+//! pass fds or touch the network; those are `child`'s, `pidns`'s and `monitor`'s. Keep each phase a short, linear function.
 
 use std::path::PathBuf;
 

@@ -1,0 +1,82 @@
+//! A new or joined pid namespace: the sandbox's first process forks once more, so that the rest
+//! runs inside it, and stays outside relaying signals; inside, the first process becomes the
+//! init (`--pid`: mounts proc from inside, forks the command, reaps) or execs the command.
+//! Called by `child` after "go". Does no namespace setup of its own.
+
+use anyhow::Context;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+use crate::config::RunConfig;
+use crate::exec::exec_command;
+use crate::fsview;
+use crate::kernel::Kernel;
+use crate::plan::Plan;
+use crate::sandbox::ParentGone;
+use crate::supervise::{self, Signals, Status};
+use crate::sys::process::{self, Forked, Lifeline};
+use crate::sys::Linux;
+
+/// A new or joined pid namespace: forks once more, so that the rest runs inside it, and
+/// stays outside relaying signals. Inside, becomes the init (`--pid`) or execs the command.
+pub fn run_in_pid_ns(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    plan: &Plan,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
+    let mut lifeline = Lifeline::new().context("cannot create a pipe")?;
+    match process::fork().context("cannot fork")? {
+        Forked::Parent(pid) => {
+            // Keep our write end open for as long as we live: it is the child's lifeline.
+            let _lifeline = lifeline;
+            return relay(pid);
+        }
+        Forked::Child => {
+            // Our parent is outside our pid namespace: getppid() says 0, so check the pipe.
+            k.set_pdeathsig(Signal::SIGKILL)?;
+            if !lifeline.parent_alive() {
+                return Err(ParentGone.into());
+            }
+        }
+    }
+    if plan.init {
+        return run_as_init(k, cfg, plan, old_mask);
+    }
+    fsview::prepare_fs(k, &plan.fs)?;
+    exec_command(k, cfg, plan, 0, old_mask)
+}
+
+/// We are pid 1: mount proc from inside the namespace, then run the command as our child and
+/// stay as its init.
+fn run_as_init(
+    k: &mut Linux,
+    cfg: &RunConfig,
+    plan: &Plan,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
+    fsview::prepare_fs(k, &plan.fs)?;
+    let me = nix::unistd::getpid().as_raw();
+    let signals = Signals::open()?;
+    match process::fork().context("cannot fork")? {
+        Forked::Parent(cmd) => {
+            let st = supervise::supervise(&signals, cmd, true)?;
+            // pid 1 cannot die of its own signal; report it as the shell would.
+            Ok(st.code())
+        }
+        Forked::Child => {
+            drop(signals);
+            exec_command(k, cfg, plan, me, old_mask)
+        }
+    }
+}
+
+/// Forwards signals to `child` and exits as it did (re-raising a fatal signal).
+fn relay(child: Pid) -> anyhow::Result<i32> {
+    let signals = Signals::open()?;
+    let st = supervise::supervise(&signals, child, false)?;
+    if let Status::Signaled(sig) = st {
+        process::reraise(sig);
+    }
+    Ok(st.code())
+}
