@@ -15,30 +15,27 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::config::RunConfig;
 use crate::handshake::tag;
 use crate::kernel::Kernel;
-use crate::monitor::run_under_monitor;
-use crate::pidns::run_in_pid_ns;
+use crate::monitor;
+use crate::pidns;
 use crate::plan::Plan;
 use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
 use crate::sys::process::{self, ProcDir};
 use crate::sys::Linux;
 use rr_ns::fdpass::Channel;
 
-pub fn child_main(
-    cfg: &RunConfig,
-    plan: &Plan,
-    chan: Channel,
-    parent: i32,
-    old_mask: &SigSet,
-) -> ! {
+/// The child's main: runs `run` and exits with its status, printing a setup error first.
+pub fn main(cfg: &RunConfig, plan: &Plan, chan: Channel, parent: i32, old_mask: &SigSet) -> ! {
     let mut k = Linux;
-    let code = match child_setup(&mut k, cfg, plan, chan, parent, old_mask) {
+    let code = match run(&mut k, cfg, plan, chan, parent, old_mask) {
         Ok(code) => code,
         Err(e) => crate::report_child_error(&e),
     };
     std::process::exit(code)
 }
 
-fn child_setup(
+/// Ties to `parent`, enters the namespaces `plan` names, hands over READY, waits for "go" on
+/// `chan`, then starts the command; returns the exit status to leave with.
+pub fn run(
     k: &mut Linux,
     cfg: &RunConfig,
     plan: &Plan,
@@ -69,10 +66,10 @@ fn child_setup(
     }
 
     if plan.init || plan.relay {
-        return run_in_pid_ns(k, cfg, plan, old_mask);
+        return pidns::run(k, plan, &cfg.argv, old_mask);
     }
     let proc = proc.context("no /proc handle for the monitor")?;
-    run_under_monitor(k, cfg, plan, proc, parent, old_mask)
+    monitor::run(k, plan, &cfg.argv, proc, parent, old_mask)
 }
 
 /// A new sandbox: unshares and gets the id maps written (asking the parent when the helpers

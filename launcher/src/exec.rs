@@ -6,22 +6,24 @@
 use anyhow::Context;
 use nix::sys::signal::SigSet;
 
-use crate::config::RunConfig;
-use crate::plan::Plan;
-use crate::sandbox;
+use std::ffi::OsString;
+
+use crate::sandbox::{self, CredPlan};
 use crate::sys::process;
 use crate::sys::Linux;
 
-pub fn exec_command(
+/// Switches to `creds` (checking that `parent` is still there), restores `old_mask`, and
+/// execs `argv`. Returns only on failure (an `ExecError` for exec's own).
+pub fn command(
     k: &mut Linux,
-    cfg: &RunConfig,
-    plan: &Plan,
+    argv: &[OsString],
+    creds: &CredPlan,
     parent: i32,
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
-    sandbox::set_credentials(k, &plan.creds, parent)?;
+    sandbox::set_credentials(k, creds, parent)?;
     process::restore_for_exec(old_mask).context("cannot restore the signal mask")?;
-    match process::exec(&cfg.argv) {
+    match process::exec(argv) {
         Ok(never) => match never {},
         Err(e) => Err(e.into()),
     }

@@ -28,7 +28,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::child::child_main;
+use crate::child;
 use crate::cli::Caller;
 use crate::config::RunConfig;
 use crate::detach::detach;
@@ -103,7 +103,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-/// Blocks the supervised signals and forks the child (which runs `child_main` and never
+/// Blocks the supervised signals and forks the child (which runs `child::main` and never
 /// returns here; it drops its copy of `net`). Returns our end of the setup channel, the child,
 /// our own pid, and `net`.
 fn fork_child(
@@ -118,7 +118,7 @@ fn fork_child(
         Forked::Child => {
             drop(ours);
             drop(net);
-            child_main(cfg, plan, theirs, parent, &old_mask)
+            child::main(cfg, plan, theirs, parent, &old_mask)
         }
         Forked::Parent(pid) => pid,
     };

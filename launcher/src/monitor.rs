@@ -6,12 +6,13 @@
 //! dies it sends the command the `--kill-child` signal, waits for the command if that signal
 //! is catchable, then SIGKILLs every remaining descendant, found through the PPid chains of a
 //! /proc opened before the sandbox changed root, and repeats until it has no child left.
-//! Called by `child` in the sandbox's first process (`run_under_monitor`, which forks the
-//! command); does no namespace or filesystem setup itself.
+//! Called by `child` in the sandbox's first process (`run`, which forks the command); does no
+//! namespace or filesystem setup itself.
 //! Limit: a pid listed in one scan may be reused by an unrelated process before it is killed
 //! (the window is one /proc scan; the kill needs the same uid or the sandbox's capabilities).
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 
 use anyhow::Context;
 use nix::errno::Errno;
@@ -19,8 +20,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use crate::config::RunConfig;
-use crate::exec::exec_command;
+use crate::exec;
 use crate::fsview;
 use crate::kernel::Kernel;
 use crate::plan::Plan;
@@ -101,11 +101,12 @@ fn bring_down(cmd: Pid, kill_child: Signal, proc: &ProcDir) {
     }
 }
 
-/// No pid namespace of our own: stays as the monitor (see `monitor`) and forks the command.
-pub fn run_under_monitor(
+/// No pid namespace of our own: becomes the monitor and forks the command, which gets its
+/// filesystem view and execs `argv`; returns (or re-raises) the command's status.
+pub fn run(
     k: &mut Linux,
-    cfg: &RunConfig,
     plan: &Plan,
+    argv: &[OsString],
     proc: ProcDir,
     parent: i32,
     old_mask: &SigSet,
@@ -124,7 +125,7 @@ pub fn run_under_monitor(
             drop(signals);
             drop(proc);
             fsview::prepare_fs(k, &plan.fs)?;
-            exec_command(k, cfg, plan, me, old_mask)
+            exec::command(k, argv, &plan.creds, me, old_mask)
         }
     }
 }

@@ -7,8 +7,9 @@ use anyhow::Context;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::config::RunConfig;
-use crate::exec::exec_command;
+use std::ffi::OsString;
+
+use crate::exec;
 use crate::fsview;
 use crate::kernel::Kernel;
 use crate::plan::Plan;
@@ -19,10 +20,10 @@ use crate::sys::Linux;
 
 /// A new or joined pid namespace: forks once more, so that the rest runs inside it, and
 /// stays outside relaying signals. Inside, becomes the init (`--pid`) or execs the command.
-pub fn run_in_pid_ns(
+pub fn run(
     k: &mut Linux,
-    cfg: &RunConfig,
     plan: &Plan,
+    argv: &[OsString],
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     let mut lifeline = Lifeline::new().context("cannot create a pipe")?;
@@ -41,18 +42,18 @@ pub fn run_in_pid_ns(
         }
     }
     if plan.init {
-        return run_as_init(k, cfg, plan, old_mask);
+        return run_as_init(k, plan, argv, old_mask);
     }
     fsview::prepare_fs(k, &plan.fs)?;
-    exec_command(k, cfg, plan, 0, old_mask)
+    exec::command(k, argv, &plan.creds, 0, old_mask)
 }
 
 /// We are pid 1: mount proc from inside the namespace, then run the command as our child and
 /// stay as its init.
 fn run_as_init(
     k: &mut Linux,
-    cfg: &RunConfig,
     plan: &Plan,
+    argv: &[OsString],
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     fsview::prepare_fs(k, &plan.fs)?;
@@ -66,7 +67,7 @@ fn run_as_init(
         }
         Forked::Child => {
             drop(signals);
-            exec_command(k, cfg, plan, me, old_mask)
+            exec::command(k, argv, &plan.creds, me, old_mask)
         }
     }
 }
