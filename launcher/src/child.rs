@@ -6,20 +6,20 @@
 //! command's status). The order of kernel calls inside each phase is `sandbox`'s and
 //! `fsview`'s; the channel protocol is `handshake`'s.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::config::RunConfig;
-use crate::handshake::tag;
-use crate::kernel::Kernel;
+use crate::config::{NetConfig, RunConfig};
+use crate::handshake;
+use crate::kernel::{Kernel, TapConfig};
 use crate::monitor;
 use crate::pidns;
 use crate::plan::Plan;
-use crate::sandbox::{self, JoinPlan, NsPlan, ParentGone};
-use crate::sys::process::{self, ProcDir};
+use crate::sandbox::{self, JoinPlan, NsPlan};
+use crate::sys::process::ProcDir;
 use crate::sys::Linux;
 use rr_ns::fdpass::Channel;
 
@@ -35,8 +35,8 @@ pub fn main(cfg: &RunConfig, plan: &Plan, chan: Channel, parent: i32, old_mask: 
 
 /// Ties to `parent`, enters the namespaces `plan` names, hands over READY, waits for "go" on
 /// `chan`, then starts the command; returns the exit status to leave with.
-pub fn run(
-    k: &mut Linux,
+pub fn run<K: Kernel>(
+    k: &mut K,
     cfg: &RunConfig,
     plan: &Plan,
     chan: Channel,
@@ -52,17 +52,15 @@ pub fn run(
         Some(ProcDir::open().context("cannot open /proc")?)
     };
     if let Some(ns) = &plan.ns {
-        enter_new(k, cfg, ns, &chan, parent)?;
+        enter_new(k, ns, &tap_config(&cfg.net), &chan, parent)?;
     } else if let Some(j) = &plan.join {
         enter_joined(k, j, plan.join_unshare, &chan, parent)?;
     }
-    match chan.recv() {
-        Ok(Some(m)) if m.tag == tag::GO => {}
-        _ => return Err(ParentGone.into()),
-    }
+    handshake::wait_for_go(k, &chan)?;
     drop(chan);
     if cfg.detach {
-        process::stdio_to_devnull().context("--detach: cannot redirect stdio")?;
+        k.stdio_to_devnull()
+            .context("--detach: cannot redirect stdio")?;
     }
 
     if plan.init || plan.relay {
@@ -72,45 +70,52 @@ pub fn run(
     monitor::run(k, plan, &cfg.argv, proc, parent, old_mask)
 }
 
-/// A new sandbox: unshares and gets the id maps written (asking the parent when the helpers
-/// must write them), then creates and configures the tap and hands it over with READY.
-fn enter_new(
-    k: &mut Linux,
-    cfg: &RunConfig,
+/// tap0's configuration from the network options.
+pub fn tap_config(net: &NetConfig) -> TapConfig {
+    TapConfig {
+        name: netstack::config::TAP_NAME.into(),
+        mtu: net.mtu,
+        addr: net.addr,
+        ipv6: net.ipv6,
+        mac: net.mac,
+    }
+}
+
+/// A new sandbox: unshares and gets the id maps written (asking the parent over `chan` when
+/// the helpers must write them), then creates and configures the tap and hands it over with
+/// READY.
+pub fn enter_new<K: Kernel>(
+    k: &mut K,
     ns: &NsPlan,
+    tap: &TapConfig,
     chan: &Channel,
     parent: i32,
 ) -> anyhow::Result<()> {
-    sandbox::enter(k, ns, parent, &mut || {
-        chan.send(tag::MAPS, &[], &[]).context("setup channel")?;
-        match chan.recv().context("setup channel")? {
-            Some(m) if m.tag == tag::MAPS_DONE => Ok(()),
-            Some(m) => bail!("unexpected setup message {:#x}", m.tag),
-            None => Err(ParentGone.into()),
-        }
-    })?;
-    let tap = netstack::tap::open(netstack::config::TAP_NAME)
-        .context("cannot create the sandbox's tap device")?;
-    netstack::netconf::configure(
-        netstack::config::TAP_NAME,
-        cfg.net.mtu,
-        &cfg.net.addr,
-        cfg.net.ipv6,
-        cfg.net.mac,
-    )
-    .context("cannot configure the sandbox's network")?;
-    if let Err(e) = process::tap_set_persist(tap.as_fd()) {
-        // Only the launcher's exit gets slower; the device still dies with the namespace.
-        tracing::debug!(error = %e, "TUNSETPERSIST failed");
-    }
-    chan.send(tag::READY, &[], &[tap.as_fd()])
+    sandbox::enter(k, ns, parent, &mut |k| handshake::request_maps(k, chan))?;
+    let tap = create_tap(k, tap)?;
+    handshake::send_ready(k, chan, Some(tap.as_fd()))
         .context("cannot hand the tap device to the launcher")?;
     Ok(())
 }
 
+/// Creates the tap device in our network namespace, configures it (and loopback) and marks it
+/// persistent; returns its fd.
+pub fn create_tap<K: Kernel>(k: &mut K, c: &TapConfig) -> anyhow::Result<OwnedFd> {
+    let tap = k
+        .open_tap(&c.name)
+        .context("cannot create the sandbox's tap device")?;
+    k.configure_tap(c)
+        .context("cannot configure the sandbox's network")?;
+    if let Err(e) = k.persist_tap(tap.as_fd()) {
+        // Only the launcher's exit gets slower; the device still dies with the namespace.
+        tracing::debug!(error = %e, "TUNSETPERSIST failed");
+    }
+    Ok(tap)
+}
+
 /// An existing sandbox: enters its namespaces, unshares the new ones on top, then READY.
-fn enter_joined(
-    k: &mut Linux,
+pub fn enter_joined<K: Kernel>(
+    k: &mut K,
     join: &JoinPlan,
     unshare: CloneFlags,
     chan: &Channel,
@@ -122,6 +127,6 @@ fn enter_joined(
     }
     // Entering a user namespace changes credentials, which clears the death signal.
     sandbox::tie_to_parent(k, Signal::SIGKILL, parent)?;
-    chan.send(tag::READY, &[], &[]).context("setup channel")?;
+    handshake::send_ready(k, chan, None).context("setup channel")?;
     Ok(())
 }

@@ -3,27 +3,27 @@
 //! Called by `pidns` and `monitor` once the filesystem view is in place. Returns only on
 //! failure.
 
+use std::ffi::OsString;
+
 use anyhow::Context;
 use nix::sys::signal::SigSet;
 
-use std::ffi::OsString;
-
+use crate::kernel::Kernel;
 use crate::sandbox::{self, CredPlan};
-use crate::sys::process;
-use crate::sys::Linux;
 
 /// Switches to `creds` (checking that `parent` is still there), restores `old_mask`, and
 /// execs `argv`. Returns only on failure (an `ExecError` for exec's own).
-pub fn command(
-    k: &mut Linux,
+pub fn command<K: Kernel>(
+    k: &mut K,
     argv: &[OsString],
     creds: &CredPlan,
     parent: i32,
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     sandbox::set_credentials(k, creds, parent)?;
-    process::restore_for_exec(old_mask).context("cannot restore the signal mask")?;
-    match process::exec(argv) {
+    k.restore_for_exec(old_mask)
+        .context("cannot restore the signal mask")?;
+    match k.exec(argv) {
         Ok(never) => match never {},
         Err(e) => Err(e.into()),
     }

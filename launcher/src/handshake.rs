@@ -1,6 +1,7 @@
 //! The parent <-> child setup protocol over the seqpacket channel (`rr_ns::fdpass::Channel`):
-//! one-byte tags, the parent's side up to READY (writing helper id maps on request), and the
-//! tags both sides use.
+//! the one-byte tags and both sides' steps. The parent's go through `Channel` directly (it
+//! also writes helper id maps on request); the child's go through `Kernel`, so the recording
+//! fake sees each message in the order of the child's other calls.
 //!
 //! ```text
 //! child                         parent
@@ -11,13 +12,15 @@
 //! EOF on the channel means the other side is gone. Called by `launch` (parent) and `child`.
 //! Knows nothing of namespaces or the network beyond passing the tap fd.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use anyhow::{anyhow, bail, Context};
 use nix::unistd::Pid;
 
 use crate::idmap::{self, Setgroups};
+use crate::kernel::{Kernel, KernelError};
 use crate::plan::HelperMaps;
+use crate::sandbox::ParentGone;
 use crate::supervise::kill_and_reap;
 use rr_ns::fdpass::Channel;
 
@@ -51,6 +54,42 @@ pub fn await_ready(
             kill_and_reap(child);
             Err(e)
         }
+    }
+}
+
+/// Parent: tells the child to go ahead and start the command.
+pub fn send_go(chan: &Channel) -> anyhow::Result<()> {
+    chan.send(tag::GO, &[], &[])
+        .context("cannot tell the sandbox to start")
+}
+
+/// Child: asks the parent to write our id maps with newuidmap/newgidmap and waits until it
+/// has.
+pub fn request_maps<K: Kernel>(k: &mut K, chan: &Channel) -> anyhow::Result<()> {
+    k.send(chan, tag::MAPS, &[]).context("setup channel")?;
+    match k.recv(chan).context("setup channel")? {
+        Some(tag::MAPS_DONE) => Ok(()),
+        Some(other) => bail!("unexpected setup message {other:#x}"),
+        None => Err(ParentGone.into()),
+    }
+}
+
+/// Child: our namespaces are ready; a new sandbox passes its `tap` along.
+pub fn send_ready<K: Kernel>(
+    k: &mut K,
+    chan: &Channel,
+    tap: Option<BorrowedFd<'_>>,
+) -> Result<(), KernelError> {
+    let fds: Vec<BorrowedFd<'_>> = tap.into_iter().collect();
+    k.send(chan, tag::READY, &fds)
+}
+
+/// Child: waits for "go". Anything else (EOF, a failed read, another tag) means the parent is
+/// gone or gave up: the child leaves quietly.
+pub fn wait_for_go<K: Kernel>(k: &mut K, chan: &Channel) -> Result<(), ParentGone> {
+    match k.recv(chan) {
+        Ok(Some(tag::GO)) => Ok(()),
+        _ => Err(ParentGone),
     }
 }
 

@@ -32,7 +32,7 @@ use crate::child;
 use crate::cli::Caller;
 use crate::config::RunConfig;
 use crate::detach::detach;
-use crate::handshake::{await_ready, tag};
+use crate::handshake::{self, await_ready};
 use crate::holder::{finish_persist, fork_holder};
 use crate::network::{self, Network, Prepared, Serving};
 use crate::persist::{self, bind_ns_files, Record};
@@ -80,8 +80,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
 
     // The command may start before the stack's thread: its frames wait in the tap's queue,
     // and the thread's start-up is off the command's critical path.
-    ours.send(tag::GO, &[], &[])
-        .context("cannot tell the sandbox to start")?;
+    handshake::send_go(&ours)?;
     drop(ours);
     let failed = Arc::new(AtomicBool::new(false));
     let net = start_network(serving, tap, child, &failed)?;

@@ -27,7 +27,6 @@ use crate::plan::Plan;
 use crate::sandbox;
 use crate::supervise::{self, Signals, Status, Verdict};
 use crate::sys::process::{self, Forked, ProcDir};
-use crate::sys::Linux;
 
 /// The monitor's parent-death signal. Not in the forwarded set, rarely sent by anyone else,
 /// and checked against getppid() before it is believed.
@@ -37,8 +36,10 @@ pub const DEATH_SIGNAL: Signal = Signal::SIGPWR;
 /// parent-death signal (checked against `parent`), and a signalfd reading both that and the
 /// supervised set. Call before forking the command.
 pub fn prepare<K: Kernel>(k: &mut K, parent: i32) -> anyhow::Result<Signals> {
-    process::block(DEATH_SIGNAL).context("cannot block the death signal")?;
-    process::become_subreaper().context("cannot become a child subreaper")?;
+    k.block_signal(DEATH_SIGNAL)
+        .context("cannot block the death signal")?;
+    k.set_child_subreaper()
+        .context("cannot become a child subreaper")?;
     sandbox::tie_to_parent(k, DEATH_SIGNAL, parent)?;
     Signals::open_with(&[DEATH_SIGNAL])
 }
@@ -103,8 +104,8 @@ fn bring_down(cmd: Pid, kill_child: Signal, proc: &ProcDir) {
 
 /// No pid namespace of our own: becomes the monitor and forks the command, which gets its
 /// filesystem view and execs `argv`; returns (or re-raises) the command's status.
-pub fn run(
-    k: &mut Linux,
+pub fn run<K: Kernel>(
+    k: &mut K,
     plan: &Plan,
     argv: &[OsString],
     proc: ProcDir,
@@ -112,8 +113,8 @@ pub fn run(
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     let signals = prepare(k, parent)?;
-    let me = nix::unistd::getpid().as_raw();
-    match process::fork().context("cannot fork")? {
+    let me = k.pid();
+    match k.fork().context("cannot fork")? {
         Forked::Parent(cmd) => {
             let st = watch(&signals, cmd, parent, plan.creds.kill_child, &proc)?;
             if let Status::Signaled(sig) = st {

@@ -16,18 +16,17 @@ use crate::plan::Plan;
 use crate::sandbox::ParentGone;
 use crate::supervise::{self, Signals, Status};
 use crate::sys::process::{self, Forked, Lifeline};
-use crate::sys::Linux;
 
 /// A new or joined pid namespace: forks once more, so that the rest runs inside it, and
 /// stays outside relaying signals. Inside, becomes the init (`--pid`) or execs the command.
-pub fn run(
-    k: &mut Linux,
+pub fn run<K: Kernel>(
+    k: &mut K,
     plan: &Plan,
     argv: &[OsString],
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     let mut lifeline = Lifeline::new().context("cannot create a pipe")?;
-    match process::fork().context("cannot fork")? {
+    match k.fork().context("cannot fork")? {
         Forked::Parent(pid) => {
             // Keep our write end open for as long as we live: it is the child's lifeline.
             let _lifeline = lifeline;
@@ -36,7 +35,7 @@ pub fn run(
         Forked::Child => {
             // Our parent is outside our pid namespace: getppid() says 0, so check the pipe.
             k.set_pdeathsig(Signal::SIGKILL)?;
-            if !lifeline.parent_alive() {
+            if !k.parent_alive(&mut lifeline) {
                 return Err(ParentGone.into());
             }
         }
@@ -50,16 +49,16 @@ pub fn run(
 
 /// We are pid 1: mount proc from inside the namespace, then run the command as our child and
 /// stay as its init.
-fn run_as_init(
-    k: &mut Linux,
+fn run_as_init<K: Kernel>(
+    k: &mut K,
     plan: &Plan,
     argv: &[OsString],
     old_mask: &SigSet,
 ) -> anyhow::Result<i32> {
     fsview::prepare_fs(k, &plan.fs)?;
-    let me = nix::unistd::getpid().as_raw();
+    let me = k.pid();
     let signals = Signals::open()?;
-    match process::fork().context("cannot fork")? {
+    match k.fork().context("cannot fork")? {
         Forked::Parent(cmd) => {
             let st = supervise::supervise(&signals, cmd, true)?;
             // pid 1 cannot die of its own signal; report it as the shell would.
