@@ -130,3 +130,6 @@ pub fn enter_joined<K: Kernel>(
     handshake::send_ready(k, chan, None).context("setup channel")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
