@@ -4,7 +4,9 @@
 //! the monitor (`monitor`).
 //! Called by `launch::fork_child` in the forked child; never returns there (exits with the
 //! command's status). The order of kernel calls inside each phase is `sandbox`'s and
-//! `fsview`'s; the channel protocol is `handshake`'s.
+//! `fsview`'s; the channel protocol is `handshake`'s. Every kernel call whose order matters
+//! goes through `Kernel` (tests: `child/tests.rs`); only `main` names `sys::Linux`. Each step
+//! is a small function taking what it uses, so it can move to a library as it is.
 
 use std::os::fd::{AsFd, OwnedFd};
 

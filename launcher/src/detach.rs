@@ -1,7 +1,8 @@
 //! `--detach`: the original process waits for "ready" and exits with 0 (or with the setup's
 //! failure status); the launcher runs on in a new session, and says "ready" once the command
 //! has started.
-//! Called by `launch` before any thread exists (it forks). Knows nothing of the sandbox.
+//! Called by `launch` before any thread exists (it forks). Knows nothing of the sandbox; stays
+//! this one fork and one pipe.
 
 use std::os::fd::AsFd;
 

@@ -1,7 +1,7 @@
 //! The command's last steps in its own process: credentials, the signal mask and SIGPIPE as
 //! the caller had them, exec.
 //! Called by `pidns` and `monitor` once the filesystem view is in place. Returns only on
-//! failure.
+//! failure. Through `Kernel` only; decides nothing (`plan` chose the credentials).
 
 use std::ffi::OsString;
 

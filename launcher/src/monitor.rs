@@ -6,8 +6,9 @@
 //! dies it sends the command the `--kill-child` signal, waits for the command if that signal
 //! is catchable, then SIGKILLs every remaining descendant, found through the PPid chains of a
 //! /proc opened before the sandbox changed root, and repeats until it has no child left.
-//! Called by `child` in the sandbox's first process (`run`, which forks the command); does no
-//! namespace or filesystem setup itself.
+//! Called by `child` in the sandbox's first process (`run`, which forks the command: the
+//! command's side gets its filesystem view from `fsview` and execs through `exec`); the
+//! monitor itself does no namespace or filesystem setup.
 //! Limit: a pid listed in one scan may be reused by an unrelated process before it is killed
 //! (the window is one /proc scan; the kill needs the same uid or the sandbox's capabilities).
 

@@ -1,13 +1,14 @@
 //! A new or joined pid namespace: the sandbox's first process forks once more, so that the rest
 //! runs inside it, and stays outside relaying signals; inside, the first process becomes the
 //! init (`--pid`: mounts proc from inside, forks the command, reaps) or execs the command.
-//! Called by `child` after "go". Does no namespace setup of its own.
+//! Called by `child` after "go". Does no namespace setup of its own; the side inside goes
+//! through `Kernel`, the relaying and reaping side (never faked) through `supervise`.
+
+use std::ffi::OsString;
 
 use anyhow::Context;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
-
-use std::ffi::OsString;
 
 use crate::exec;
 use crate::fsview;
