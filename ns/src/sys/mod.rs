@@ -1,4 +1,7 @@
 //! Every `unsafe` block of the rr-ns crate, behind safe functions taking `OwnedFd`/`BorrowedFd`.
 //! Each function is one syscall (or a tightly coupled pair) with a `// SAFETY:` note.
 
+pub(crate) mod caps;
 pub mod fdpass;
+pub(crate) mod linux;
+pub(crate) mod remover;
