@@ -17,14 +17,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use nix::unistd::Pid;
+
 use super::ConfineError;
 use crate::sys::remover::{self, Target};
 
 /// Forks a process that unlinks each of `paths` once this process has exited, however it exits,
 /// if the path then still names the same file as now. The files must exist. Relative paths
 /// resolve against the current directory (the remover keeps it). Safe to call with threads
-/// running; the remover closes every fd it inherited but its own.
-pub fn remove_on_exit(paths: &[&Path]) -> Result<(), ConfineError> {
+/// running; the remover closes every fd it inherited but its own. Returns the remover's pid,
+/// for logs: it outlives this process, so there is nothing to wait for.
+pub fn remove_on_exit(paths: &[&Path]) -> Result<Pid, ConfineError> {
     let mut targets = Vec::with_capacity(paths.len());
     for path in paths {
         let meta =
@@ -48,5 +51,5 @@ pub fn remove_on_exit(paths: &[&Path]) -> Result<(), ConfineError> {
     // the remover's signal. Close-on-exec, so no program started later holds it.
     let _ = write_end.into_raw_fd();
     tracing::debug!(%pid, files = paths.len(), "remover started");
-    Ok(())
+    Ok(pid)
 }
