@@ -86,6 +86,7 @@ fn cases() -> Vec<Case> {
         killed("seccomp_kills_chroot", child_chroot),
         killed("seccomp_kills_spawning_a_process", child_spawn),
         killed("seccomp_kills_a_netlink_socket", child_netlink),
+        killed("seccomp_kills_a_raw_socket", child_raw_socket),
         killed("seccomp_kills_kill_of_another_process", child_kill),
         killed("seccomp_kills_prctl_other_than_set_name", child_prctl),
         killed("seccomp_kills_fcntl_outside_its_list", child_fcntl),
@@ -257,6 +258,17 @@ fn child_netlink(_: Option<&str>) -> Check {
     survived("netlink socket", r)
 }
 
+fn child_raw_socket(_: Option<&str>) -> Check {
+    confine_default()?;
+    let r = nix::sys::socket::socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    );
+    survived("raw socket", r)
+}
+
 fn child_kill(_: Option<&str>) -> Check {
     confine_default()?;
     // Signal 0 only checks; the call itself is what the filter refuses.
@@ -330,6 +342,25 @@ fn child_normal_work(_: Option<&str>) -> Check {
     say("listener made after the filter");
     udp_echo()?;
     say("udp echo");
+    // Ping sockets may be refused by net.ipv4.ping_group_range (EACCES), never killed.
+    let ping = nix::sys::socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        SockProtocol::Icmp,
+    );
+    match ping {
+        Ok(_) | Err(Errno::EACCES) => {}
+        Err(e) => return Err(format!("ping socket: {e}")),
+    }
+    nix::sys::socket::socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("IPv6 UDP socket: {e}"))?;
+    say("ping and IPv6 sockets");
 
     epoll
         .add(&efd, EpollEvent::new(EpollFlags::EPOLLIN, 7))

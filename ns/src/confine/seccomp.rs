@@ -31,7 +31,7 @@
 //! | `epoll_ctl` | flows and forwards register and leave the loop |
 //! | `poll` (x86_64), `ppoll` | the API thread's waits; `connect_timeout` in the DNS relay |
 //! | `close` | a flow, a client or a relay connection ends |
-//! | `socket` | host flows, ping sockets, forwards added by the API: AF_INET and AF_INET6 only |
+//! | `socket` | host flows, ping sockets, forwards added by the API: AF_INET/AF_INET6, stream/datagram only |
 //! | `connect` | outbound flows, DNS upstreams |
 //! | `bind` | `--outbound-addr`, forwards added by the API at run time |
 //! | `listen` | forwards added by the API at run time |
@@ -74,7 +74,7 @@
 //! mount API (fsopen, fsmount, move_mount, open_tree), setns, unshare, init/finit/delete_module,
 //! kexec_load, kexec_file_load, reboot, bpf, perf_event_open, keyctl, add_key, request_key,
 //! userfaultfd, io_uring, memfd_create, kill, the setuid family, capset, sockets other than
-//! AF_INET/AF_INET6 (netlink, unix, packet), every other ioctl, prctl and fcntl.
+//! AF_INET/AF_INET6 (netlink, unix, packet), raw sockets, every other ioctl, prctl and fcntl.
 
 use std::collections::BTreeMap;
 
@@ -187,6 +187,34 @@ fn masked(arg: u8, qword: bool, mask: u64, values: &[u64]) -> Vec<Vec<Cond>> {
         .collect()
 }
 
+/// SOCK_TYPE_MASK (linux/net.h): the type without SOCK_NONBLOCK and SOCK_CLOEXEC.
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+/// socket(2) with one of `domains` and one of `types` (any flags, any protocol): for each
+/// pair a rule comparing argument 0 and the type bits of argument 1.
+fn internet_sockets(domains: &[libc::c_int], types: &[libc::c_int]) -> Vec<Vec<Cond>> {
+    let mut rules = Vec::new();
+    for &domain in domains {
+        for &ty in types {
+            rules.push(vec![
+                Cond {
+                    arg: 0,
+                    qword: false,
+                    mask: u64::from(u32::MAX),
+                    value: domain as u64,
+                },
+                Cond {
+                    arg: 1,
+                    qword: false,
+                    mask: SOCK_TYPE_MASK,
+                    value: ty as u64,
+                },
+            ]);
+        }
+    }
+    rules
+}
+
 /// Any namespace flag clone(2) accepts (CLONE_NEWTIME is clone3/unshare only).
 const CLONE_NEW_ANY: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
@@ -236,7 +264,10 @@ fn allowlist(pid: u32) -> Vec<Allowed> {
         // Sockets.
         when(
             sc!(SYS_socket),
-            one_of(0, &[libc::AF_INET as u64, libc::AF_INET6 as u64]),
+            internet_sockets(
+                &[libc::AF_INET, libc::AF_INET6],
+                &[libc::SOCK_STREAM, libc::SOCK_DGRAM],
+            ),
         ),
         any(sc!(SYS_connect)),
         any(sc!(SYS_bind)),
