@@ -27,6 +27,13 @@
 //! ```
 //! `seccomp` without `sandbox` is fine (its order is the same, minus the sandbox line); the
 //! reverse order is not: the sandbox's mount and unshare calls are not in the allowlist.
+//! The ready byte comes last so that a client never talks to an unconfined helper.
+//!
+//! For rootless-run's helper (issue 14), the same order in the forked stack process: enter the
+//! sandbox's user namespace (setns through a pidfd; its host sockets stay in the host's network
+//! namespace) to be root there, then `sandbox` and `seccomp`. The launcher, which keeps
+//! supervising unconfined, binds and removes its API socket itself, so it needs no
+//! `remove_on_exit`; the stack's own removal by path then fails quietly (ENOENT).
 
 pub(crate) mod kernel;
 mod remove;

@@ -9,7 +9,10 @@
 //! The remover holds no such handle for the helper; it takes no input but an EOF, and it
 //! removes a path only if it still names the same file (device and inode) as when registered,
 //! so a socket that someone replaced meanwhile stays. It also removes the file when the helper
-//! is killed (SIGKILL included), which slirp4netns does not.
+//! is killed (SIGKILL included), which slirp4netns does not: it ignores terminal and group
+//! signals (SIGINT, SIGTERM, SIGHUP...) and runs in a session of its own, so a group kill of the
+//! helper does not end it first. It acts when every copy of the pipe's write end is closed:
+//! a child the helper forks later and that does not exec delays it until that child exits too.
 
 use std::ffi::CString;
 use std::os::fd::IntoRawFd;
