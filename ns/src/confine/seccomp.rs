@@ -51,7 +51,7 @@
 //! | `sched_getaffinity` | pthread_getattr_np at a thread's start (std's stack guard) |
 //! | `sigaltstack`, `rt_sigprocmask` | std's overflow stack per thread; glibc masks signals around clone |
 //! | `futex` | WAIT, WAKE, WAIT_BITSET, WAKE_BITSET only (locks, join): no requeue, no PI |
-//! | `sched_yield` | spin waits in std and in the stack's busy poll |
+//! | `sched_yield` | std's channels back off with it (the API's commands and replies) |
 //! | `gettid`, `getpid` | glibc and std (thread start, abort) |
 //! | `exit` | a thread ends |
 //! | `mmap`, `mprotect` | thread stacks, allocator arenas: never with PROT_EXEC |
@@ -65,8 +65,8 @@
 //! | `tgkill` | this process only (its own pid): abort() raises SIGABRT |
 //! | `exit_group` | the process ends |
 //!
-//! Answered with an error by a second filter, nothing done (a kill would turn harmless tries into
-//! crashes): `open` and `stat`, `lstat` (x86_64), `openat`, `newfstatat`, `statx` and `unlink`
+//! Answered with an error by two small filters installed before the allowlist, nothing done (a
+//! kill would turn harmless tries into crashes): `open` and `stat`, `lstat` (x86_64), `openat`, `newfstatat`, `statx` and `unlink`
 //! (x86_64), `unlinkat` fail with ENOENT: std's `available_parallelism` reads cgroup files, and
 //! the API socket's guard stats and unlinks its path when dropped; a confined stack has no
 //! filesystem (`remove_on_exit` removes the socket from outside). `clone3` fails with ENOSYS:
