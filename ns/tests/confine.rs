@@ -1046,6 +1046,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that fails before `finish` must not leave its child running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn set_mode(path: &Path, mode: u32) -> Check {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("chmod {}: {e}", path.display()))
