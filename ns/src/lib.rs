@@ -1,12 +1,14 @@
 //! What the `rootless-run` launcher and the drop-in binaries share below the network stack:
 //! passing fds between a process inside a sandbox's namespaces and one outside (`fdpass`),
 //! joining an existing sandbox's network namespace (`enter`), taking fds inherited by number
-//! (`inherit`), and forking or dying of a signal safely (`process`).
-//! Library only; no policy, no CLI. Grows by one module per shared concern (confinement next),
-//! each moved here from the launcher rather than copied.
+//! (`inherit`), forking or dying of a signal safely (`process`), and confining the helper
+//! after setup (`confine`: sandbox, seccomp, removal of files on exit).
+//! Library only; no policy, no CLI. Grows by one module per shared concern, each moved here
+//! from the launcher rather than copied.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod confine;
 pub mod enter;
 #[allow(unsafe_code)]
 pub mod sys;
