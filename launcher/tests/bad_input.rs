@@ -190,11 +190,11 @@ fn malformed_network_options_are_usage_errors_naming_flag_and_value() {
         ),
         (
             &["--cidr", "10.0.2.100/24"][..],
-            "rootless-run: --cidr 10.0.2.100/24: host bits are set",
+            "rootless-run: --cidr 10.0.2.100/24: CIDR needs to be a network address",
         ),
         (
             &["--cidr", "10.0.2.0/26"][..],
-            "rootless-run: --cidr 10.0.2.0/26: prefix length must be 1 to 25",
+            "rootless-run: --cidr 10.0.2.0/26: prefix length needs to be 1-25",
         ),
         (
             &["--cidr6", "fd00::/48"][..],

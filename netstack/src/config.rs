@@ -48,17 +48,18 @@ pub const MAX_PREFIX_V4: u8 = 25;
 /// A `--cidr` or `--cidr6` value the virtual network cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressingError {
-    /// Not `ADDRESS/PREFIX`, or the address or prefix does not parse.
-    #[error("expected ADDRESS/PREFIX, e.g. 10.0.2.0/24")]
+    /// Not `ADDRESS/PREFIX`, or the address or prefix does not parse. The messages keep
+    /// slirp4netns's words, which its users (and its test suite) look for.
+    #[error("invalid CIDR: expected ADDRESS/PREFIX, e.g. 10.0.2.0/24")]
     Syntax,
     /// The IPv4 prefix leaves no room for .100, or is zero.
-    #[error("prefix length must be 1 to 25 (the sandbox is network + 100)")]
+    #[error("prefix length needs to be 1-25 (the sandbox is network + 100)")]
     PrefixV4,
     /// IPv6 networks are /64 (the sandbox takes ::100 of it; SLAAC-sized, as slirp4netns).
     #[error("prefix length must be 64")]
     PrefixV6,
     /// Host bits are set: give the network address ("not like 10.0.2.100/24").
-    #[error("host bits are set; give the network address (e.g. 10.0.2.0/24)")]
+    #[error("CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24")]
     NotNetwork,
     /// A loopback, multicast, broadcast or unspecified network.
     #[error("not a unicast network")]

@@ -65,12 +65,10 @@ pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Ref
 }
 
 /// The host address outbound sockets toward `target` bind to (`--outbound-addr`,
-/// `--outbound-addr6`): none for loopback targets (the gateway, a loopback DNS upstream),
-/// which only the host's loopback can reach.
+/// `--outbound-addr6`), for every target of its family as slirp4netns does: Linux routes a
+/// socket bound to any local address to the host's loopback too, so the gateway's flows also
+/// come from that address.
 pub fn source_for(cfg: &StackConfig, target: SocketAddr) -> Option<IpAddr> {
-    if target.ip().is_loopback() {
-        return None;
-    }
     match target.ip() {
         IpAddr::V4(_) => cfg.outbound_v4.map(IpAddr::V4),
         IpAddr::V6(_) => cfg.outbound_v6.map(IpAddr::V6),
@@ -136,14 +134,15 @@ mod tests {
     }
 
     #[test]
-    fn outbound_source_applies_to_its_family_and_never_to_loopback() {
+    fn outbound_source_applies_to_every_target_of_its_family() {
         let c = StackConfig {
             outbound_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
             ..cfg()
         };
         let out = "198.51.100.1:80".parse().unwrap();
         assert_eq!(source_for(&c, out), Some("192.0.2.1".parse().unwrap()));
-        assert_eq!(source_for(&c, "127.0.0.1:80".parse().unwrap()), None);
+        let lo = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(source_for(&c, lo), Some("192.0.2.1".parse().unwrap()));
         assert_eq!(source_for(&c, "[2001:db8::1]:80".parse().unwrap()), None);
     }
 

@@ -193,6 +193,13 @@ impl Target {
     pub fn enter(&self) -> Result<(), EnterError> {
         enter(&mut Linux, &self.plan)
     }
+
+    /// Joins only the user namespace (if any), staying in our network namespace: a helper
+    /// whose sockets must stay on the host but that must be root over the sandbox to confine
+    /// itself (`confine::sandbox`). Single-threaded callers only.
+    pub fn enter_user(&self) -> Result<(), EnterError> {
+        enter_user(&mut Linux, &self.plan)
+    }
 }
 
 fn plan<K: NsKernel>(
@@ -264,17 +271,22 @@ fn open_user<K: NsKernel>(
 }
 
 fn enter<K: NsKernel>(k: &mut K, plan: &Plan<K::Ns>) -> Result<(), EnterError> {
+    enter_user(k, plan)?;
+    k.join_net(&plan.net).map_err(|source| EnterError::JoinNet {
+        path: plan.net_path.clone(),
+        user_joined: plan.user.is_some(),
+        source,
+    })
+}
+
+fn enter_user<K: NsKernel>(k: &mut K, plan: &Plan<K::Ns>) -> Result<(), EnterError> {
     if let Some((ns, what)) = &plan.user {
         k.join_user(ns).map_err(|source| EnterError::JoinUser {
             what: what.clone(),
             source,
         })?;
     }
-    k.join_net(&plan.net).map_err(|source| EnterError::JoinNet {
-        path: plan.net_path.clone(),
-        user_joined: plan.user.is_some(),
-        source,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -64,16 +64,22 @@ impl AttachError {
 }
 
 /// The tap fd for `cfg`: from a child that joins the namespace, or the inherited one.
-/// `inherited_tap` is the taken `--netns-type=tapfd` fd, if that is the source.
-pub fn tap(cfg: &Config, prog: &str, inherited_tap: Option<OwnedFd>) -> anyhow::Result<OwnedFd> {
+/// `inherited_tap` is the taken `--netns-type=tapfd` fd, if that is the source. Also returns
+/// the opened target namespaces, which `--enable-sandbox` joins (the user namespace) later.
+pub fn tap(
+    cfg: &Config,
+    prog: &str,
+    inherited_tap: Option<OwnedFd>,
+) -> anyhow::Result<(OwnedFd, Option<Target>)> {
     match (&cfg.source, inherited_tap) {
         (TapSource::Fd(fd), Some(tap)) => {
             check_tap(&tap).ok_or(AttachError::NotTap { fd: *fd })?;
-            Ok(tap)
+            Ok((tap, None))
         }
         (TapSource::Namespace { net, userns }, None) => {
             let target = Target::open(net, userns.as_deref())?;
-            from_child(cfg, prog, &target)
+            let tap = from_child(cfg, prog, &target)?;
+            Ok((tap, Some(target)))
         }
         _ => unreachable!("main takes the tap fd exactly when the source is an fd"),
     }

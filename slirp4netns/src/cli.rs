@@ -367,10 +367,10 @@ This is rr-slirp4netns: rootless-run's network stack behind slirp4netns's comman
 --netns-type=TYPE        what the first argument is ([path|pid|tapfd], default=pid)
 --userns-path=PATH       join this user namespace before the network namespace
                          (default: the user namespace owning the network namespace)
---enable-sandbox         create a new mount namespace and drop capabilities
-                         (not available yet in this build: refused)
---enable-seccomp         limit the system calls of the process with seccomp
-                         (not available yet in this build: refused)
+--enable-sandbox         create a new mount namespace (empty read-only root) and
+                         drop capabilities (default: off)
+--enable-seccomp         limit the system calls of the process to an allowlist with
+                         seccomp; others kill it (default: off)
 --outbound-addr=IPv4     bind outbound IPv4 sockets to this address, or to the first one
                          of this interface name (default: the kernel's choice)
 --outbound-addr6=IPv6    the same for IPv6 (default: the kernel's choice)

@@ -1,19 +1,22 @@
-//! The hook where `--enable-sandbox` and `--enable-seccomp` confine this process: `apply` runs
-//! after the API socket is bound (so its file lives on the host's filesystem) and before the
-//! ready byte, as in slirp4netns. `check` runs at start-up, before anything happens.
-//! Called by `config` (check) and `run` (apply). The confinement itself belongs in
-//! `rr_ns::confine` (a new mount namespace, capabilities dropped, no_new_privs; a seccomp
-//! allowlist); until that module is on main, `check` refuses both flags with one line naming
-//! the flag, so no flag is accepted and then ignored.
+//! `--enable-sandbox` and `--enable-seccomp`: confine this process with `rr_ns::confine`, in the
+//! order that module's header gives. Called by `run` at two points:
+//! - `before_threads`, after the API socket is bound and before any thread starts: the remover
+//!   that unlinks the API socket at exit is forked (the confined helper cannot reach the file
+//!   any more); for the sandbox, the process joins the target's user namespace (root there,
+//!   its sockets staying in the host's network namespace, as slirp4netns does) and takes a
+//!   mount namespace with an empty read-only root, no capabilities but CAP_NET_BIND_SERVICE
+//!   (as slirp4netns keeps), no_new_privs;
+//! - `after_threads`, once the stack and the API thread run: the seccomp allowlist, on every
+//!   thread at once, before the ready byte, so a client never talks to an unconfined helper.
 //!
-//! Wiring it in (the `confine` branch documents its order): the sandbox must come before any
-//! thread starts, but `netstack::api::serve` binds the socket and starts its thread in one call,
-//! and the stack starts its DNS relay thread; so `run` will need the API socket bound first and
-//! served after the sandbox (a split in `netstack::api`), the stack's threads started after it,
-//! and seccomp (TSYNC) last, before the ready byte. The sandboxed helper cannot unlink the API
-//! socket, so `rr_ns::confine::remove_on_exit` takes over that part of `lifecycle`, and the
-//! allowlist must admit what `rr_ns::process::die_by_signal` calls (rt_sigaction,
-//! rt_sigprocmask, tgkill).
+//! With `--netns-type=tapfd` there is no user namespace to join: the sandbox then works only
+//! for a caller that holds CAP_SYS_ADMIN already (real root), and fails with a clear error
+//! otherwise.
+
+use std::path::Path;
+
+use rr_ns::confine::{SandboxOptions, SeccompOptions, Violation};
+use rr_ns::enter::Target;
 
 /// What to confine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,66 +27,66 @@ pub struct Plan {
     pub seccomp: bool,
 }
 
-/// Why confinement is refused or failed.
+/// A confinement step that failed; the process may be half confined, so the caller exits.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfineError {
-    /// The flag is parsed but this build cannot honour it yet.
-    #[error(
-        "{flag}: not available yet in rr-slirp4netns (it needs rr_ns::confine); run without \
-         {flag}"
-    )]
-    Unavailable {
-        /// The flag.
+    /// Joining the target's user namespace for the sandbox failed.
+    #[error("--enable-sandbox: cannot enter the target's user namespace")]
+    Enter(#[source] rr_ns::enter::EnterError),
+    /// A step of `rr_ns::confine` failed.
+    #[error("{flag}")]
+    Step {
+        /// The flag whose confinement failed.
         flag: &'static str,
+        /// Why.
+        #[source]
+        source: rr_ns::confine::ConfineError,
     },
 }
 
-/// Refuses what this build cannot do; called before the first fork.
-pub fn check(plan: &Plan) -> Result<(), ConfineError> {
-    if plan.sandbox {
-        return Err(ConfineError::Unavailable {
-            flag: "--enable-sandbox",
-        });
+/// The steps that need a single-threaded process: the remover, the user namespace, the sandbox.
+pub fn before_threads(
+    plan: &Plan,
+    target: Option<&Target>,
+    api_socket: Option<&Path>,
+) -> Result<(), ConfineError> {
+    if !(plan.sandbox || plan.seccomp) {
+        return Ok(());
     }
-    if plan.seccomp {
-        return Err(ConfineError::Unavailable {
-            flag: "--enable-seccomp",
-        });
+    let flag = if plan.sandbox {
+        "--enable-sandbox"
+    } else {
+        "--enable-seccomp"
+    };
+    if let Some(path) = api_socket {
+        rr_ns::confine::remove_on_exit(&[path])
+            .map_err(|source| ConfineError::Step { flag, source })?;
     }
-    Ok(())
+    if !plan.sandbox {
+        return Ok(());
+    }
+    if let Some(t) = target {
+        t.enter_user().map_err(ConfineError::Enter)?;
+    }
+    let opts = SandboxOptions {
+        keep_net_bind_service: true,
+    };
+    rr_ns::confine::sandbox(&opts).map_err(|source| ConfineError::Step {
+        flag: "--enable-sandbox",
+        source,
+    })
 }
 
-/// Confines the running helper as `plan` says: the place where `rr_ns::confine` will be called
-/// (sandbox first, then seccomp, whose allowlist must admit the sandbox's own calls). Today
-/// `check` has refused both flags, so there is nothing to do.
-pub fn apply(plan: &Plan) -> Result<(), ConfineError> {
-    check(plan)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_unavailable_flag_is_refused_by_name() {
-        assert!(check(&Plan::default()).is_ok());
-        let e = check(&Plan {
-            sandbox: true,
-            seccomp: false,
-        })
-        .unwrap_err();
-        assert!(
-            e.to_string().starts_with("--enable-sandbox: not available"),
-            "{e}"
-        );
-        let e = check(&Plan {
-            sandbox: false,
-            seccomp: true,
-        })
-        .unwrap_err();
-        assert!(
-            e.to_string().starts_with("--enable-seccomp: not available"),
-            "{e}"
-        );
+/// The seccomp allowlist, once every thread of the helper runs.
+pub fn after_threads(plan: &Plan) -> Result<(), ConfineError> {
+    if !plan.seccomp {
+        return Ok(());
     }
+    let opts = SeccompOptions {
+        violation: Violation::KillProcess,
+    };
+    rr_ns::confine::seccomp(&opts).map_err(|source| ConfineError::Step {
+        flag: "--enable-seccomp",
+        source,
+    })
 }

@@ -3,8 +3,10 @@
 //!    host's resolv.conf), so bad values fail before anything forks;
 //! 2. get the tap fd (`attach`: the namespace child, or the inherited fd);
 //! 3. print the banner on stdout and flush it;
-//! 4. block the ending signals (before any thread starts); build the stack;
-//! 5. serve `--api-socket`; confine (`confine::apply`); write the ready byte and close its fd;
+//! 4. block the ending signals and bind `--api-socket`, before any thread starts; confine what
+//!    needs a single thread (`confine::before_threads`: the socket's remover, the sandbox);
+//! 5. build the stack, serve the API socket, start the watcher (threads from here on); the
+//!    seccomp allowlist (`confine::after_threads`); write the ready byte and close its fd;
 //! 6. run the stack in this process's own namespaces until the exit fd hangs up (exit 0), a
 //!    signal arrives (`lifecycle`: the API socket removed, then killed by that signal), or the
 //!    stack fails (exit 1).
@@ -49,22 +51,35 @@ pub enum Ended {
 /// `attach::AttachError::ChildFailed`).
 pub fn run(cfg: &Config, prog: &str, fds: Inherited) -> anyhow::Result<Ended> {
     let stack_cfg = stack_config(cfg)?;
-    let tap = attach::tap(cfg, prog, fds.tap)?;
+    let (tap, target) = attach::tap(cfg, prog, fds.tap)?;
     print_banner(cfg, &stack_cfg);
 
     // The namespace child is gone and no thread runs yet (the stack starts some: DNS over TCP),
     // so every thread from here on inherits the blocked mask and only the signalfd sees them.
     let signals = lifecycle::block_signals().context("cannot block SIGTERM, SIGINT, SIGHUP")?;
+    let bound = match &cfg.api_socket {
+        Some(path) => Some(
+            netstack::api::bind(path)
+                .map_err(anyhow::Error::new)
+                .context("--api-socket")?,
+        ),
+        None => None,
+    };
+    confine::before_threads(
+        &cfg.confine,
+        target.as_ref(),
+        bound.as_ref().map(|b| b.path()),
+    )?;
+    drop(target);
     let (control, commands) =
         netstack::command::channel().context("cannot create the stack's command channel")?;
     let stack =
         netstack::Stack::new(tap, stack_cfg, commands).context("cannot start the network stack")?;
     let (stop_rx, stop) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create the stack's stop pipe")?;
-
-    let api = match &cfg.api_socket {
-        Some(path) => Some(
-            netstack::api::serve(path, control, cfg.addr)
+    let api = match bound {
+        Some(b) => Some(
+            b.serve(control, cfg.addr)
                 .map_err(anyhow::Error::new)
                 .context("--api-socket")?,
         ),
@@ -72,7 +87,7 @@ pub fn run(cfg: &Config, prog: &str, fds: Inherited) -> anyhow::Result<Ended> {
     };
     let watch = lifecycle::start(fds.exit, signals, api, stop)
         .context("cannot start the thread watching --exit-fd and signals")?;
-    if let Err(e) = confine::apply(&cfg.confine) {
+    if let Err(e) = confine::after_threads(&cfg.confine) {
         watch.quit();
         return Err(e.into());
     }

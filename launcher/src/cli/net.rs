@@ -322,11 +322,11 @@ mod tests {
         );
         assert_eq!(
             net(&["--cidr", "10.0.2.100/24"]).expect_err("host bits"),
-            "--cidr 10.0.2.100/24: host bits are set; give the network address (e.g. 10.0.2.0/24)"
+            "--cidr 10.0.2.100/24: CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24"
         );
         assert_eq!(
             net(&["--cidr", "10.0.0.0/26"]).expect_err("too long"),
-            "--cidr 10.0.0.0/26: prefix length must be 1 to 25 (the sandbox is network + 100)"
+            "--cidr 10.0.0.0/26: prefix length needs to be 1-25 (the sandbox is network + 100)"
         );
         assert_eq!(
             net(&["--cidr6", "fd00::/48"]).expect_err("not /64"),

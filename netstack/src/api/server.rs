@@ -85,7 +85,38 @@ pub fn serve<C>(path: &Path, control: C, addr: Addressing) -> Result<ApiSocket, 
 where
     C: ForwardControl + Send + 'static,
 {
-    serve_with(path, control, addr, Options::default())
+    bind(path)?.serve(control, addr)
+}
+
+/// A listening API socket whose thread has not started: `bind` then `BoundApi::serve`, for a
+/// caller that must confine itself in between (the socket's file lives on the host's
+/// filesystem, and a sandbox needs the process single-threaded). Connections wait in the
+/// backlog until it is served; dropping it removes the file.
+#[derive(Debug)]
+pub struct BoundApi {
+    listener: UnixListener,
+    file: SocketFile,
+}
+
+/// Binds and listens on `path` (mode 0600, a stale socket file replaced), starting no thread.
+pub fn bind(path: &Path) -> Result<BoundApi, ApiError> {
+    let (listener, file) = listen(path)?;
+    Ok(BoundApi { listener, file })
+}
+
+impl BoundApi {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Starts serving, as `serve` does.
+    pub fn serve<C>(self, control: C, addr: Addressing) -> Result<ApiSocket, ApiError>
+    where
+        C: ForwardControl + Send + 'static,
+    {
+        start(self, control, addr, Options::default())
+    }
 }
 
 /// Knobs that only tests turn.
@@ -108,7 +139,8 @@ impl Default for Options {
     }
 }
 
-/// `serve` with `Options`.
+/// `serve` with `Options` (tests).
+#[cfg(test)]
 pub(crate) fn serve_with<C>(
     path: &Path,
     control: C,
@@ -118,7 +150,22 @@ pub(crate) fn serve_with<C>(
 where
     C: ForwardControl + Send + 'static,
 {
-    let (listener, file) = listen(path)?;
+    start(bind(path)?, control, addr, options)
+}
+
+/// Starts the "api" thread on a bound socket.
+fn start<C>(
+    bound: BoundApi,
+    control: C,
+    addr: Addressing,
+    options: Options,
+) -> Result<ApiSocket, ApiError>
+where
+    C: ForwardControl + Send + 'static,
+{
+    let BoundApi { listener, file } = bound;
+    let path = file.path.clone();
+    let path = path.as_path();
     let (stop_rx, stop_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ApiError::Pipe {
         path: path.to_owned(),
         source: e.into(),
