@@ -4,14 +4,18 @@
 //! original). It is copied into the harness's 0755 directory as `slirp4netns`, so the test
 //! user can run it and tools that look it up by name on PATH find it there. Also tells the
 //! libslirp-based original apart, for the one behaviour where the two are known to differ.
-//! Called by `tests/tests/dropin_*.rs`; runs nothing but `--version`.
+//! `Attached` runs it by hand the way bubblewrap users do (`BIN ARGS --ready-fd=3 --exit-fd=0`:
+//! the ready byte through a FIFO, and closing its stdin is the exit signal).
+//! Called by `tests/tests/dropin_*.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::child::run;
-use crate::sandbox::{built_dir, command, Harness};
+use crate::child::{run, Outcome, Running};
+use crate::fifo::{Fifo, FifoError};
+use crate::sandbox::{argv, built_dir, command, Harness};
+use crate::topology::Internet;
 
 /// Our drop-in's binary name (issue 11).
 pub const DROPIN: &str = "rr-slirp4netns";
@@ -89,6 +93,73 @@ impl Slirp4netns {
     /// (`libslirp: 4.7.0`), which a stack of its own has no version of.
     pub fn is_libslirp_original(&self) -> bool {
         names_a_libslirp_version(&self.version())
+    }
+}
+
+/// The binary under test run by hand: `BIN ARGS... --ready-fd=3 --exit-fd=0` as the test user,
+/// fd 3 a FIFO the test reads the ready byte from, fd 0 its stdin pipe, whose closing (a HUP on
+/// the exit fd) must make it exit 0.
+pub struct Attached {
+    run: Running,
+    ready: Fifo,
+}
+
+impl Attached {
+    /// Starts `bin` with `args` (the options and `PID TAPNAME`), in `outer`'s network
+    /// namespace if given, else in the sealed one. `tag` names the FIFO, unique per test.
+    pub fn start(
+        h: &Harness,
+        bin: &Slirp4netns,
+        args: &[&str],
+        outer: Option<&Internet>,
+        tag: &str,
+    ) -> Attached {
+        let ready = Fifo::create(h.dir(), &format!("{tag}.ready"), h.user());
+        // `exec "$@" 3>"$0"`: the shell opens the FIFO as fd 3 and becomes the binary.
+        let mut cmd = argv(&[
+            "/bin/sh",
+            "-c",
+            r#"exec "$@" 3>"$0""#,
+            ready.path(),
+            bin.path(),
+        ]);
+        cmd.extend(argv(args));
+        cmd.extend(argv(&["--ready-fd=3", "--exit-fd=0"]));
+        let mut full = h.as_user_argv(&cmd);
+        if let Some(net) = outer {
+            full = net.in_outer(&full);
+        }
+        let what = format!(
+            "{} {} (as {})",
+            bin.source().display(),
+            args.join(" "),
+            h.user().name
+        );
+        let run = Running::spawn(what, &mut command(&full));
+        Attached { run, ready }
+    }
+
+    /// Waits for the ready byte, which must be `1`.
+    pub fn ready(&self, timeout: Duration) -> Result<(), FifoError> {
+        let byte = self.ready.first_byte(self.run.pid(), timeout)?;
+        assert_eq!(
+            byte,
+            b'1',
+            "the ready fd must carry the byte '1'\n{}",
+            self.run.output_so_far()
+        );
+        Ok(())
+    }
+
+    /// Output so far, for messages.
+    pub fn output_so_far(&self) -> String {
+        self.run.output_so_far()
+    }
+
+    /// Closes its stdin (the exit fd) and waits for it to exit.
+    pub fn stop(mut self, timeout: Duration) -> Outcome {
+        self.run.close_stdin();
+        self.run.wait(timeout)
     }
 }
 

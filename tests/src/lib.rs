@@ -11,9 +11,11 @@
 pub mod addrs;
 pub mod api_client;
 pub mod bait;
+pub mod bwrap;
 pub mod child;
 pub mod dns_wire;
 pub mod dropin;
+pub mod fifo;
 pub mod frames;
 pub mod host_client;
 pub mod pattern;
