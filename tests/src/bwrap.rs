@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::child::{Outcome, Running};
+use crate::dropin::require_tools;
 use crate::fifo::Fifo;
 use crate::sandbox::{argv, command, Harness};
 use crate::topology::Internet;
@@ -47,6 +48,7 @@ impl Bwrap {
         outer: Option<&Internet>,
         timeout: Duration,
     ) -> Bwrap {
+        require_tools(&[(BWRAP, "bubblewrap")]);
         let info = Fifo::create(h.dir(), "bwrap.info", h.user());
         let mut cmd = argv(&[
             "/bin/sh",

@@ -96,6 +96,21 @@ impl Slirp4netns {
     }
 }
 
+/// Panics, naming the package and the remedy, unless every `(path, Debian package)` exists.
+/// The clients are real programs from Debian; `scripts/provision` installs them.
+pub fn require_tools(tools: &[(&str, &str)]) {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(path, package)| format!("{path} (package {package})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {}. Remedy: `sudo scripts/provision` (or apt-get install the packages named)",
+        missing.join(", ")
+    );
+}
+
 /// The binary under test run by hand: `BIN ARGS... --ready-fd=3 --exit-fd=0` as the test user,
 /// fd 3 a FIFO the test reads the ready byte from, fd 0 its stdin pipe, whose closing (a HUP on
 /// the exit fd) must make it exit 0.

@@ -18,12 +18,14 @@ use nix::unistd::Pid;
 
 use crate::api_client::user_dir;
 use crate::child::{run, Outcome};
-use crate::dropin::Slirp4netns;
+use crate::dropin::{require_tools, Slirp4netns};
 use crate::procs;
 use crate::sandbox::{argv, as_user_argv_env, command, Harness, User};
 
 /// podman from Debian 12's `podman` package (4.3).
 pub const PODMAN: &str = "/usr/bin/podman";
+/// The OCI runtime podman is told to use.
+pub const RUNC: &str = "/usr/sbin/runc";
 /// The statically linked busybox from `busybox-static`: the image's only executable.
 pub const BUSYBOX: &str = "/bin/busybox";
 /// The image's name; `localhost/` keeps podman from ever asking a registry about it.
@@ -55,6 +57,14 @@ impl Podman {
     /// storage.conf (vfs under the temp dir), and makes the test user's HOME and
     /// XDG_RUNTIME_DIR.
     pub fn new(h: &Harness, bin: &Slirp4netns) -> Podman {
+        require_tools(&[
+            (PODMAN, "podman"),
+            (RUNC, "runc"),
+            ("/usr/bin/conmon", "conmon"),
+            ("/usr/bin/newuidmap", "uidmap"),
+            (BUSYBOX, "busybox-static"),
+            ("/bin/tar", "tar"),
+        ]);
         let user = h.user().clone();
         let dir = user_dir(h.dir(), "podman", &user);
         // Short, because the API socket's path is built on it.

@@ -14,7 +14,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use crate::api_client::user_dir;
 use crate::child::{run, Outcome, Running};
-use crate::dropin::Slirp4netns;
+use crate::dropin::{require_tools, Slirp4netns};
 use crate::sandbox::{argv, command, Harness};
 
 /// rootlesskit from Debian's `rootlesskit` package.
@@ -49,6 +49,11 @@ impl RootlessKit {
         flags: &[&str],
         child: &[String],
     ) -> RootlessKit {
+        require_tools(&[
+            (ROOTLESSKIT, "rootlesskit"),
+            (ROOTLESSCTL, "rootlesskit"),
+            ("/usr/bin/newuidmap", "uidmap"),
+        ]);
         let state = user_dir(h.dir(), "rootlesskit-state", h.user());
         let state_flag = format!("--state-dir={}", state.display());
         let binary_flag = format!("--slirp4netns-binary={}", bin.path());
