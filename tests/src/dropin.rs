@@ -4,8 +4,9 @@
 //! original). It is copied into the harness's 0755 directory as `slirp4netns`, so the test
 //! user can run it and tools that look it up by name on PATH find it there. Also tells the
 //! libslirp-based original apart, for the one behaviour where the two are known to differ.
-//! `Attached` runs it by hand the way bubblewrap users do (`BIN ARGS --ready-fd=3 --exit-fd=0`:
-//! the ready byte through a FIFO, and closing its stdin is the exit signal).
+//! `Attached` runs it by hand the way bubblewrap users do (`BIN ARGS --ready-fd=3 --exit-fd=4`,
+//! both FIFOs: the ready byte comes through one, and the test closing the other is the exit
+//! signal).
 //! Called by `tests/tests/dropin_*.rs`.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::child::{run, Outcome, Running};
-use crate::fifo::{Fifo, FifoError};
+use crate::fifo::{ExitPipe, Fifo, FifoError};
 use crate::sandbox::{argv, built_dir, command, Harness};
 use crate::topology::Internet;
 
@@ -111,12 +112,13 @@ pub fn require_tools(tools: &[(&str, &str)]) {
     );
 }
 
-/// The binary under test run by hand: `BIN ARGS... --ready-fd=3 --exit-fd=0` as the test user,
-/// fd 3 a FIFO the test reads the ready byte from, fd 0 its stdin pipe, whose closing (a HUP on
-/// the exit fd) must make it exit 0.
+/// The binary under test run by hand: `BIN ARGS... --ready-fd=3 --exit-fd=4` as the test user,
+/// fd 3 a FIFO the test reads the ready byte from, fd 4 a FIFO the test holds the only writer
+/// of; its closing (a HUP on the exit fd) must make the binary exit 0.
 pub struct Attached {
     run: Running,
     ready: Fifo,
+    exit: ExitPipe,
 }
 
 impl Attached {
@@ -130,16 +132,19 @@ impl Attached {
         tag: &str,
     ) -> Attached {
         let ready = Fifo::create(h.dir(), &format!("{tag}.ready"), h.user());
-        // `exec "$@" 3>"$0"`: the shell opens the FIFO as fd 3 and becomes the binary.
+        let exit = ExitPipe::create(h.dir(), &format!("{tag}.exit"), h.user());
+        // The shell opens the FIFOs as fds 3 and 4 and becomes the binary.
         let mut cmd = argv(&[
             "/bin/sh",
             "-c",
-            r#"exec "$@" 3>"$0""#,
+            r#"ready=$1 exit=$2; shift 2; exec "$@" 3>"$ready" 4<"$exit""#,
+            "sh",
             ready.path(),
+            exit.path(),
             bin.path(),
         ]);
         cmd.extend(argv(args));
-        cmd.extend(argv(&["--ready-fd=3", "--exit-fd=0"]));
+        cmd.extend(argv(&["--ready-fd=3", "--exit-fd=4"]));
         let mut full = h.as_user_argv(&cmd);
         if let Some(net) = outer {
             full = net.in_outer(&full);
@@ -151,7 +156,7 @@ impl Attached {
             h.user().name
         );
         let run = Running::spawn(what, &mut command(&full));
-        Attached { run, ready }
+        Attached { run, ready, exit }
     }
 
     /// Waits for the ready byte, which must be `1`.
@@ -171,10 +176,12 @@ impl Attached {
         self.run.output_so_far()
     }
 
-    /// Closes its stdin (the exit fd) and waits for it to exit.
-    pub fn stop(mut self, timeout: Duration) -> Outcome {
-        self.run.close_stdin();
-        self.run.wait(timeout)
+    /// Closes the test's end of the exit fd and waits for the binary to exit.
+    pub fn stop(self, timeout: Duration) -> Outcome {
+        let Attached { run, ready, exit } = self;
+        drop(exit);
+        drop(ready);
+        run.wait(timeout)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Named pipes that a process run as the test user writes a signal into, read by the test with
-//! a deadline: slirp4netns's `--ready-fd` byte and bubblewrap's `--info-fd` JSON. The writer
+//! a deadline: slirp4netns's `--ready-fd` byte and bubblewrap's `--info-fd` JSON; and one the
+//! test writes, whose closing is the signal: slirp4netns's `--exit-fd`. The writer
 //! gets the pipe through a shell redirection (`3>FIFO`), so nothing here passes descriptors.
 //! The test opens the read end first (non-blocking, so the writer's open never waits), then
 //! waits with poll(2) on the pipe and on the writer's pidfd: an exited writer ends the wait at
@@ -57,17 +58,7 @@ impl Fifo {
     /// Creates `dir/name` (mode 0600, owned by `user`, who opens it for writing) and opens its
     /// read end.
     pub fn create(dir: &Path, name: &str, user: &User) -> Fifo {
-        let path = dir.join(name);
-        mkfifo(&path, Mode::from_bits_truncate(0o600))
-            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
-        chown(
-            &path,
-            Some(Uid::from_raw(user.uid)),
-            Some(Gid::from_raw(user.gid)),
-        )
-        .unwrap_or_else(|e| panic!("chown {} to {}: {e}", path.display(), user.name));
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-            .unwrap_or_else(|e| panic!("chmod 0600 {}: {e}", path.display()));
+        let path = make(dir, name, user);
         let read_end = open(
             &path,
             OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -151,6 +142,49 @@ impl Fifo {
             writer_exited = !fds[1].revents().is_empty();
         }
     }
+}
+
+/// A FIFO the test holds open for writing and the test user's process reads: slirp4netns's
+/// `--exit-fd`, whose peer closing is the signal to exit. The test's end is opened O_RDWR,
+/// which never blocks on a FIFO (fifo(7)), so the reader's open finds a writer at once;
+/// dropping `ExitPipe` closes the only writer and the reader sees HUP.
+pub struct ExitPipe {
+    path: PathBuf,
+    _write_end: OwnedFd,
+}
+
+impl ExitPipe {
+    /// Creates `dir/name` (mode 0600, owned by `user`) and opens the test's end.
+    pub fn create(dir: &Path, name: &str, user: &User) -> ExitPipe {
+        let path = make(dir, name, user);
+        let write_end = open(&path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+            .unwrap_or_else(|e| panic!("open {} read-write: {e}", path.display()));
+        ExitPipe {
+            path,
+            _write_end: write_end,
+        }
+    }
+
+    /// The FIFO's path, for the reader's redirection.
+    pub fn path(&self) -> &str {
+        self.path.to_str().expect("temp dir paths are UTF-8")
+    }
+}
+
+/// mkfifo `dir/name`, mode 0600, owned by `user`.
+fn make(dir: &Path, name: &str, user: &User) -> PathBuf {
+    let path = dir.join(name);
+    mkfifo(&path, Mode::from_bits_truncate(0o600))
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+    chown(
+        &path,
+        Some(Uid::from_raw(user.uid)),
+        Some(Gid::from_raw(user.gid)),
+    )
+    .unwrap_or_else(|e| panic!("chown {} to {}: {e}", path.display(), user.name));
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("chmod 0600 {}: {e}", path.display()));
+    path
 }
 
 /// True if the pipe reports HUP now: a writer connected and every writer has closed.
