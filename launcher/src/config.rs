@@ -215,7 +215,7 @@ pub struct RunConfig {
 }
 
 /// The sandbox's network: addressing, services, forwards. Read by `plan` (resolv.conf),
-/// `launch` (tap configuration) and `network` (the stack, forwards, API socket).
+/// `child` (tap configuration) and `network` (the stack, forwards, API socket).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
     /// MTU of tap0 (`--mtu`).

@@ -1,9 +1,9 @@
 //! The filesystem view the command starts in, written against `Kernel` so tests can check the
 //! order: propagation of /, hostname, the generated /etc/resolv.conf, the new root
 //! (pivot_root or chroot), proc, working directory.
-//! Called by `launch` in the process that execs the command (or the pid-1 init), after the
-//! namespaces exist (`sandbox`) and before credentials change. Decides nothing: `plan` and
-//! `resolv` did. Keep it one linear function plus one helper per kind of mount.
+//! Called by `pidns` and `monitor` in the process that execs the command (or the pid-1 init),
+//! after the namespaces exist (`sandbox`) and before credentials change. Decides nothing:
+//! `plan` and `resolv` did. Keep it one linear function plus one helper per kind of mount.
 
 use std::path::{Path, PathBuf};
 

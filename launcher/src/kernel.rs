@@ -1,15 +1,29 @@
-//! The narrow seam between launcher logic and the kernel: namespaces, id maps, mounts (and the
-//! one file written for a mount, the generated resolv.conf), credentials. `sys::Linux`
-//! implements it with real syscalls; `fake::Recorder` (tests only) records each call so unit
-//! tests can assert the exact order without privilege.
-//! Keep it to operations whose order matters; fd passing, fork and exec live in `sys` directly.
+//! The narrow seam between launcher logic and the kernel, covering the sandbox child's whole
+//! path from fork to exec: namespaces, id maps, tap0 and its configuration, the setup
+//! channel's messages, mounts (and the one file written for a mount, the generated
+//! resolv.conf), credentials, and the forks, signal-mask changes and exec around them.
+//! `sys::Linux` implements it with real syscalls; `fake::Recorder` (tests only) records each
+//! call, and answers as the kernel would where later calls depend on it (pids after a fork,
+//! the parent's messages), so unit tests can assert the exact order without privilege.
+//! Keep it to operations whose order the launcher decides. Creating an fd that changes no
+//! process state (the monitor's /proc handle, a signalfd, the lifeline pipe) stays outside,
+//! and so does everything the parent does after the fork (the parent's side is not faked).
 
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use netstack::config::Addressing;
+use netstack::netconf::NetconfError;
+use netstack::tap::TapError;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
+use rr_ns::fdpass::Channel;
+
+use crate::sys::process::{ExecError, Forked, Lifeline};
 
 /// A file under /proc/self that setup writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +63,21 @@ pub struct Mount {
     pub flags: MsFlags,
 }
 
+/// How tap0 is configured inside a new sandbox (`netstack::netconf::configure`'s inputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapConfig {
+    /// Interface name.
+    pub name: String,
+    /// MTU.
+    pub mtu: u32,
+    /// The sandbox's addresses and routes.
+    pub addr: Addressing,
+    /// Configure IPv6 too.
+    pub ipv6: bool,
+    /// MAC address; the kernel's random one if unset.
+    pub mac: Option<[u8; 6]>,
+}
+
 /// A failed kernel call, naming it and its argument.
 #[derive(Debug, thiserror::Error)]
 #[error("{call}{}{arg}", if arg.is_empty() { "" } else { " " })]
@@ -83,6 +112,9 @@ pub trait Kernel {
     fn set_pdeathsig(&mut self, sig: Signal) -> Result<(), KernelError>;
     /// getppid(2).
     fn parent_pid(&mut self) -> i32;
+    /// poll(2) on `lifeline` (after dropping our copy of its write end): whether the parent
+    /// still holds its end. For a child whose parent is outside its pid namespace.
+    fn parent_alive(&mut self, lifeline: &mut Lifeline) -> bool;
     /// setns(2) on a pidfd of `pid` with several flags at once.
     fn setns_pid(&mut self, pid: i32, flags: CloneFlags) -> Result<(), KernelError>;
     /// setns(2) on a namespace file.
@@ -110,11 +142,43 @@ pub trait Kernel {
     fn setuid(&mut self, uid: u32) -> Result<(), KernelError>;
     /// Makes every permitted capability inheritable and ambient, so exec keeps them.
     fn keep_caps(&mut self) -> Result<(), KernelError>;
+
+    /// Creates the tap device `name` in our network namespace and opens it.
+    fn open_tap(&mut self, name: &str) -> Result<OwnedFd, TapError>;
+    /// Configures the tap device and loopback over netlink (link, addresses, routes).
+    fn configure_tap(&mut self, tap: &TapConfig) -> Result<(), NetconfError>;
+    /// ioctl(TUNSETPERSIST): the device outlives its last fd (until its namespace goes).
+    fn persist_tap(&mut self, tap: BorrowedFd<'_>) -> Result<(), KernelError>;
+
+    /// sendmsg(2) of a one-byte `tag` with `fds` on the setup channel.
+    fn send(&mut self, chan: &Channel, tag: u8, fds: &[BorrowedFd<'_>]) -> Result<(), KernelError>;
+    /// recvmsg(2) of one message's tag from the setup channel; `None` when the other end is
+    /// closed. Fds that come with it are closed.
+    fn recv(&mut self, chan: &Channel) -> Result<Option<u8>, KernelError>;
+
+    /// fork(2); the caller holds no threads.
+    fn fork(&mut self) -> Result<Forked, KernelError>;
+    /// getpid(2).
+    fn pid(&mut self) -> i32;
+    /// sigprocmask(SIG_BLOCK) of `sig`, on top of what is blocked.
+    fn block_signal(&mut self, sig: Signal) -> Result<(), KernelError>;
+    /// prctl(PR_SET_CHILD_SUBREAPER, 1).
+    fn set_child_subreaper(&mut self) -> Result<(), KernelError>;
+    /// Points stdin, stdout and stderr at /dev/null (dup2(2) three times).
+    fn stdio_to_devnull(&mut self) -> Result<(), KernelError>;
+    /// SIGPIPE back to its default and the signal mask back to `mask`, for exec.
+    fn restore_for_exec(&mut self, mask: &SigSet) -> Result<(), KernelError>;
+    /// execve(2) of `argv` with execvp's PATH search; returns only on failure.
+    fn exec(&mut self, argv: &[OsString]) -> Result<Infallible, ExecError>;
 }
 
 #[cfg(test)]
 pub mod fake {
-    //! A `Kernel` that records calls and fails where told.
+    //! A `Kernel` that records calls and fails where told. It keeps the little state later
+    //! calls depend on: its own pid and its parent's, which a fork changes (the caller always
+    //! goes on as the child), and the parent's replies on the setup channel.
+
+    use std::collections::VecDeque;
 
     use super::*;
 
@@ -138,16 +202,45 @@ pub mod fake {
         Setgid(u32),
         Setuid(u32),
         KeepCaps,
+        LifelineCheck,
+        OpenTap(String),
+        ConfigureTap(TapConfig),
+        PersistTap,
+        /// A tag and how many fds went with it.
+        Send(u8, usize),
+        Recv,
+        Fork,
+        Getpid,
+        Block(Signal),
+        Subreaper,
+        StdioToDevnull,
+        RestoreMask,
+        Exec(Vec<OsString>),
     }
 
-    /// Records every call; `ppid` is what getppid returns; `fail_unshare` makes unshare fail.
+    /// Where the next fork's child lands after unshare or setns with CLONE_NEWPID.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum PidNs {
+        /// A new namespace: the child is its pid 1.
+        New,
+        /// An existing one: the child gets some pid there.
+        Joined,
+    }
+
+    /// Records every call; `pid` and `ppid` are what getpid and getppid return (a fork
+    /// moves both on); `replies` are the tags recv returns, in order, then EOF; `fail_*`
+    /// make that call fail; `lifeline_cut` says the parent outside our pid namespace is gone.
     #[derive(Debug, Default)]
     pub struct Recorder {
         pub calls: Vec<Call>,
+        pub pid: i32,
         pub ppid: i32,
+        pub replies: VecDeque<u8>,
         pub fail_unshare: Option<Errno>,
         pub fail_clear_groups: Option<Errno>,
         pub fail_setns_pid: Option<Errno>,
+        pub lifeline_cut: bool,
+        pub pid_ns: Option<PidNs>,
     }
 
     impl Recorder {
@@ -157,11 +250,19 @@ pub mod fake {
                 ..Default::default()
             }
         }
+
+        /// Notes that children forked from now on land in a pid namespace.
+        fn note_pid_ns(&mut self, flags: CloneFlags, ns: PidNs) {
+            if flags.contains(CloneFlags::CLONE_NEWPID) {
+                self.pid_ns = Some(ns);
+            }
+        }
     }
 
     impl Kernel for Recorder {
         fn unshare(&mut self, flags: CloneFlags) -> Result<(), KernelError> {
             self.calls.push(Call::Unshare(flags));
+            self.note_pid_ns(flags, PidNs::New);
             match self.fail_unshare {
                 Some(e) => Err(KernelError::new("unshare", "", e)),
                 None => Ok(()),
@@ -181,6 +282,7 @@ pub mod fake {
         }
         fn setns_pid(&mut self, pid: i32, flags: CloneFlags) -> Result<(), KernelError> {
             self.calls.push(Call::SetnsPid(pid, flags));
+            self.note_pid_ns(flags, PidNs::Joined);
             match self.fail_setns_pid {
                 Some(e) => Err(KernelError::new("setns", pid.to_string(), e)),
                 None => Ok(()),
@@ -188,6 +290,7 @@ pub mod fake {
         }
         fn setns_file(&mut self, path: &Path, flag: CloneFlags) -> Result<(), KernelError> {
             self.calls.push(Call::SetnsFile(path.into(), flag));
+            self.note_pid_ns(flag, PidNs::Joined);
             Ok(())
         }
         fn mount(&mut self, m: &Mount) -> Result<(), KernelError> {
@@ -238,6 +341,80 @@ pub mod fake {
         fn keep_caps(&mut self) -> Result<(), KernelError> {
             self.calls.push(Call::KeepCaps);
             Ok(())
+        }
+        fn parent_alive(&mut self, _lifeline: &mut Lifeline) -> bool {
+            self.calls.push(Call::LifelineCheck);
+            !self.lifeline_cut
+        }
+        fn open_tap(&mut self, name: &str) -> Result<OwnedFd, TapError> {
+            self.calls.push(Call::OpenTap(name.into()));
+            // Any fd will do: the fake sends it nowhere.
+            let null = std::fs::File::open("/dev/null").expect("/dev/null opens");
+            Ok(null.into())
+        }
+        fn configure_tap(&mut self, tap: &TapConfig) -> Result<(), NetconfError> {
+            self.calls.push(Call::ConfigureTap(tap.clone()));
+            Ok(())
+        }
+        fn persist_tap(&mut self, _tap: BorrowedFd<'_>) -> Result<(), KernelError> {
+            self.calls.push(Call::PersistTap);
+            Ok(())
+        }
+        fn send(
+            &mut self,
+            _chan: &Channel,
+            tag: u8,
+            fds: &[BorrowedFd<'_>],
+        ) -> Result<(), KernelError> {
+            self.calls.push(Call::Send(tag, fds.len()));
+            Ok(())
+        }
+        fn recv(&mut self, _chan: &Channel) -> Result<Option<u8>, KernelError> {
+            self.calls.push(Call::Recv);
+            Ok(self.replies.pop_front())
+        }
+        fn fork(&mut self) -> Result<Forked, KernelError> {
+            self.calls.push(Call::Fork);
+            // In a pid namespace the child's parent is outside it: getppid() says 0.
+            (self.pid, self.ppid) = match self.pid_ns.take() {
+                Some(PidNs::New) => (1, 0),
+                Some(PidNs::Joined) => (self.pid + 1, 0),
+                None => (self.pid + 1, self.pid),
+            };
+            Ok(Forked::Child)
+        }
+        fn pid(&mut self) -> i32 {
+            self.calls.push(Call::Getpid);
+            self.pid
+        }
+        fn block_signal(&mut self, sig: Signal) -> Result<(), KernelError> {
+            self.calls.push(Call::Block(sig));
+            Ok(())
+        }
+        fn set_child_subreaper(&mut self) -> Result<(), KernelError> {
+            self.calls.push(Call::Subreaper);
+            Ok(())
+        }
+        fn stdio_to_devnull(&mut self) -> Result<(), KernelError> {
+            self.calls.push(Call::StdioToDevnull);
+            Ok(())
+        }
+        fn restore_for_exec(&mut self, _mask: &SigSet) -> Result<(), KernelError> {
+            self.calls.push(Call::RestoreMask);
+            Ok(())
+        }
+        fn exec(&mut self, argv: &[OsString]) -> Result<Infallible, ExecError> {
+            self.calls.push(Call::Exec(argv.to_vec()));
+            // There is nothing to run: exec "fails" as for a missing program, so the path
+            // returns to the test.
+            Err(ExecError {
+                program: argv
+                    .first()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                status: 127,
+                errno: Errno::ENOENT,
+            })
         }
     }
 }

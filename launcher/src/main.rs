@@ -4,15 +4,21 @@
 //! Nothing else lives here.
 #![deny(unsafe_code)]
 
+mod child;
 mod cli;
 mod config;
+mod detach;
+mod exec;
 mod fsview;
+mod handshake;
+mod holder;
 mod idmap;
 mod kernel;
 mod launch;
 mod monitor;
 mod network;
 mod persist;
+mod pidns;
 mod plan;
 mod resolv;
 mod sandbox;

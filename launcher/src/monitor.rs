@@ -6,22 +6,28 @@
 //! dies it sends the command the `--kill-child` signal, waits for the command if that signal
 //! is catchable, then SIGKILLs every remaining descendant, found through the PPid chains of a
 //! /proc opened before the sandbox changed root, and repeats until it has no child left.
-//! Called by `launch` in the sandbox's first process; does no namespace or filesystem setup.
+//! Called by `child` in the sandbox's first process (`run`, which forks the command: the
+//! command's side gets its filesystem view from `fsview` and execs through `exec`); the
+//! monitor itself does no namespace or filesystem setup.
 //! Limit: a pid listed in one scan may be reused by an unrelated process before it is killed
 //! (the window is one /proc scan; the kill needs the same uid or the sandbox's capabilities).
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 
 use anyhow::Context;
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+use crate::exec;
+use crate::fsview;
 use crate::kernel::Kernel;
+use crate::plan::Plan;
 use crate::sandbox;
 use crate::supervise::{self, Signals, Status, Verdict};
-use crate::sys::process::{self, ProcDir};
+use crate::sys::process::{self, Forked, ProcDir};
 
 /// The monitor's parent-death signal. Not in the forwarded set, rarely sent by anyone else,
 /// and checked against getppid() before it is believed.
@@ -31,8 +37,10 @@ pub const DEATH_SIGNAL: Signal = Signal::SIGPWR;
 /// parent-death signal (checked against `parent`), and a signalfd reading both that and the
 /// supervised set. Call before forking the command.
 pub fn prepare<K: Kernel>(k: &mut K, parent: i32) -> anyhow::Result<Signals> {
-    process::block(DEATH_SIGNAL).context("cannot block the death signal")?;
-    process::become_subreaper().context("cannot become a child subreaper")?;
+    k.block_signal(DEATH_SIGNAL)
+        .context("cannot block the death signal")?;
+    k.set_child_subreaper()
+        .context("cannot become a child subreaper")?;
     sandbox::tie_to_parent(k, DEATH_SIGNAL, parent)?;
     Signals::open_with(&[DEATH_SIGNAL])
 }
@@ -91,6 +99,35 @@ fn bring_down(cmd: Pid, kill_child: Signal, proc: &ProcDir) {
             Ok(_) | Err(Errno::EINTR) => {}
             // ECHILD: no child, so (being the subreaper) no descendant either.
             Err(_) => return,
+        }
+    }
+}
+
+/// No pid namespace of our own: becomes the monitor and forks the command, which gets its
+/// filesystem view and execs `argv`; returns (or re-raises) the command's status.
+pub fn run<K: Kernel>(
+    k: &mut K,
+    plan: &Plan,
+    argv: &[OsString],
+    proc: ProcDir,
+    parent: i32,
+    old_mask: &SigSet,
+) -> anyhow::Result<i32> {
+    let signals = prepare(k, parent)?;
+    let me = k.pid();
+    match k.fork().context("cannot fork")? {
+        Forked::Parent(cmd) => {
+            let st = watch(&signals, cmd, parent, plan.creds.kill_child, &proc)?;
+            if let Status::Signaled(sig) = st {
+                process::reraise(sig);
+            }
+            Ok(st.code())
+        }
+        Forked::Child => {
+            drop(signals);
+            drop(proc);
+            fsview::prepare_fs(k, &plan.fs)?;
+            exec::command(k, argv, &plan.creds, me, old_mask)
         }
     }
 }

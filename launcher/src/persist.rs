@@ -1,7 +1,8 @@
 //! Persisted sandboxes: the record directory (`--persist DIR`), namespace comparison for
 //! `--join`, bind-mounting namespace files as real root, and `--stop DIR`.
-//! Called by `launch` (record, bind, clean up) and `main` (stop). The holder process itself is
-//! forked by `launch`; this file only decides what it must enter and where things are written.
+//! Called by `launch` (record, bind, clean up), `holder` (clean up) and `main` (stop). The
+//! holder process itself is forked by `holder`; this file only decides what it must enter and
+//! where things are written.
 //!
 //! DIR holds `pid` (the holder: a process inside the sandbox's user, network, and any other new
 //! namespaces except pid and time, for `nsenter -t PID -U -n --preserve-credentials` and
@@ -138,24 +139,10 @@ impl Record {
         files: &[NsFile],
     ) -> anyhow::Result<()> {
         for f in files {
-            if !f.path.exists() {
-                fs::File::create(&f.path)
-                    .with_context(|| format!("cannot create {}", f.path.display()))?;
+            if create_missing(&f.path)? {
                 self.files.push(f.path.clone());
             }
-            k.mount(&Mount {
-                source: Some(PathBuf::from(format!("/proc/{pid}/ns/{}", f.kind))),
-                target: f.path.clone(),
-                fstype: None,
-                flags: MsFlags::MS_BIND,
-            })
-            .with_context(|| {
-                format!(
-                    "cannot bind the {} namespace to {}",
-                    f.kind,
-                    f.path.display()
-                )
-            })?;
+            bind_ns_file(k, pid, f)?;
             self.mounted.push(f.path.clone());
         }
         Ok(())
@@ -186,6 +173,42 @@ impl Record {
             let _ = fs::remove_dir(&self.dir);
         }
     }
+}
+
+/// Bind-mounts /proc/PID/ns/KIND onto each of `files` (`--net=FILE` and friends, real root
+/// only), creating them; nothing is recorded for removal: these files outlive the launcher.
+pub fn bind_ns_files<K: Kernel>(k: &mut K, pid: i32, files: &[NsFile]) -> anyhow::Result<()> {
+    for f in files {
+        create_missing(&f.path)?;
+        bind_ns_file(k, pid, f)?;
+    }
+    Ok(())
+}
+
+/// Creates an empty file at `path` unless something is there; says whether it did.
+fn create_missing(path: &Path) -> anyhow::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(true)
+}
+
+/// Bind-mounts /proc/PID/ns/KIND onto `f.path`.
+fn bind_ns_file<K: Kernel>(k: &mut K, pid: i32, f: &NsFile) -> anyhow::Result<()> {
+    k.mount(&Mount {
+        source: Some(PathBuf::from(format!("/proc/{pid}/ns/{}", f.kind))),
+        target: f.path.clone(),
+        fstype: None,
+        flags: MsFlags::MS_BIND,
+    })
+    .with_context(|| {
+        format!(
+            "cannot bind the {} namespace to {}",
+            f.kind,
+            f.path.display()
+        )
+    })
 }
 
 /// `--stop DIR`: asks the launcher recorded in DIR to stop the sandbox (command included) and
@@ -234,4 +257,76 @@ pub fn stop(dir: &Path) -> anyhow::Result<()> {
         let _ = fs::remove_dir(dir);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::fake::{Call, Recorder};
+
+    /// An existing file and a missing one in `dir`, for the `net` and `user` namespaces.
+    fn ns_files(dir: &Path) -> [NsFile; 2] {
+        let existing = dir.join("net");
+        fs::write(&existing, "").expect("write");
+        [
+            NsFile {
+                kind: "net",
+                path: existing,
+            },
+            NsFile {
+                kind: "user",
+                path: dir.join("user"),
+            },
+        ]
+    }
+
+    fn bind(kind: &str, target: &Path) -> Call {
+        Call::Mount(Mount {
+            source: Some(format!("/proc/7/ns/{kind}").into()),
+            target: target.into(),
+            fstype: None,
+            flags: MsFlags::MS_BIND,
+        })
+    }
+
+    #[test]
+    fn ns_files_are_created_if_missing_then_bound_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = ns_files(dir.path());
+        let mut k = Recorder::default();
+        bind_ns_files(&mut k, 7, &files).expect("ok");
+        assert!(files[1].path.is_file(), "the missing file is created");
+        assert_eq!(
+            k.calls,
+            [bind("net", &files[0].path), bind("user", &files[1].path)]
+        );
+    }
+
+    #[test]
+    fn record_unbinds_every_file_and_removes_only_the_ones_it_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = ns_files(dir.path());
+        let mut rec = Record::claim(&dir.path().join("rec")).expect("claim");
+        let mut k = Recorder::default();
+        rec.bind_ns_files(&mut k, 7, &files).expect("ok");
+        assert_eq!(
+            k.calls,
+            [bind("net", &files[0].path), bind("user", &files[1].path)]
+        );
+        let mut k = Recorder::default();
+        rec.remove(&mut k);
+        assert_eq!(
+            k.calls,
+            [
+                Call::Umount(files[0].path.clone()),
+                Call::Umount(files[1].path.clone())
+            ]
+        );
+        assert!(files[0].path.is_file(), "a file that was there stays");
+        assert!(!files[1].path.exists(), "the file it created goes");
+        assert!(
+            !dir.path().join("rec").exists(),
+            "the directory it created goes"
+        );
+    }
 }

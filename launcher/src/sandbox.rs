@@ -1,8 +1,8 @@
 //! The order of the child's namespace and credential steps, written against `Kernel` so tests
 //! can check it: entering namespaces (unshare or join) with the id maps, and switching
 //! credentials before exec. The filesystem view in between is `fsview`'s.
-//! Called by `launch` in the forked child (and the pid-1 init). Does not fork, exec, pass fds
-//! or touch the network; those are `launch`'s. Keep each phase a short, linear function.
+//! Called by `child` in the forked child, `exec` before exec and `holder`. Does not fork, exec,
+//! pass fds or touch the network; those are `child`'s, `pidns`'s and `monitor`'s. Keep each phase a short, linear function.
 
 use std::path::PathBuf;
 
@@ -108,7 +108,7 @@ pub fn enter<K: Kernel>(
     k: &mut K,
     plan: &NsPlan,
     parent: i32,
-    helper: &mut dyn FnMut() -> anyhow::Result<()>,
+    helper: &mut dyn FnMut(&mut K) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     k.unshare(plan.unshare).map_err(unshare_error)?;
     match &plan.maps {
@@ -121,7 +121,7 @@ pub fn enter<K: Kernel>(
             k.write_proc(ProcFile::GidMap, gid)
                 .context("cannot write the gid map")?;
         }
-        MapWrite::Helper => helper()?,
+        MapWrite::Helper => helper(k)?,
     }
     // unshare(CLONE_NEWUSER) changes our credentials, which may clear the death signal.
     tie_to_parent(k, Signal::SIGKILL, parent)?;
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn setgroups_denied_before_gid_map_and_death_signal_after_unshare() {
         let mut k = Recorder::with_ppid(42);
-        enter(&mut k, &own_maps(), 42, &mut || panic!("no helper")).expect("ok");
+        enter(&mut k, &own_maps(), 42, &mut |_| panic!("no helper")).expect("ok");
         assert_eq!(
             k.calls,
             [
@@ -257,7 +257,7 @@ mod tests {
         plan.maps = MapWrite::Helper;
         plan.time_offsets = time_offsets(Some(-5), Some(7));
         let mut asked = 0;
-        enter(&mut k, &plan, 42, &mut || {
+        enter(&mut k, &plan, 42, &mut |_| {
             asked += 1;
             Ok(())
         })
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn parent_gone_after_unshare_stops_setup() {
         let mut k = Recorder::with_ppid(1);
-        let err = enter(&mut k, &own_maps(), 42, &mut || Ok(())).expect_err("parent died");
+        let err = enter(&mut k, &own_maps(), 42, &mut |_| Ok(())).expect_err("parent died");
         assert!(err.is::<ParentGone>());
     }
 
@@ -287,7 +287,7 @@ mod tests {
     fn unshare_eperm_names_the_sysctls() {
         let mut k = Recorder::with_ppid(42);
         k.fail_unshare = Some(Errno::EPERM);
-        let err = enter(&mut k, &own_maps(), 42, &mut || Ok(())).expect_err("eperm");
+        let err = enter(&mut k, &own_maps(), 42, &mut |_| Ok(())).expect_err("eperm");
         let msg = format!("{err:#}");
         assert!(msg.contains("kernel.unprivileged_userns_clone"), "{msg}");
         assert!(
@@ -299,7 +299,7 @@ mod tests {
         k.fail_unshare = Some(Errno::ENOSPC);
         let msg = format!(
             "{:#}",
-            enter(&mut k, &own_maps(), 42, &mut || Ok(())).unwrap_err()
+            enter(&mut k, &own_maps(), 42, &mut |_| Ok(())).unwrap_err()
         );
         assert!(msg.contains("sysctl user.max_user_namespaces="), "{msg}");
     }

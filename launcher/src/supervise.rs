@@ -180,6 +180,12 @@ pub fn supervise_while(
     }
 }
 
+/// SIGKILL to `pid`, then reaps it (errors ignored: it may be gone already).
+pub fn kill_and_reap(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

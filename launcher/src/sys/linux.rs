@@ -1,17 +1,25 @@
-//! `Linux`: the real `Kernel`, one syscall per method via nix (and `caps` for --keep-caps).
+//! `Linux`: the real `Kernel`, one syscall per method via nix (and `caps` for --keep-caps,
+//! `process` for fork, exec and signal masks, netstack for tap0, rr-ns for the channel).
 //! Holds no state; the order of calls is the caller's business.
 
+use std::convert::Infallible;
+use std::ffi::OsString;
 use std::fs::{OpenOptions, Permissions};
 use std::io::Write;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use netstack::netconf::NetconfError;
+use netstack::tap::TapError;
 use nix::mount::MntFlags;
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{Gid, Uid};
+use rr_ns::fdpass::Channel;
 
-use crate::kernel::{Kernel, KernelError, Mount, ProcFile};
+use super::process::{self, ExecError, Forked, Lifeline};
+use crate::kernel::{Kernel, KernelError, Mount, ProcFile, TapConfig};
 
 /// The running kernel.
 #[derive(Debug, Default)]
@@ -56,6 +64,10 @@ impl Kernel for Linux {
 
     fn parent_pid(&mut self) -> i32 {
         nix::unistd::getppid().as_raw()
+    }
+
+    fn parent_alive(&mut self, lifeline: &mut Lifeline) -> bool {
+        lifeline.parent_alive()
     }
 
     fn setns_pid(&mut self, pid: i32, flags: CloneFlags) -> Result<(), KernelError> {
@@ -137,5 +149,58 @@ impl Kernel for Linux {
 
     fn keep_caps(&mut self) -> Result<(), KernelError> {
         super::caps::keep_all().map_err(|(call, e)| KernelError::new(call, "", e))
+    }
+
+    fn open_tap(&mut self, name: &str) -> Result<OwnedFd, TapError> {
+        netstack::tap::open(name)
+    }
+
+    fn configure_tap(&mut self, tap: &TapConfig) -> Result<(), NetconfError> {
+        netstack::netconf::configure(&tap.name, tap.mtu, &tap.addr, tap.ipv6, tap.mac)
+    }
+
+    fn persist_tap(&mut self, tap: BorrowedFd<'_>) -> Result<(), KernelError> {
+        process::tap_set_persist(tap).map_err(|e| KernelError::new("ioctl(TUNSETPERSIST)", "", e))
+    }
+
+    fn send(&mut self, chan: &Channel, tag: u8, fds: &[BorrowedFd<'_>]) -> Result<(), KernelError> {
+        chan.send(tag, &[], fds)
+            .map_err(|e| KernelError::new("sendmsg", "", errno_of(&e)))
+    }
+
+    fn recv(&mut self, chan: &Channel) -> Result<Option<u8>, KernelError> {
+        let msg = chan
+            .recv()
+            .map_err(|e| KernelError::new("recvmsg", "", errno_of(&e)))?;
+        Ok(msg.map(|m| m.tag))
+    }
+
+    fn fork(&mut self) -> Result<Forked, KernelError> {
+        process::fork().map_err(|e| KernelError::new("fork", "", e))
+    }
+
+    fn pid(&mut self) -> i32 {
+        nix::unistd::getpid().as_raw()
+    }
+
+    fn block_signal(&mut self, sig: Signal) -> Result<(), KernelError> {
+        process::block(sig).map_err(|e| KernelError::new("sigprocmask", sig.as_str(), e))
+    }
+
+    fn set_child_subreaper(&mut self) -> Result<(), KernelError> {
+        process::become_subreaper()
+            .map_err(|e| KernelError::new("prctl(PR_SET_CHILD_SUBREAPER)", "", e))
+    }
+
+    fn stdio_to_devnull(&mut self) -> Result<(), KernelError> {
+        process::stdio_to_devnull().map_err(|e| KernelError::new("dup2", "/dev/null", errno_of(&e)))
+    }
+
+    fn restore_for_exec(&mut self, mask: &SigSet) -> Result<(), KernelError> {
+        process::restore_for_exec(mask).map_err(|e| KernelError::new("sigprocmask", "", e))
+    }
+
+    fn exec(&mut self, argv: &[OsString]) -> Result<Infallible, ExecError> {
+        process::exec(argv)
     }
 }

@@ -1,6 +1,7 @@
 //! Process plumbing: fork, exec, signal masks and dispositions, pidfds, waiting, re-raising a
 //! child's fatal signal, stdio redirection for `--detach`, and listing /proc for the monitor.
-//! Called by `launch`, `sandbox`, `supervise` and `persist`; decides nothing.
+//! Called by the launcher's process code (`launch`, `child`, `pidns`, `monitor`, `holder`,
+//! `detach`), `supervise` and `persist`; decides nothing.
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsString};

@@ -124,8 +124,8 @@ impl EventLoop {
             self.flows.release(slot);
             return tcp::reset_stray(ep, seg, &mut self.egress);
         }
-        let iss = self.next_iss(&ep);
-        let mut flow = TcpFlow::new(ep, seg, self.egress.mtu(), iss, now);
+        let origin = self.clock.origin(&ep, now);
+        let mut flow = TcpFlow::new(ep, seg, self.egress.mtu(), origin, now);
         let mut host = HostTcp::new(stream);
         tracing::debug!(sandbox = %ep.sandbox, remote = %ep.remote, %target, "tcp flow opened");
         // On loopback the handshake usually completes inside connect(): answer the sandbox
@@ -171,16 +171,6 @@ impl EventLoop {
     /// is on: with `--disable-dns` the address is as dead as any unused one.
     fn is_ours(&self, ip: IpAddr) -> bool {
         self.cfg.addr.is_gateway(ip) || (self.cfg.dns && self.cfg.addr.is_dns(ip))
-    }
-
-    pub(super) fn next_iss(&mut self, ep: &Endpoints) -> u32 {
-        // Not a security boundary (the sandbox sees only its own flows): just avoid reusing
-        // sequence space across quick reconnects on one port pair.
-        self.iss_seed = self
-            .iss_seed
-            .wrapping_mul(1_103_515_245)
-            .wrapping_add(u32::from(ep.sandbox.port()) << 16 | u32::from(ep.remote.port()));
-        self.iss_seed
     }
 
     fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {

@@ -240,8 +240,8 @@ impl EventLoop {
             self.flows.release(slot);
             return self.refuse_inbound(stream, peer, "registration failed");
         }
-        let iss = self.next_iss(&ep);
-        let mut flow = TcpFlow::new_inbound(ep, self.egress.mtu(), iss, now);
+        let origin = self.clock.origin(&ep, now);
+        let mut flow = TcpFlow::new_inbound(ep, self.egress.mtu(), origin, now);
         let mut host = HostTcp::new(stream);
         tracing::debug!(%peer, remote = %ep.remote, sandbox = %ep.sandbox, "forwarded tcp flow opened");
         flow.send_syn(&mut host, &mut self.egress, now);

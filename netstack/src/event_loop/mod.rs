@@ -28,7 +28,7 @@ use crate::flows::{Flow, FlowKey, FlowTable, Proto};
 use crate::host::HostTcp;
 use crate::icmp::PingFlow;
 use crate::nat;
-use crate::tcp::{self, Endpoints, HostSocket, TcpFlow, Verdict};
+use crate::tcp::{self, Endpoints, HostSocket, TcpClock, TcpFlow, Verdict};
 use crate::udp::UdpFlow;
 use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
 use forwards::Forwards;
@@ -106,7 +106,8 @@ pub struct EventLoop {
     flow_traffic: bool,
     /// What the last turn did (for the spin policy).
     last_turn: Turn,
-    iss_seed: u32,
+    /// Initial sequence numbers and the TSval clock of every TCP flow.
+    clock: TcpClock,
     /// Drop counters.
     pub drops: DropStats,
 }
@@ -171,7 +172,7 @@ impl EventLoop {
             tap_bytes: 0,
             flow_traffic: false,
             last_turn: Turn::default(),
-            iss_seed: initial_seed(),
+            clock: TcpClock::new(),
             drops: DropStats::default(),
             forwards: Forwards::new(),
             commands,
@@ -625,13 +626,6 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
     fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
     Ok(())
-}
-
-fn initial_seed() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 #[cfg(feature = "fault-injection")]

@@ -195,7 +195,7 @@ pub struct TcpFlow {
 /// Timestamp state of a flow.
 #[derive(Debug, Clone, Copy)]
 struct Timestamps {
-    /// Origin of our TSval clock (milliseconds since the flow began).
+    /// Origin of our TSval clock: the stack's start, shared by every flow (`TcpClock`).
     base: Instant,
     /// TS.Recent: the TSval to echo.
     recent: u32,
@@ -335,11 +335,14 @@ pub fn reset_stray(ep: Endpoints, seg: &TcpSegment<'_>, eg: &mut Egress) {
     let _ = eg.tcp(ep.remote, ep.sandbox, &hdr, 0, 0, |_| Ok(0));
 }
 
-/// Our TSval: milliseconds since `base`, wrapping (RFC 7323 5.4 allows 1 ms to 1 s ticks).
+pub use clock::{Origin, TcpClock};
+
+/// Our TSval: milliseconds since `base` (the stack's start: `TcpClock`), wrapping (RFC 7323 5.4 allows 1 ms to 1 s ticks).
 fn ts_clock(base: Instant) -> u32 {
     base.elapsed().as_millis() as u32
 }
 
+mod clock;
 #[cfg(test)]
 mod fake;
 mod open;

@@ -10,13 +10,19 @@ use super::*;
 
 impl TcpFlow {
     /// Starts a flow for the sandbox's SYN `syn`; the caller has started the host connect.
-    pub fn new(ep: Endpoints, syn: &TcpSegment<'_>, mtu: usize, iss: u32, now: Instant) -> Self {
+    pub fn new(
+        ep: Endpoints,
+        syn: &TcpSegment<'_>,
+        mtu: usize,
+        origin: Origin,
+        now: Instant,
+    ) -> Self {
         let their_mss = syn.mss.map_or(DEFAULT_MSS, usize::from).max(64);
         let (snd_scale, rcv_scale) = match syn.window_scale {
             Some(s) => (s.min(MAX_WINDOW_SCALE), OUR_WINDOW_SCALE),
             None => (0, 0),
         };
-        let blank = TcpFlow::blank(ep, mtu, iss, now);
+        let blank = TcpFlow::blank(ep, mtu, origin.iss, now);
         TcpFlow {
             state: State::Connecting,
             irs: syn.seq,
@@ -26,7 +32,7 @@ impl TcpFlow {
             rcv_scale,
             mss: their_mss.min(blank.mss),
             ts: syn.timestamp.map(|(tsval, _)| Timestamps {
-                base: now,
+                base: origin.ts_epoch,
                 recent: tsval,
                 last_ack_sent: syn.seq.wrapping_add(1),
             }),
@@ -41,20 +47,20 @@ impl TcpFlow {
     /// goes to `on_host_readable` and `on_host_writable`). Until the sandbox's SYN-ACK
     /// arrives the flow sends no data: host readiness is only recorded, and the first push
     /// after the handshake peeks whatever the client sent meanwhile.
-    pub fn new_inbound(ep: Endpoints, mtu: usize, iss: u32, now: Instant) -> TcpFlow {
+    pub fn new_inbound(ep: Endpoints, mtu: usize, origin: Origin, now: Instant) -> TcpFlow {
         TcpFlow {
             state: State::SynSent,
             // Offered in our SYN; kept only if the SYN-ACK carries them too.
             rcv_scale: OUR_WINDOW_SCALE,
             ts: Some(Timestamps {
-                base: now,
+                base: origin.ts_epoch,
                 recent: 0,
                 last_ack_sent: 0,
             }),
             // The accepted socket may hold data already, with its edge reported before the
             // flow existed: peek once after the handshake whatever epoll says.
             host_readable: true,
-            ..TcpFlow::blank(ep, mtu, iss, now)
+            ..TcpFlow::blank(ep, mtu, origin.iss, now)
         }
     }
 
@@ -160,12 +166,16 @@ impl TcpFlow {
             host.abort();
             return Verdict::Close;
         }
-        if !(seg.flags.syn && seg.flags.ack) {
+        if seg.flags.ack && !acks_syn {
+            // An unacceptable ACK (RFC 9293 3.10.7.3), typically the sandbox's TIME_WAIT of
+            // an earlier connection on this 4-tuple answering our SYN with its old ACK:
+            // <SEQ=SEG.ACK><CTL=RST> ends that connection, so our SYN goes again at once
+            // instead of after an RTO.
+            reset_stray(self.ep, seg, eg);
+            self.send_syn_segment(host, eg, SYN);
             return Verdict::Keep;
         }
-        if !acks_syn {
-            // An old connection's SYN-ACK: <SEQ=SEG.ACK><CTL=RST>, and keep waiting.
-            reset_stray(self.ep, seg, eg);
+        if !(seg.flags.syn && seg.flags.ack) {
             return Verdict::Keep;
         }
         self.irs = seg.seq;

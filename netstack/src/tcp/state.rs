@@ -41,10 +41,11 @@
 //!   answered with an ACK.
 //! - y1: a SYN-ACK acknowledging our SYN: take the sandbox's ISN, window, MSS, window scale
 //!   and timestamps (each used only if both sides offered it), ACK it, `-> Established`,
-//!   then `P` what the host client sent meanwhile. Its data or FIN is not taken. A SYN-ACK
-//!   acknowledging anything else gets a RST at its ACK number and the flow stays. A SYN
-//!   without ACK (simultaneous open) is ignored, as is any segment without SYN or RST
-//!   (RFC 9293 3.10.7.3).
+//!   then `P` what the host client sent meanwhile. Its data or FIN is not taken. Any segment
+//!   whose ACK acknowledges something else (an old SYN-ACK, or the old ACK a TIME_WAIT of an
+//!   earlier connection on this 4-tuple answers our SYN with) gets a RST at its ACK number
+//!   and our SYN goes again at once; the flow stays. A SYN without ACK (simultaneous open) is
+//!   ignored, as is any segment without SYN, ACK or RST (RFC 9293 3.10.7.3).
 //! - y2: a RST acknowledging our SYN (the service is not listening) `A X`, so the host
 //!   client sees a reset as from a closed port; any other RST `-`.
 //! - a1: only an ACK of our SYN-ACK counts (any other is `-`); it moves to Established and

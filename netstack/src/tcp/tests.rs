@@ -59,7 +59,7 @@ impl Rig {
         let sink = Sink::default();
         let eg = egress(MTU, &sink);
         let now = Instant::now();
-        let flow = TcpFlow::new(ep(), &first, MTU, ISS, now);
+        let flow = TcpFlow::new(ep(), &first, MTU, origin(now), now);
         let host = FakeHost::unlimited();
         Rig {
             flow,
@@ -524,4 +524,12 @@ fn segments_respect_a_sandbox_mss_below_the_link_mss() {
     r.host_readable();
     let lens: Vec<usize> = r.sink.take().iter().map(|o| o.payload.len()).collect();
     assert_eq!(lens, [1000, 1000, 500]);
+}
+
+/// Our ISS, and a TSval clock starting with the test.
+fn origin(now: Instant) -> Origin {
+    Origin {
+        iss: ISS,
+        ts_epoch: now,
+    }
 }

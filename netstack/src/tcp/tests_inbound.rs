@@ -72,7 +72,7 @@ impl Rig {
         let eg = egress(MTU, &sink);
         let now = Instant::now();
         Rig {
-            flow: TcpFlow::new_inbound(ep(), MTU, ISS, now),
+            flow: TcpFlow::new_inbound(ep(), MTU, origin(now), now),
             host: FakeHost::unlimited(),
             eg,
             sink,
@@ -241,7 +241,7 @@ fn rst_acknowledging_our_syn_closes_and_aborts_the_host() {
 }
 
 #[test]
-fn syn_ack_with_a_wrong_ack_gets_rst_at_that_ack_and_the_flow_waits() {
+fn syn_ack_with_a_wrong_ack_gets_rst_at_that_ack_then_our_syn_again() {
     let mut r = Rig::syn_sent();
     let stale = TcpSegment {
         ack: ISS + 500,
@@ -249,13 +249,37 @@ fn syn_ack_with_a_wrong_ack_gets_rst_at_that_ack_and_the_flow_waits() {
     };
     assert_eq!(r.input(stale), Verdict::Keep);
     let out = r.sink.take();
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!((out[0].flags, out[0].seq), (BARE_RST, ISS + 500));
+    assert_eq!((out[1].flags, out[1].seq), (BARE_SYN, ISS));
     assert!(!r.host.aborted);
     // The right answer still establishes the flow.
     r.input(syn_ack());
     let out = r.sink.take();
     assert_eq!((out[0].flags, out[0].ack), (ACK, IRS + 1));
+}
+
+#[test]
+fn a_time_wait_ack_to_our_syn_gets_rst_and_the_syn_again_at_once() {
+    let mut r = Rig::syn_sent();
+    // The sandbox still holds an earlier connection on this 4-tuple in TIME_WAIT and
+    // answers our SYN with that connection's ACK.
+    let old_ack = seg(IRS, ISS.wrapping_sub(70_000), ACK, 100, &[]);
+    assert_eq!(r.input(old_ack), Verdict::Keep);
+    let out = r.sink.take();
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(
+        (out[0].flags, out[0].seq),
+        (BARE_RST, ISS.wrapping_sub(70_000))
+    );
+    assert_eq!((out[1].flags, out[1].seq), (BARE_SYN, ISS), "no RTO wait");
+    r.input(syn_ack());
+    let out = r.sink.take();
+    assert_eq!(
+        (out[0].flags, out[0].ack),
+        (ACK, IRS + 1),
+        "established after all"
+    );
 }
 
 #[test]
@@ -373,4 +397,12 @@ fn host_initiated_flow_closes_service_first() {
         r.input(seg(IRS + 8, ISS + 2, ACK, 500, &[])),
         Verdict::Close
     );
+}
+
+/// Our ISS, and a TSval clock starting with the test.
+fn origin(now: Instant) -> Origin {
+    Origin {
+        iss: ISS,
+        ts_epoch: now,
+    }
 }

@@ -1,6 +1,6 @@
 //! A parent <-> child channel: a SOCK_SEQPACKET socketpair carrying one-byte tagged messages,
-//! optionally with fds (SCM_RIGHTS). Used by the launcher's `launch` (parent) and `sandbox`
-//! (child), and by the drop-ins to bring a tap fd out of a sandbox's namespaces.
+//! optionally with fds (SCM_RIGHTS). Used by the launcher's `handshake` (for `launch` and
+//! `child`), and by the drop-ins to bring a tap fd out of a sandbox's namespaces.
 //! Seqpacket keeps message boundaries, so a tag never merges with the next one; a read of zero
 //! bytes means the other side closed (died). Messages are tiny; no buffering here.
 
