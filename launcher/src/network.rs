@@ -12,7 +12,7 @@
 //! network namespace; knows nothing of signals or id maps.
 
 use std::fs::File;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -149,45 +149,16 @@ pub fn serve_api(prepared: Prepared) -> anyhow::Result<Serving> {
 }
 
 /// The address outbound sockets of one family bind to: the one given, or the first of the
-/// interface (for IPv6 the first that is not link-local: those need a scope to bind). Binding
-/// a UDP socket to it once checks that it is an address of this host.
+/// interface (`netstack::hostaddr`), checked to be this host's.
 fn outbound(flag: &str, o: &Outbound, v6: bool) -> anyhow::Result<IpAddr> {
     let family = if v6 { "IPv6" } else { "IPv4" };
     let ip = match o {
         Outbound::Addr(ip) => *ip,
-        Outbound::Interface(name) => {
-            if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
-                bail!("{flag} {name}: no such interface");
-            }
-            let addrs = nix::ifaddrs::getifaddrs()
-                .with_context(|| format!("{flag} {name}: cannot list the interface addresses"))?;
-            addrs
-                .filter(|a| a.interface_name == *name)
-                .filter_map(|a| {
-                    let sa = a.address?;
-                    match (sa.as_sockaddr_in(), sa.as_sockaddr_in6()) {
-                        (Some(sin), _) if !v6 => Some(IpAddr::V4(sin.ip())),
-                        (_, Some(sin6)) if v6 && !is_link_local_v6(sin6.ip()) => {
-                            Some(IpAddr::V6(sin6.ip()))
-                        }
-                        _ => None,
-                    }
-                })
-                .next()
-                .with_context(|| {
-                    let which = if v6 { "global IPv6" } else { "IPv4" };
-                    format!("{flag} {name}: the interface has no {which} address")
-                })?
-        }
+        Outbound::Interface(name) => netstack::hostaddr::interface_addr(name, v6)
+            .with_context(|| format!("{flag} {name}"))?,
     };
-    UdpSocket::bind(SocketAddr::new(ip, 0))
-        .with_context(|| format!("{flag} {ip}: not a usable {family} address of this host"))?;
-    Ok(ip)
-}
-
-/// fe80::/10 (RFC 4291 section 2.5.6).
-fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
-    ip.segments()[0] & 0xffc0 == 0xfe80
+    netstack::hostaddr::check_local(ip)
+        .with_context(|| format!("{flag} {ip}: not a usable {family} address of this host"))
 }
 
 /// Starts the stack for `child`'s sandbox on a thread named "netstack" and hands it the

@@ -23,6 +23,7 @@ pub mod fault;
 mod flows;
 pub mod forward;
 mod host;
+pub mod hostaddr;
 mod icmp;
 pub mod nat;
 mod stack;

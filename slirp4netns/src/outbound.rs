@@ -1,13 +1,13 @@
 //! `--outbound-addr` and `--outbound-addr6`: the address outbound sockets bind to, given as
-//! an address or as an interface name (its first address of the family; for IPv6 the first
-//! that is not link-local, which would need a scope). Binding a UDP socket to it once checks
-//! that it belongs to this host, so a wrong value fails at start, not per connection.
-//! Called by `run` before the fork. The launcher has the same rule in its `network::outbound`;
-//! both should move to one library function (left for the launcher's refactor).
+//! an address or as an interface name (its first address of the family, through
+//! `netstack::hostaddr`, which the launcher uses too), checked to belong to this host so a wrong
+//! value fails at start, not per connection. Called by `run` before the fork; the messages keep
+//! slirp4netns's wording.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use netstack::hostaddr::{self, HostAddrError};
 
 use crate::config::Outbound;
 
@@ -16,36 +16,16 @@ pub fn resolve(flag: &str, o: &Outbound, v6: bool) -> anyhow::Result<IpAddr> {
     let family = if v6 { "IPv6" } else { "IPv4" };
     let ip = match o {
         Outbound::Addr(ip) => *ip,
-        Outbound::Interface(name) => {
-            if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
-                bail!("{flag}={name}: has to be a valid {family} address or interface name");
+        Outbound::Interface(name) => match hostaddr::interface_addr(name, v6) {
+            Ok(ip) => ip,
+            Err(HostAddrError::NoInterface) => {
+                anyhow::bail!("{flag}={name}: has to be a valid {family} address or interface name")
             }
-            let addrs = nix::ifaddrs::getifaddrs()
-                .with_context(|| format!("{flag}={name}: cannot list interface addresses"))?;
-            addrs
-                .filter(|a| a.interface_name == *name)
-                .filter_map(|a| {
-                    let sa = a.address?;
-                    match (sa.as_sockaddr_in(), sa.as_sockaddr_in6()) {
-                        (Some(sin), _) if !v6 => Some(IpAddr::V4(sin.ip())),
-                        (_, Some(sin6)) if v6 && !is_link_local_v6(sin6.ip()) => {
-                            Some(IpAddr::V6(sin6.ip()))
-                        }
-                        _ => None,
-                    }
-                })
-                .next()
-                .with_context(|| format!("{flag}={name}: the interface has no {family} address"))?
-        }
+            Err(e) => return Err(e).with_context(|| format!("{flag}={name}")),
+        },
     };
-    UdpSocket::bind(SocketAddr::new(ip, 0))
-        .with_context(|| format!("{flag}={ip}: not a usable {family} address of this host"))?;
-    Ok(ip)
-}
-
-/// fe80::/10 (RFC 4291 section 2.5.6).
-fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
-    ip.segments()[0] & 0xffc0 == 0xfe80
+    hostaddr::check_local(ip)
+        .with_context(|| format!("{flag}={ip}: not a usable {family} address of this host"))
 }
 
 #[cfg(test)]
