@@ -218,46 +218,6 @@ impl EventLoop {
         Ok(())
     }
 
-    /// What was dropped or refused over the run, at debug level (RUST_LOG=netstack=debug).
-    fn log_counters(&self) {
-        let d = self.drops;
-        let e = self.egress.stats;
-        tracing::debug!(
-            malformed = d.malformed,
-            refused = d.refused,
-            table_full = d.table_full,
-            forward_refused = d.forward_refused,
-            no_link = e.no_link,
-            too_big = e.too_big,
-            sink_errors = e.sink_errors,
-            "stack stopped"
-        );
-        if let Some(dns) = &self.dns {
-            let s = dns.stats();
-            tracing::debug!(
-                queries = s.queries,
-                answers = s.answers,
-                servfail = s.servfail,
-                malformed = s.malformed,
-                dropped = s.dropped,
-                timeouts = s.timeouts,
-                "dns forwarder"
-            );
-        }
-        if let Some(relay) = &self.dns_tcp {
-            let s = relay.stats();
-            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(
-                queries = n(&s.queries),
-                answers = n(&s.answers),
-                servfail = n(&s.servfail),
-                malformed = n(&s.malformed),
-                refused = n(&s.refused),
-                "dns over tcp"
-            );
-        }
-    }
-
     /// Resets (RST, not FIN) the host side of every TCP flow the sandbox did not close, so
     /// a host peer never mistakes a cut-off stream for a complete one.
     fn abort_unfinished(&mut self) {
@@ -654,6 +614,7 @@ mod faults {
     }
 }
 
+mod counters;
 mod dispatch;
 mod forwards;
 mod spin;

@@ -1,0 +1,47 @@
+//! What the loop counted over a run (drops, refusals, the DNS forwarder's and relay's figures),
+//! logged once when the stack stops, at debug level (`RUST_LOG=netstack=debug`). Part of
+//! `event_loop`; reads counters, changes nothing.
+
+use super::*;
+
+impl EventLoop {
+    /// What was dropped or refused over the run, at debug level (RUST_LOG=netstack=debug).
+    pub(super) fn log_counters(&self) {
+        let d = self.drops;
+        let e = self.egress.stats;
+        tracing::debug!(
+            malformed = d.malformed,
+            refused = d.refused,
+            table_full = d.table_full,
+            forward_refused = d.forward_refused,
+            no_link = e.no_link,
+            too_big = e.too_big,
+            sink_errors = e.sink_errors,
+            "stack stopped"
+        );
+        if let Some(dns) = &self.dns {
+            let s = dns.stats();
+            tracing::debug!(
+                queries = s.queries,
+                answers = s.answers,
+                servfail = s.servfail,
+                malformed = s.malformed,
+                dropped = s.dropped,
+                timeouts = s.timeouts,
+                "dns forwarder"
+            );
+        }
+        if let Some(relay) = &self.dns_tcp {
+            let s = relay.stats();
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                queries = n(&s.queries),
+                answers = n(&s.answers),
+                servfail = n(&s.servfail),
+                malformed = n(&s.malformed),
+                refused = n(&s.refused),
+                "dns over tcp"
+            );
+        }
+    }
+}
