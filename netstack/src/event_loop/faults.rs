@@ -1,0 +1,23 @@
+//! Test builds with the `fault-injection` feature: wraps the tap sink and builds the
+//! receive-side faults from RR_FAULT_INJECT (see `crate::fault`). Part of `event_loop`.
+use std::io;
+
+use crate::egress::FrameSink;
+use crate::fault::{FaultSpec, Faults, FaultySink};
+
+/// Wraps the tap sink and builds the receive-side faults when RR_FAULT_INJECT is set.
+pub fn wrap(
+    sink: Box<dyn FrameSink>,
+    max_frame: usize,
+) -> io::Result<(Box<dyn FrameSink>, Option<Faults>)> {
+    let spec = FaultSpec::from_env().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    Ok(match spec {
+        Some(spec) => {
+            tracing::warn!(?spec, "fault injection on the tap path (test build)");
+            let tx = Faults::new(spec, max_frame);
+            let rx = Faults::new(spec, max_frame);
+            (Box::new(FaultySink::new(sink, tx)), Some(rx))
+        }
+        None => (sink, None),
+    })
+}
