@@ -114,6 +114,8 @@ fn tap_calls(mtu: u32) -> Vec<Call> {
             addr: Addressing::default(),
             ipv6: true,
             mac: None,
+            sandbox: netstack::netconf::SandboxAddrs::of(&Addressing::default()),
+            veth: false,
         }),
         Call::PersistTap,
         Call::Send(tag::READY, 1),
