@@ -284,7 +284,7 @@ mod tests {
     fn bridge_request_names_kind_bridge_and_up() {
         let mut expected = ifinfo(0, true);
         expected.extend(attr(IFLA_IFNAME, b"rrbr0\0"));
-        expected.extend(attr(IFLA_LINKINFO, &attr(IFLA_INFO_KIND, b"bridge")));
+        expected.extend(attr(IFLA_LINKINFO, &attr(IFLA_INFO_KIND, b"bridge\0")));
         assert_eq!(bytes(&new_bridge("rrbr0")), expected);
     }
 
@@ -301,7 +301,7 @@ mod tests {
         peer.extend(attr(IFLA_IFNAME, b"eth0\0"));
         peer.extend(attr(IFLA_MTU, &65520u32.to_ne_bytes()));
         peer.extend(attr(IFLA_NET_NS_PID, &4242u32.to_ne_bytes()));
-        let mut info = attr(IFLA_INFO_KIND, b"veth");
+        let mut info = attr(IFLA_INFO_KIND, b"veth\0");
         info.extend(attr(IFLA_INFO_DATA, &attr(VETH_INFO_PEER, &peer)));
         let mut expected = ifinfo(0, true);
         expected.extend(attr(IFLA_IFNAME, b"rrv4242\0"));
