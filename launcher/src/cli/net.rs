@@ -567,7 +567,7 @@ mod tests {
     #[test]
     fn every_network_flag_is_refused_with_join() {
         let flags = all_flags();
-        assert_eq!(flags.len(), 14, "{flags:?}");
+        assert_eq!(flags.len(), 15, "{flags:?}");
         for flag in &flags {
             let args: Vec<&str> = match flag.as_str() {
                 "--disable-ipv6"
@@ -576,6 +576,7 @@ mod tests {
                 | "--keep-resolv-conf" => vec![flag.as_str()],
                 "--mtu" => vec!["--mtu", "1500"],
                 "--busy-poll" => vec!["--busy-poll", "0"],
+                "--net-mode" => vec!["--net-mode", "userspace"],
                 "--cidr" => vec!["--cidr", "10.0.2.0/24"],
                 "--cidr6" => vec!["--cidr6", "fd00::/64"],
                 "--mac" => vec!["--mac", "02:00:00:00:00:01"],
@@ -601,6 +602,33 @@ mod tests {
         assert_eq!(
             net(&["--join=123"]).expect("valid").resolv_conf,
             ResolvConf::Host
+        );
+    }
+}
+
+#[cfg(test)]
+mod net_mode_tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_kernel_only_for_root_without_unsupported_flags() {
+        assert!(net_mode(NetMode::Auto, true, None).expect("valid"));
+        assert!(!net_mode(NetMode::Auto, false, None).expect("valid"));
+        assert!(!net_mode(NetMode::Auto, true, Some("--publish")).expect("valid"));
+        assert!(!net_mode(NetMode::Userspace, true, None).expect("valid"));
+    }
+
+    #[test]
+    fn kernel_is_refused_to_non_root_and_with_unsupported_flags() {
+        assert!(net_mode(NetMode::Kernel, false, None)
+            .expect_err("non-root")
+            .to_string()
+            .starts_with("--net-mode=kernel: needs real root"));
+        assert_eq!(
+            net_mode(NetMode::Kernel, true, Some("--publish"))
+                .expect_err("publish")
+                .to_string(),
+            "--publish: not supported with --net-mode=kernel yet; use --net-mode=userspace"
         );
     }
 }
