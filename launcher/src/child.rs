@@ -75,11 +75,19 @@ pub fn run<K: Kernel>(
 /// tap0's configuration from the network options.
 pub fn tap_config(net: &NetConfig) -> TapConfig {
     TapConfig {
-        name: netstack::config::TAP_NAME.into(),
+        name: if net.kernel {
+            crate::kernelnet::links::SANDBOX_IFNAME.into()
+        } else {
+            netstack::config::TAP_NAME.into()
+        },
         mtu: net.mtu,
         addr: net.addr,
         ipv6: net.ipv6,
         mac: net.mac,
+        sandbox: net
+            .leased
+            .unwrap_or_else(|| netstack::netconf::SandboxAddrs::of(&net.addr)),
+        veth: net.kernel,
     }
 }
 
@@ -94,6 +102,13 @@ pub fn enter_new<K: Kernel>(
     parent: i32,
 ) -> anyhow::Result<()> {
     sandbox::enter(k, ns, parent, &mut |k| handshake::request_maps(k, chan))?;
+    if tap.veth {
+        handshake::request_veth(k, chan)?;
+        k.configure_tap(tap)
+            .context("cannot configure the sandbox's network")?;
+        handshake::send_ready(k, chan, None).context("setup channel")?;
+        return Ok(());
+    }
     let tap = create_tap(k, tap)?;
     handshake::send_ready(k, chan, Some(tap.as_fd()))
         .context("cannot hand the tap device to the launcher")?;

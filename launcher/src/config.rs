@@ -22,6 +22,8 @@ pub enum Mode {
     Run(Box<RunConfig>),
     /// Stop a persisted sandbox (`--stop DIR`).
     Stop(PathBuf),
+    /// Remove the nftables rules of kernel-mode runs that are gone (`--cleanup`).
+    Cleanup,
     /// Print shell completions to stdout (`--completions SHELL`).
     Completions(clap_complete::Shell),
 }
@@ -245,6 +247,10 @@ pub struct NetConfig {
     pub api_socket: Option<PathBuf>,
     /// What the sandbox's /etc/resolv.conf is.
     pub resolv_conf: ResolvConf,
+    /// Kernel mode (`--net-mode`): a veth on a bridge and nftables instead of the stack.
+    pub kernel: bool,
+    /// Kernel mode's leased sandbox addresses (set by `launch` before the fork).
+    pub leased: Option<netstack::netconf::SandboxAddrs>,
 }
 
 impl Default for NetConfig {
@@ -263,6 +269,8 @@ impl Default for NetConfig {
             publish: Vec::new(),
             api_socket: None,
             resolv_conf: ResolvConf::Generated,
+            kernel: false,
+            leased: None,
         }
     }
 }

@@ -32,6 +32,10 @@ pub mod tag {
     pub const MAPS_DONE: u8 = b'm';
     /// child -> parent: namespaces ready (with the tap fd for a new sandbox).
     pub const READY: u8 = b'R';
+    /// child -> parent (kernel mode): my network namespace is ready, create my veth.
+    pub const VETH: u8 = b'V';
+    /// parent -> child: eth0 is in your namespace.
+    pub const VETH_DONE: u8 = b'v';
     /// parent -> child: go ahead and exec.
     pub const GO: u8 = b'g';
 }
@@ -43,8 +47,9 @@ pub fn await_ready(
     chan: &Channel,
     child: Pid,
     helper: Option<&HelperMaps>,
+    veth: Option<&dyn Fn(i32) -> anyhow::Result<()>>,
 ) -> anyhow::Result<Option<Option<OwnedFd>>> {
-    match handshake(chan, child, helper) {
+    match handshake(chan, child, helper, veth) {
         Ok(Some(tap)) => Ok(Some(tap)),
         Ok(None) => {
             let _ = nix::sys::wait::waitpid(child, None);
@@ -74,6 +79,16 @@ pub fn request_maps<K: Kernel>(k: &mut K, chan: &Channel) -> anyhow::Result<()> 
     }
 }
 
+/// Child (kernel mode): asks the parent for the veth peer `eth0` and waits until it is here.
+pub fn request_veth<K: Kernel>(k: &mut K, chan: &Channel) -> anyhow::Result<()> {
+    k.send(chan, tag::VETH, &[]).context("setup channel")?;
+    match k.recv(chan).context("setup channel")? {
+        Some(tag::VETH_DONE) => Ok(()),
+        Some(other) => bail!("unexpected setup message {other:#x}"),
+        None => Err(ParentGone.into()),
+    }
+}
+
 /// Child: our namespaces are ready; a new sandbox passes its `tap` along.
 pub fn send_ready<K: Kernel>(
     k: &mut K,
@@ -98,6 +113,7 @@ fn handshake(
     chan: &Channel,
     child: Pid,
     helper: Option<&HelperMaps>,
+    veth: Option<&dyn Fn(i32) -> anyhow::Result<()>>,
 ) -> anyhow::Result<Option<Option<std::os::fd::OwnedFd>>> {
     loop {
         let Some(msg) = chan.recv().context("setup channel")? else {
@@ -108,6 +124,12 @@ fn handshake(
                 let maps = helper.ok_or_else(|| anyhow!("child asked for helper maps"))?;
                 write_helper_maps(child.as_raw(), maps)?;
                 chan.send(tag::MAPS_DONE, &[], &[])
+                    .context("setup channel")?;
+            }
+            tag::VETH => {
+                let attach = veth.ok_or_else(|| anyhow!("child asked for a veth"))?;
+                attach(child.as_raw())?;
+                chan.send(tag::VETH_DONE, &[], &[])
                     .context("setup channel")?;
             }
             tag::READY => return Ok(Some(msg.fds.into_iter().next())),

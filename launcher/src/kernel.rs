@@ -76,6 +76,10 @@ pub struct TapConfig {
     pub ipv6: bool,
     /// MAC address; the kernel's random one if unset.
     pub mac: Option<[u8; 6]>,
+    /// The sandbox's own addresses (kernel mode: leased).
+    pub sandbox: netstack::netconf::SandboxAddrs,
+    /// Kernel mode: the parent creates the interface (a veth peer) instead of a tap.
+    pub veth: bool,
 }
 
 /// A failed kernel call, naming it and its argument.

@@ -52,8 +52,24 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     };
     let plan = plan::make_plan(cfg, caller, &host_resolv_conf)?;
     let mut detached = if cfg.detach { Some(detach()?) } else { None };
-    // Only a new sandbox has a network of ours.
-    let prepared = if plan.ns.is_some() {
+    // Kernel mode: lease, bridge and rules before the fork; the veth once the child asks.
+    let kernel_net = if plan.ns.is_some() && cfg.net.kernel {
+        Some(crate::kernelnet::prepare(&cfg.net, &host_resolv_conf)?)
+    } else {
+        None
+    };
+    let leased_cfg;
+    let cfg = match &kernel_net {
+        Some(k) => {
+            let mut c = cfg.clone();
+            c.net.leased = Some(k.addrs());
+            leased_cfg = c;
+            &leased_cfg
+        }
+        None => cfg,
+    };
+    // Only a new sandbox has a network of ours (the userspace stack's, unless kernel mode).
+    let prepared = if plan.ns.is_some() && kernel_net.is_none() {
         Some(network::prepare(&cfg.net, &host_resolv_conf)?)
     } else {
         None
@@ -63,7 +79,13 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     let _span = tracing::debug_span!("sandbox", child = child.as_raw()).entered();
 
     // Setup handshake. On any failure here the child is killed before we return.
-    let Some(tap) = await_ready(&ours, child, plan.helper.as_ref())? else {
+    let attach = |pid: i32| match &kernel_net {
+        Some(k) => k.attach(pid),
+        None => anyhow::bail!("the child asked for a veth outside kernel mode"),
+    };
+    let veth: Option<&dyn Fn(i32) -> anyhow::Result<()>> =
+        kernel_net.as_ref().map(|_| &attach as _);
+    let Some(tap) = await_ready(&ours, child, plan.helper.as_ref(), veth)? else {
         // The child printed its own one-line error; exit 1 without adding to it.
         return Ok(Status::Exited(1));
     };

@@ -14,6 +14,7 @@ mod handshake;
 mod holder;
 mod idmap;
 mod kernel;
+mod kernelnet;
 mod launch;
 mod monitor;
 mod network;
@@ -121,6 +122,7 @@ fn main() {
             Ok(Status::Exited(0))
         }
         Mode::Stop(dir) => persist::stop(&dir).map(|()| Status::Exited(0)),
+        Mode::Cleanup => kernelnet::cleanup().map(|()| Status::Exited(0)),
         Mode::Run(cfg) => launch::run(&cfg, &caller),
     };
     match result {

@@ -48,12 +48,34 @@ pub struct Plan {
     pub mtu: u32,
     /// Transmit queue length to set on the tap device.
     pub txqueuelen: u32,
-    /// The sandbox's addresses and gateways.
+    /// The sandbox's network and gateways.
     pub addr: Addressing,
+    /// The sandbox's own addresses: `addr`'s (10.0.2.100, fd00::100) unless a kernel-mode lease
+    /// gave others.
+    pub sandbox: SandboxAddrs,
     /// Also add the IPv6 address and default route (needs `mtu >= IPV6_MIN_MTU`).
     pub ipv6: bool,
     /// MAC address to give the tap device; the kernel's random one if `None`.
     pub mac: Option<[u8; 6]>,
+}
+
+/// The sandbox's own IPv4 and IPv6 addresses inside `Addressing`'s networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxAddrs {
+    /// IPv4 address (prefix length from `Addressing`).
+    pub v4: Ipv4Addr,
+    /// IPv6 address (/64).
+    pub v6: Ipv6Addr,
+}
+
+impl SandboxAddrs {
+    /// The default ones of `addr` (network + 100, network ::100).
+    pub fn of(addr: &Addressing) -> SandboxAddrs {
+        SandboxAddrs {
+            v4: addr.sandbox_v4(),
+            v6: addr.sandbox_v6(),
+        }
+    }
 }
 
 /// One request of the configuration batch, in the order they are sent.
@@ -165,7 +187,7 @@ impl Step {
             Step::LoopbackUp => NetconfError::LoopbackUp(source),
             Step::TapLink => NetconfError::TapLink(source),
             Step::AddressV4 => NetconfError::AddressV4 {
-                addr: a.sandbox_v4(),
+                addr: plan.sandbox.v4,
                 prefix_len: a.prefix_v4(),
                 source,
             },
@@ -174,7 +196,7 @@ impl Step {
                 source,
             },
             Step::AddressV6 => NetconfError::AddressV6 {
-                addr: a.sandbox_v6(),
+                addr: plan.sandbox.v6,
                 source,
             },
             Step::RouteV6 => NetconfError::RouteV6 {
@@ -195,6 +217,18 @@ pub fn configure(
     ipv6: bool,
     mac: Option<[u8; 6]>,
 ) -> Result<(), NetconfError> {
+    configure_as(tap_name, mtu, addr, SandboxAddrs::of(addr), ipv6, mac)
+}
+
+/// As `configure`, with the sandbox's own addresses given (kernel mode's leased ones).
+pub fn configure_as(
+    tap_name: &str,
+    mtu: u32,
+    addr: &Addressing,
+    sandbox: SandboxAddrs,
+    ipv6: bool,
+    mac: Option<[u8; 6]>,
+) -> Result<(), NetconfError> {
     let tap_index =
         nix::net::if_::if_nametoindex(tap_name).map_err(|source| NetconfError::TapIndex {
             name: tap_name.into(),
@@ -205,6 +239,7 @@ pub fn configure(
         mtu,
         txqueuelen: TAP_TXQUEUELEN,
         addr: *addr,
+        sandbox,
         ipv6,
         mac,
     })
@@ -214,12 +249,34 @@ pub fn configure(
 pub fn apply(plan: &Plan) -> Result<(), NetconfError> {
     let requests = requests(plan)?;
     let batch = encode(&requests);
+    let acked = exchange(&batch, requests.len())?;
+    for ((step, _), result) in requests.iter().zip(acked) {
+        if let Some(errno) = result {
+            return Err(step.error(plan, io::Error::from_raw_os_error(errno)));
+        }
+    }
+    Ok(())
+}
+
+/// Sends `requests` (each with its extra header flags, e.g. NLM_F_CREATE) as one batch with
+/// sequence numbers 1, 2, ... and returns each one's errno (`None`: done). For kernel mode's
+/// bridge and veth (launcher `links`), which decide themselves which errno is fatal.
+pub fn transact(requests: &[(u16, RouteNetlinkMessage)]) -> Result<Vec<Option<i32>>, NetconfError> {
+    let mut batch = Vec::new();
+    for (seq, (flags, msg)) in (1u32..).zip(requests) {
+        encode_one(&mut batch, seq, NLM_F_REQUEST | NLM_F_ACK | flags, msg);
+    }
+    exchange(&batch, requests.len())
+}
+
+/// Sends `batch` of `count` requests; waits for every ACK and returns each request's errno.
+fn exchange(batch: &[u8], count: usize) -> Result<Vec<Option<i32>>, NetconfError> {
     let socket = Socket::new(NETLINK_ROUTE).map_err(NetconfError::Socket)?;
     // Ask for short ACKs (header only, not the echoed request); older kernels ignore it.
     let _ = socket.set_cap_ack(true);
     let kernel = SocketAddr::new(0, 0);
     let sent = socket
-        .send_to(&batch, &kernel, 0)
+        .send_to(batch, &kernel, 0)
         .map_err(NetconfError::Send)?;
     if sent != batch.len() {
         return Err(NetconfError::Send(io::Error::new(
@@ -227,7 +284,7 @@ pub fn apply(plan: &Plan) -> Result<(), NetconfError> {
             "short netlink send",
         )));
     }
-    let mut acked = vec![None; requests.len()];
+    let mut acked = vec![None; count];
     let mut buf = vec![0u8; 16 * 1024];
     while acked.iter().any(Option::is_none) {
         let n = socket
@@ -239,12 +296,7 @@ pub fn apply(plan: &Plan) -> Result<(), NetconfError> {
         }
         record_acks(data, &mut acked)?;
     }
-    for ((step, _), result) in requests.iter().zip(acked) {
-        if let Some(Some(errno)) = result {
-            return Err(step.error(plan, io::Error::from_raw_os_error(errno)));
-        }
-    }
-    Ok(())
+    Ok(acked.into_iter().map(Option::flatten).collect())
 }
 
 /// The request batch for `plan`, in sending order; sequence number i + 1 is entry i.
@@ -261,13 +313,13 @@ pub fn requests(plan: &Plan) -> Result<Vec<(Step, RouteNetlinkMessage)>, Netconf
     }
     let a = &plan.addr;
     let mut families = vec![(
-        IpAddr::V4(a.sandbox_v4()),
+        IpAddr::V4(plan.sandbox.v4),
         a.prefix_v4(),
         IpAddr::V4(a.gateway_v4()),
     )];
     if plan.ipv6 {
         families.push((
-            IpAddr::V6(a.sandbox_v6()),
+            IpAddr::V6(plan.sandbox.v6),
             PREFIX_LEN_V6,
             IpAddr::V6(a.gateway_v6()),
         ));
@@ -354,22 +406,68 @@ fn default_route(index: u32, gateway: IpAddr) -> RouteMessage {
 pub fn encode(requests: &[(Step, RouteNetlinkMessage)]) -> Vec<u8> {
     let mut batch = Vec::new();
     for (seq, (step, msg)) in (1u32..).zip(requests) {
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let mut flags = NLM_F_REQUEST | NLM_F_ACK;
         if matches!(
             step,
             Step::AddressV4 | Step::RouteV4 | Step::AddressV6 | Step::RouteV6
         ) {
-            header.flags |= NLM_F_CREATE | NLM_F_EXCL;
+            flags |= NLM_F_CREATE | NLM_F_EXCL;
         }
-        header.sequence_number = seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg.clone()));
-        packet.finalize();
-        let start = batch.len();
-        batch.resize(start + packet.buffer_len(), 0);
-        packet.serialize(&mut batch[start..]);
+        encode_one(&mut batch, seq, flags, msg);
     }
     batch
+}
+
+/// Appends request `msg` with sequence number `seq` and header `flags` to `batch`.
+fn encode_one(batch: &mut Vec<u8>, seq: u32, flags: u16, msg: &RouteNetlinkMessage) {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg.clone()));
+    packet.finalize();
+    let start = batch.len();
+    batch.resize(start + packet.buffer_len(), 0);
+    packet.serialize(&mut batch[start..]);
+}
+
+/// The link named `name` as the kernel describes it (RTM_GETLINK by IFLA_IFNAME), or `None`
+/// when there is none.
+pub fn get_link(name: &str) -> Result<Option<LinkMessage>, NetconfError> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.into()));
+    let mut batch = Vec::new();
+    encode_one(
+        &mut batch,
+        1,
+        NLM_F_REQUEST,
+        &RouteNetlinkMessage::GetLink(msg),
+    );
+    let socket = Socket::new(NETLINK_ROUTE).map_err(NetconfError::Socket)?;
+    let sent = socket
+        .send_to(&batch, &SocketAddr::new(0, 0), 0)
+        .map_err(NetconfError::Send)?;
+    if sent != batch.len() {
+        return Err(NetconfError::Send(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short netlink send",
+        )));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = socket
+        .recv(&mut &mut buf[..], 0)
+        .map_err(NetconfError::Receive)?;
+    let data = buf.get(..n).unwrap_or_default();
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data)
+        .map_err(NetconfError::Malformed)?;
+    match msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
+        NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
+            Some(errno) if errno == libc::ENODEV => Ok(None),
+            Some(errno) => Err(NetconfError::Receive(io::Error::from_raw_os_error(errno))),
+            None => Ok(None),
+        },
+        _ => Err(NetconfError::Truncated),
+    }
 }
 
 /// Walks the messages in `data` and records each ACK (`Some(None)`) or NACK (`Some(Some(errno))`)

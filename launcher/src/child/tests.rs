@@ -114,6 +114,8 @@ fn tap_calls(mtu: u32) -> Vec<Call> {
             addr: Addressing::default(),
             ipv6: true,
             mac: None,
+            sandbox: netstack::netconf::SandboxAddrs::of(&Addressing::default()),
+            veth: false,
         }),
         Call::PersistTap,
         Call::Send(tag::READY, 1),
@@ -446,4 +448,39 @@ fn detach_points_stdio_at_dev_null_only_after_go() {
     let go = k.calls.iter().position(|c| *c == Call::Recv);
     let devnull = k.calls.iter().position(|c| *c == Call::StdioToDevnull);
     assert_eq!(devnull, go.map(|i| i + 1), "{:?}", k.calls);
+}
+
+#[test]
+fn kernel_mode_asks_for_the_veth_then_configures_eth0_with_the_lease_and_sends_no_fd() {
+    let mut cfg = cfg(&["--keep-resolv-conf", "--", "true"]);
+    cfg.net.kernel = true;
+    let leased = netstack::netconf::SandboxAddrs {
+        v4: "10.0.2.101".parse().expect("literal"),
+        v6: "fd00::101".parse().expect("literal"),
+    };
+    cfg.net.leased = Some(leased);
+    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let mut k = child(&[tag::VETH_DONE, tag::GO]);
+    let err = run_child(&mut k, &cfg, &plan);
+    assert_reached_exec(&err, "true");
+    let mut want = tie(Signal::SIGKILL).to_vec();
+    want.extend(enter_calls(CloneFlags::empty()));
+    want.extend([
+        Call::Send(tag::VETH, 0),
+        Call::Recv,
+        Call::ConfigureTap(TapConfig {
+            name: "eth0".into(),
+            mtu: netstack::config::DEFAULT_MTU,
+            addr: Addressing::default(),
+            ipv6: true,
+            mac: None,
+            sandbox: leased,
+            veth: true,
+        }),
+        Call::Send(tag::READY, 0),
+        Call::Recv,
+    ]);
+    want.extend(monitor_calls());
+    want.extend(exec_calls());
+    assert_eq!(k.calls, want);
 }

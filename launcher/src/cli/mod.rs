@@ -124,6 +124,10 @@ pub struct Args {
     stop: Option<PathBuf>,
     #[command(flatten)]
     network: net::NetArgs,
+    /// Remove the nftables rules that kernel-mode runs left behind when killed (real root), and
+    /// exit
+    #[arg(long, exclusive = true)]
+    cleanup: bool,
     /// Print shell completions for SHELL to stdout and exit
     #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
@@ -188,6 +192,15 @@ pub fn validate(
     }
     if let Some(dir) = args.stop {
         return Ok(Mode::Stop(dir));
+    }
+    if args.cleanup {
+        if caller.uid != 0 {
+            return Err(usage(
+                "--cleanup",
+                "needs real root (kernel mode's rules are root's)",
+            ));
+        }
+        return Ok(Mode::Cleanup);
     }
     if dangling_double_dash(argv, &args) {
         return Err(UsageError {
@@ -355,7 +368,20 @@ pub fn validate(
     }
 
     let idmap = ids::id_map_plan(&args.ids, caller, subids)?;
-    let mut net = net::validate(args.network)?;
+    // Kernel mode's rules belong to the launcher's run: a sandbox that outlives it cannot keep
+    // them, and a joined sandbox's network is not ours.
+    let other_unsupported = if args.persist.is_some() {
+        Some("--persist")
+    } else if args.detach {
+        Some("--detach")
+    } else if !ns_files.is_empty() {
+        Some("--net=FILE (namespace files)")
+    } else if join.is_some() {
+        Some("--join")
+    } else {
+        None
+    };
+    let mut net = net::validate(args.network, caller.uid == 0, other_unsupported)?;
     if join.is_some() {
         net.resolv_conf = ResolvConf::Host;
     }

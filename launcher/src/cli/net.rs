@@ -84,6 +84,11 @@ pub struct NetArgs {
     /// socket PATH, removed on exit [default: none]
     #[arg(long, value_name = "PATH")]
     api_socket: Option<PathBuf>,
+    /// How the sandbox's packets reach the host: userspace (the network stack), kernel (a veth
+    /// on the bridge rrbr0, routed and NATed by the kernel with nftables; real root only), or
+    /// auto (kernel when run by real root without a flag kernel mode lacks, else userspace)
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    net_mode: NetMode,
     /// The flags above that the command line gave (defaults excluded), as `--name`.
     #[arg(skip)]
     given: Vec<String>,
@@ -107,8 +112,68 @@ impl NetArgs {
     }
 }
 
-/// Checks the network options and turns them into a `NetConfig`.
-pub fn validate(a: NetArgs) -> Result<NetConfig, UsageError> {
+/// `--net-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetMode {
+    /// Kernel when real root, else userspace.
+    Auto,
+    /// The userspace network stack.
+    Userspace,
+    /// veth, bridge and nftables (real root only).
+    Kernel,
+}
+
+/// Picks the network mode: `root` is whether we run as real root; `unsupported` names the
+/// first given flag kernel mode does not implement.
+fn net_mode(mode: NetMode, root: bool, unsupported: Option<&str>) -> Result<bool, UsageError> {
+    match (mode, unsupported) {
+        (NetMode::Userspace, _) => Ok(false),
+        (NetMode::Auto, _) if !root => Ok(false),
+        (NetMode::Auto, Some(flag)) => {
+            tracing::info!(
+                flag,
+                "--net-mode=auto: userspace, since kernel mode lacks this flag"
+            );
+            Ok(false)
+        }
+        (NetMode::Auto, None) => Ok(true),
+        (NetMode::Kernel, _) if !root => Err(usage(
+            "--net-mode=kernel",
+            "needs real root (it creates a bridge, a veth pair and nftables rules on the host); \
+             use --net-mode=userspace",
+        )),
+        (NetMode::Kernel, Some(flag)) => Err(usage(
+            flag,
+            "not supported with --net-mode=kernel yet; use --net-mode=userspace",
+        )),
+        (NetMode::Kernel, None) => Ok(true),
+    }
+}
+
+/// The flags of the network (and `others`, given by `cli` for non-network flags) that kernel
+/// mode does not implement, first given first.
+const KERNEL_UNSUPPORTED: [&str; 5] = [
+    "--publish",
+    "--api-socket",
+    "--outbound-addr",
+    "--outbound-addr6",
+    "--busy-poll",
+];
+
+/// Checks the network options and turns them into a `NetConfig`. `root`: we run as real root;
+/// `other_unsupported`: a non-network flag given that kernel mode cannot serve (`--persist`).
+pub fn validate(
+    a: NetArgs,
+    root: bool,
+    other_unsupported: Option<&str>,
+) -> Result<NetConfig, UsageError> {
+    let unsupported = a
+        .given
+        .iter()
+        .map(String::as_str)
+        .find(|g| KERNEL_UNSUPPORTED.contains(g))
+        .or(other_unsupported);
+    let kernel = net_mode(a.net_mode, root, unsupported)?;
     let max = netstack::config::MAX_MTU;
     if !(MIN_MTU..=max).contains(&a.mtu) {
         return Err(usage(
@@ -172,6 +237,8 @@ pub fn validate(a: NetArgs) -> Result<NetConfig, UsageError> {
         } else {
             ResolvConf::Generated
         },
+        kernel,
+        leased: None,
     })
 }
 
@@ -500,7 +567,7 @@ mod tests {
     #[test]
     fn every_network_flag_is_refused_with_join() {
         let flags = all_flags();
-        assert_eq!(flags.len(), 14, "{flags:?}");
+        assert_eq!(flags.len(), 15, "{flags:?}");
         for flag in &flags {
             let args: Vec<&str> = match flag.as_str() {
                 "--disable-ipv6"
@@ -509,6 +576,7 @@ mod tests {
                 | "--keep-resolv-conf" => vec![flag.as_str()],
                 "--mtu" => vec!["--mtu", "1500"],
                 "--busy-poll" => vec!["--busy-poll", "0"],
+                "--net-mode" => vec!["--net-mode", "userspace"],
                 "--cidr" => vec!["--cidr", "10.0.2.0/24"],
                 "--cidr6" => vec!["--cidr6", "fd00::/64"],
                 "--mac" => vec!["--mac", "02:00:00:00:00:01"],
@@ -534,6 +602,33 @@ mod tests {
         assert_eq!(
             net(&["--join=123"]).expect("valid").resolv_conf,
             ResolvConf::Host
+        );
+    }
+}
+
+#[cfg(test)]
+mod net_mode_tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_kernel_only_for_root_without_unsupported_flags() {
+        assert!(net_mode(NetMode::Auto, true, None).expect("valid"));
+        assert!(!net_mode(NetMode::Auto, false, None).expect("valid"));
+        assert!(!net_mode(NetMode::Auto, true, Some("--publish")).expect("valid"));
+        assert!(!net_mode(NetMode::Userspace, true, None).expect("valid"));
+    }
+
+    #[test]
+    fn kernel_is_refused_to_non_root_and_with_unsupported_flags() {
+        assert!(net_mode(NetMode::Kernel, false, None)
+            .expect_err("non-root")
+            .to_string()
+            .starts_with("--net-mode=kernel: needs real root"));
+        assert_eq!(
+            net_mode(NetMode::Kernel, true, Some("--publish"))
+                .expect_err("publish")
+                .to_string(),
+            "--publish: not supported with --net-mode=kernel yet; use --net-mode=userspace"
         );
     }
 }

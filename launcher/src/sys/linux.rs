@@ -156,7 +156,14 @@ impl Kernel for Linux {
     }
 
     fn configure_tap(&mut self, tap: &TapConfig) -> Result<(), NetconfError> {
-        netstack::netconf::configure(&tap.name, tap.mtu, &tap.addr, tap.ipv6, tap.mac)
+        netstack::netconf::configure_as(
+            &tap.name,
+            tap.mtu,
+            &tap.addr,
+            tap.sandbox,
+            tap.ipv6,
+            tap.mac,
+        )
     }
 
     fn persist_tap(&mut self, tap: BorrowedFd<'_>) -> Result<(), KernelError> {

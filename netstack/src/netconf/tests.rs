@@ -7,6 +7,7 @@ fn plan(ipv6: bool) -> Plan {
         mtu: 65520,
         txqueuelen: TAP_TXQUEUELEN,
         addr: Addressing::default(),
+        sandbox: SandboxAddrs::of(&Addressing::default()),
         ipv6,
         mac: None,
     }
@@ -122,7 +123,11 @@ fn moved_plan() -> Plan {
         .with_cidr_v4("192.168.64.0/25")
         .and_then(|a| a.with_cidr_v6("fd42:0:0:1::/64"))
         .expect("valid cidrs");
-    Plan { addr, ..plan(true) }
+    Plan {
+        addr,
+        sandbox: SandboxAddrs::of(&addr),
+        ..plan(true)
+    }
 }
 
 #[test]

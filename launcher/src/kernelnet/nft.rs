@@ -1,0 +1,483 @@
+//! Kernel mode's nftables table `inet rootless_run`: built as typed JSON with the `nftables`
+//! crate and applied by `nft -j -f -` in one transaction. We only ever add to, delete from, or
+//! delete our own table; nobody else's table is listed for writing, flushed or changed.
+//!
+//! Chains (created with the table, shared by every sandbox):
+//! - `guard`   filter, prerouting, priority -300 (raw): drops packets from the bridge addressed
+//!   to 127.0.0.0/8 before any DNAT, so `route_localnet` on the bridge admits only what our own
+//!   DNAT turns into loopback traffic.
+//! - `prerouting` nat, dstnat (-100): per sandbox, gateway -> 127.0.0.1 (unless
+//!   `--disable-host-loopback`), DNS address port 53 -> the first upstream of the family.
+//! - `input` filter (0): per sandbox, rejects what the gateway or DNS address must not serve.
+//! - `postrouting` nat, srcnat (100): per sandbox, masquerade of its address leaving by any link
+//!   but the bridge.
+//!
+//! Every per-sandbox rule carries the comment `rootless-run owner=PID/START` (the launcher's pid
+//! and its start time in clock ticks, /proc/PID/stat field 22), so rules of a run that died
+//! without cleaning up are recognised (the pid is gone or was reused) and removed by the next
+//! run or `rootless-run --cleanup`. Called by `kernelnet`; no links, no sysctls.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+use nftables::batch::Batch;
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
+use nftables::schema::{Chain, NfListObject, NfObject, Nftables, Rule, Table};
+use nftables::stmt::{Match, Operator, Statement, NAT};
+use nftables::types::{NfChainType, NfFamily, NfHook};
+
+/// Our table's name (family inet).
+pub const TABLE: &str = "rootless_run";
+/// Prefix of every owner comment.
+pub const OWNER_PREFIX: &str = "rootless-run owner=";
+/// DNS port (RFC 1035).
+const DNS_PORT: u16 = 53;
+
+/// Who owns a rule: a launcher's pid and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The launcher's pid.
+    pub pid: i32,
+    /// Its start time (clock ticks after boot).
+    pub start: u64,
+}
+
+impl Owner {
+    /// The comment that tags rules.
+    pub fn tag(&self) -> String {
+        format!("{OWNER_PREFIX}{}/{}", self.pid, self.start)
+    }
+
+    /// Parses a tag written by `tag`.
+    pub fn parse(comment: &str) -> Option<Owner> {
+        let (pid, start) = comment.strip_prefix(OWNER_PREFIX)?.split_once('/')?;
+        Some(Owner {
+            pid: pid.parse().ok()?,
+            start: start.parse().ok()?,
+        })
+    }
+
+    /// The owner of process `pid` now, from /proc (None: no such process).
+    pub fn of(pid: i32) -> Option<Owner> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at field 3.
+        let rest = stat.rsplit_once(')')?.1;
+        let start = rest.split_whitespace().nth(19)?.parse().ok()?;
+        Some(Owner { pid, start })
+    }
+
+    /// Whether the process that wrote this tag still runs.
+    pub fn alive(&self) -> bool {
+        Owner::of(self.pid) == Some(*self)
+    }
+}
+
+/// One sandbox's part of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxRules {
+    /// The bridge's name.
+    pub bridge: String,
+    /// The sandbox's addresses (IPv4, and IPv6 when configured).
+    pub sandbox: Vec<IpAddr>,
+    /// The gateway address of each family, in `sandbox`'s order.
+    pub gateway: Vec<IpAddr>,
+    /// The DNS address of each family, in `sandbox`'s order.
+    pub dns: Vec<IpAddr>,
+    /// DNAT the gateway to the host's loopback (IPv4 only: IPv6 has no route_localnet).
+    pub host_loopback: bool,
+    /// The DNS upstreams (the first of each family is used); empty: DNS is refused.
+    pub dns_upstreams: Vec<SocketAddr>,
+}
+
+fn family_proto(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "ip"
+    } else {
+        "ip6"
+    }
+}
+
+fn payload(proto: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed(proto),
+            field: Cow::Borrowed(field),
+        },
+    )))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn is(left: Expression<'static>, right: Expression<'static>, op: Operator) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn text(s: impl ToString) -> Expression<'static> {
+    Expression::String(Cow::Owned(s.to_string()))
+}
+
+fn addr_is(ip: IpAddr, field: &'static str) -> Statement<'static> {
+    is(payload(family_proto(ip), field), text(ip), Operator::EQ)
+}
+
+fn rule(
+    chain: &'static str,
+    expr: Vec<Statement<'static>>,
+    comment: &str,
+) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: NfFamily::INet,
+        table: Cow::Borrowed(TABLE),
+        chain: Cow::Borrowed(chain),
+        expr: Cow::Owned(expr),
+        handle: None,
+        index: None,
+        comment: Some(Cow::Owned(comment.to_owned())),
+    })
+}
+
+/// The table and its chains, in the order they are added (adding an existing one is a no-op).
+pub fn base_objects(bridge: &str, with_guard_rule: bool) -> Vec<NfListObject<'static>> {
+    let mut v = vec![NfListObject::Table(Table {
+        family: NfFamily::INet,
+        name: Cow::Borrowed(TABLE),
+        handle: None,
+    })];
+    for (name, kind, hook, prio) in [
+        ("guard", NfChainType::Filter, NfHook::Prerouting, -300),
+        ("prerouting", NfChainType::NAT, NfHook::Prerouting, -100),
+        ("input", NfChainType::Filter, NfHook::Input, 0),
+        ("postrouting", NfChainType::NAT, NfHook::Postrouting, 100),
+    ] {
+        v.push(NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: Cow::Borrowed(TABLE),
+            name: Cow::Borrowed(name),
+            _type: Some(kind),
+            hook: Some(hook),
+            prio: Some(prio),
+            ..Default::default()
+        }));
+    }
+    if with_guard_rule {
+        v.push(rule(
+            "guard",
+            vec![
+                is(meta(MetaKey::Iifname), text(bridge), Operator::EQ),
+                is(
+                    payload("ip", "daddr"),
+                    Expression::Named(NamedExpression::Prefix(Prefix {
+                        addr: Box::new(text("127.0.0.0")),
+                        len: 8,
+                    })),
+                    Operator::EQ,
+                ),
+                Statement::Drop(None),
+            ],
+            "rootless-run guard",
+        ));
+    }
+    v
+}
+
+/// One sandbox's rules, each tagged with `owner`.
+pub fn sandbox_objects(r: &SandboxRules, owner: &Owner) -> Vec<NfListObject<'static>> {
+    let tag = owner.tag();
+    let from_bridge = || is(meta(MetaKey::Iifname), text(&r.bridge), Operator::EQ);
+    let mut v = Vec::new();
+    for ((&me, &gw), &dns) in r.sandbox.iter().zip(&r.gateway).zip(&r.dns) {
+        let p = family_proto(me);
+        let icmp = if me.is_ipv4() { "icmp" } else { "ipv6-icmp" };
+        let refuse = |dst: IpAddr| {
+            rule(
+                "input",
+                vec![
+                    from_bridge(),
+                    addr_is(me, "saddr"),
+                    addr_is(dst, "daddr"),
+                    is(meta(MetaKey::L4proto), text(icmp), Operator::NEQ),
+                    Statement::Reject(None),
+                ],
+                &tag,
+            )
+        };
+        if r.host_loopback && me.is_ipv4() {
+            v.push(rule(
+                "prerouting",
+                vec![
+                    from_bridge(),
+                    addr_is(me, "saddr"),
+                    addr_is(gw, "daddr"),
+                    Statement::DNAT(Some(NAT {
+                        addr: Some(text("127.0.0.1")),
+                        family: Some(nftables::stmt::NATFamily::IP),
+                        port: None,
+                        flags: None,
+                    })),
+                ],
+                &tag,
+            ));
+        } else if !r.host_loopback {
+            v.push(refuse(gw));
+        }
+        match r.dns_upstreams.iter().find(|u| u.is_ipv4() == me.is_ipv4()) {
+            Some(up) => {
+                for l4 in ["udp", "tcp"] {
+                    v.push(rule(
+                        "prerouting",
+                        vec![
+                            from_bridge(),
+                            addr_is(me, "saddr"),
+                            addr_is(dns, "daddr"),
+                            is(meta(MetaKey::L4proto), text(l4), Operator::EQ),
+                            is(
+                                payload("th", "dport"),
+                                Expression::Number(u32::from(DNS_PORT)),
+                                Operator::EQ,
+                            ),
+                            Statement::DNAT(Some(NAT {
+                                addr: Some(text(up.ip())),
+                                family: Some(if me.is_ipv4() {
+                                    nftables::stmt::NATFamily::IP
+                                } else {
+                                    nftables::stmt::NATFamily::IP6
+                                }),
+                                port: Some(Expression::Number(u32::from(up.port()))),
+                                flags: None,
+                            })),
+                        ],
+                        &tag,
+                    ));
+                }
+            }
+            None => v.push(refuse(dns)),
+        }
+        v.push(rule(
+            "postrouting",
+            vec![
+                is(payload(p, "saddr"), text(me), Operator::EQ),
+                is(meta(MetaKey::Oifname), text(&r.bridge), Operator::NEQ),
+                Statement::Masquerade(None),
+            ],
+            &tag,
+        ));
+    }
+    v
+}
+
+/// The rules in `listing` (our table, as `nft -j list table` prints it) whose owner tag is
+/// `stale`: their chain and handle, for deletion.
+pub fn owned_rules(listing: &Nftables<'_>, stale: &dyn Fn(&Owner) -> bool) -> Vec<(String, u32)> {
+    listing
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            NfObject::ListObject(NfListObject::Rule(r)) => Some(r),
+            _ => None,
+        })
+        .filter(|r| r.table == TABLE)
+        .filter_map(|r| {
+            let owner = Owner::parse(r.comment.as_deref()?)?;
+            Some((stale(&owner), r.chain.to_string(), r.handle?))
+        })
+        .filter(|(s, _, _)| *s)
+        .map(|(_, c, h)| (c, h))
+        .collect()
+}
+
+/// Whether `listing` has a rule in chain `chain`.
+pub fn has_rule_in(listing: &Nftables<'_>, chain: &str) -> bool {
+    listing
+        .objects
+        .iter()
+        .any(|o| matches!(o, NfObject::ListObject(NfListObject::Rule(r)) if r.chain == chain))
+}
+
+/// The deletion of rule `handle` in `chain`.
+pub fn delete_rule(chain: &str, handle: u32) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: NfFamily::INet,
+        table: Cow::Borrowed(TABLE),
+        chain: Cow::Owned(chain.to_owned()),
+        expr: Cow::Owned(Vec::new()),
+        handle: Some(handle),
+        index: None,
+        comment: None,
+    })
+}
+
+/// The deletion of our table.
+pub fn delete_table() -> NfListObject<'static> {
+    NfListObject::Table(Table {
+        family: NfFamily::INet,
+        name: Cow::Borrowed(TABLE),
+        handle: None,
+    })
+}
+
+/// Failure to read or change our table.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// `nft` refused the batch (or is missing, or the kernel has no nf_tables).
+    #[error("nft cannot apply rootless-run's rules ({0}); does the kernel have nf_tables (CONFIG_NF_TABLES, nft_nat, nft_masq)?")]
+    Apply(String),
+    /// Listing our table failed.
+    #[error("nft cannot list table inet {TABLE} ({0})")]
+    List(String),
+}
+
+fn short(e: &nftables::helper::NftablesError) -> String {
+    let s = match e {
+        nftables::helper::NftablesError::NftFailed { stderr, .. } => stderr.clone(),
+        other => other.to_string(),
+    };
+    s.lines()
+        .next()
+        .unwrap_or("no reason given")
+        .trim()
+        .to_owned()
+}
+
+/// Our table as it is now; `None` when it does not exist.
+pub fn list() -> Result<Option<Nftables<'static>>, NftError> {
+    let args = ["list", "table", "inet", TABLE];
+    match nftables::helper::get_current_ruleset_with_args(nftables::helper::DEFAULT_NFT, args) {
+        Ok(n) => Ok(Some(n)),
+        Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
+            if stderr.contains("No such file or directory") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(NftError::List(short(&e))),
+    }
+}
+
+/// Applies `adds` then `deletes` as one transaction.
+pub fn apply(
+    adds: Vec<NfListObject<'static>>,
+    deletes: Vec<NfListObject<'static>>,
+) -> Result<(), NftError> {
+    let mut batch = Batch::new();
+    for o in adds {
+        batch.add(o);
+    }
+    for o in deletes {
+        batch.delete(o);
+    }
+    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| NftError::Apply(short(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> SandboxRules {
+        SandboxRules {
+            bridge: "rrbr0".into(),
+            sandbox: vec!["10.0.2.101".parse().expect("literal")],
+            gateway: vec!["10.0.2.2".parse().expect("literal")],
+            dns: vec!["10.0.2.3".parse().expect("literal")],
+            host_loopback: true,
+            dns_upstreams: vec!["192.0.2.53:53".parse().expect("literal")],
+        }
+    }
+
+    const OWNER: Owner = Owner {
+        pid: 77,
+        start: 1234,
+    };
+
+    fn json(objs: Vec<NfListObject<'static>>) -> serde_json::Value {
+        let mut b = Batch::new();
+        for o in objs {
+            b.add(o);
+        }
+        serde_json::to_value(b.to_nftables()).expect("serializable")
+    }
+
+    #[test]
+    fn owner_tag_round_trips_and_rejects_others() {
+        assert_eq!(OWNER.tag(), "rootless-run owner=77/1234");
+        assert_eq!(Owner::parse(&OWNER.tag()), Some(OWNER));
+        assert_eq!(Owner::parse("rootless-run guard"), None);
+        assert_eq!(Owner::parse("someone else"), None);
+    }
+
+    #[test]
+    fn our_own_process_is_an_alive_owner_and_a_changed_start_is_not() {
+        let me = Owner::of(std::process::id() as i32).expect("own stat");
+        assert!(me.alive());
+        assert!(!Owner {
+            start: me.start + 1,
+            ..me
+        }
+        .alive());
+    }
+
+    #[test]
+    fn sandbox_rules_are_loopback_dnat_dns_dnat_and_masquerade() {
+        let got = json(sandbox_objects(&rules(), &OWNER));
+        let tag = "rootless-run owner=77/1234";
+        let iif = serde_json::json!({"match": {"left": {"meta": {"key": "iifname"}}, "right": "rrbr0", "op": "=="}});
+        let saddr = serde_json::json!({"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "10.0.2.101", "op": "=="}});
+        let rule = |chain: &str, expr: serde_json::Value| serde_json::json!({"add": {"rule": {"family": "inet", "table": "rootless_run", "chain": chain, "expr": expr, "comment": tag}}});
+        let dns = |l4: &str| {
+            rule(
+                "prerouting",
+                serde_json::json!([iif, saddr,
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.2.3", "op": "=="}},
+                {"match": {"left": {"meta": {"key": "l4proto"}}, "right": l4, "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 53, "op": "=="}},
+                {"dnat": {"addr": "192.0.2.53", "family": "ip", "port": 53}}]),
+            )
+        };
+        let expected = serde_json::json!({"nftables": [
+            rule("prerouting", serde_json::json!([iif, saddr,
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.2.2", "op": "=="}},
+                {"dnat": {"addr": "127.0.0.1", "family": "ip"}}])),
+            dns("udp"),
+            dns("tcp"),
+            rule("postrouting", serde_json::json!([saddr,
+                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "rrbr0", "op": "!="}},
+                {"masquerade": null}])),
+        ]});
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn disabled_host_loopback_and_no_upstream_refuse_gateway_and_dns() {
+        let r = SandboxRules {
+            host_loopback: false,
+            dns_upstreams: vec![],
+            ..rules()
+        };
+        let got = json(sandbox_objects(&r, &OWNER));
+        let chains: Vec<&str> = got["nftables"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|o| o["add"]["rule"]["chain"].as_str().expect("chain"))
+            .collect();
+        assert_eq!(chains, ["input", "input", "postrouting"]);
+        let first = &got["nftables"][0]["add"]["rule"]["expr"];
+        assert_eq!(first[2]["match"]["right"], "10.0.2.2");
+        assert_eq!(first[3]["match"]["op"], "!=");
+        assert_eq!(first[4], serde_json::json!({"reject": null}));
+    }
+
+    #[test]
+    fn stale_rules_are_found_by_owner_and_others_are_left() {
+        let listing: Nftables<'static> = serde_json::from_value(serde_json::json!({"nftables": [
+            {"metainfo": {"version": "1.0.6", "release_name": "x", "json_schema_version": 1}},
+            {"table": {"family": "inet", "name": "rootless_run", "handle": 1}},
+            {"rule": {"family": "inet", "table": "rootless_run", "chain": "guard", "handle": 5, "expr": [], "comment": "rootless-run guard"}},
+            {"rule": {"family": "inet", "table": "rootless_run", "chain": "postrouting", "handle": 6, "expr": [], "comment": "rootless-run owner=77/1234"}},
+            {"rule": {"family": "inet", "table": "rootless_run", "chain": "input", "handle": 7, "expr": [], "comment": "rootless-run owner=78/1"}}
+        ]})).expect("listing parses");
+        let stale = owned_rules(&listing, &|o| o.pid == 77);
+        assert_eq!(stale, [("postrouting".to_owned(), 6)]);
+        assert!(has_rule_in(&listing, "guard"));
+    }
+}
