@@ -25,6 +25,7 @@ pub mod forward;
 mod host;
 mod icmp;
 pub mod nat;
+mod ra;
 mod stack;
 pub mod tcp;
 mod udp;
