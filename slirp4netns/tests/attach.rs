@@ -539,3 +539,39 @@ fn standard_streams_serve_as_exit_and_ready_fds() {
     };
     assert_eq!(status.code(), Some(0), "{}", stderr());
 }
+
+#[test]
+fn enable_ipv6_advertises_a_router_the_sandbox_configures_itself_from() {
+    // rootlesskit --ipv6 passes --enable-ipv6 and configures only IPv4 in its child: the
+    // sandbox's kernel takes its IPv6 address (SLAAC in fd00::/64) and default route (via
+    // fe80::2) from router advertisements, as libslirp sends them.
+    let s = Setup::new();
+    let server = std::net::TcpListener::bind((rr_tests::addrs::HOST_V6, 0))
+        .unwrap_or_else(|e| panic!("bind [{}]:0: {e}", rr_tests::addrs::HOST_V6));
+    let port = server.local_addr().unwrap().port();
+    let sandbox = s.sandbox(false);
+    let pid = sandbox.pid();
+    let args = argv(&["--enable-ipv6", "-r", "{ready}", &pid.to_string(), "tap0"]);
+    let (slirp, ready, _) = spawn_slirp(&s, &args, false);
+    wait_ready(&slirp, &ready);
+    // Waits on the kernel's own notification of the address, once its duplicate address
+    // detection is over (no longer tentative): the event, not a poll.
+    let script = "exec 3< <(exec ip -6 monitor address); mon=$!; ip link set tap0 up; \
+                  timeout 30 grep -m1 -P 'tap0 .*inet6 fd00::(?!.*tentative)' <&3; \
+                  rc=$?; kill $mon; exit $rc";
+    let line = s.run_inside(pid, &["/bin/bash", "-c", script]);
+    assert!(line.contains("/64 scope global"), "{line}");
+    let route = s.run_inside(pid, &["/usr/sbin/ip", "-6", "route", "show", "default"]);
+    assert!(
+        route.starts_with("default via fe80::2 dev tap0 proto ra"),
+        "{route}\n{}",
+        slirp.output_so_far()
+    );
+    // Through the advertised router (the neighbour entry of fe80::2 included) to an address
+    // outside the virtual network: this namespace's own 2001:db8::1.
+    let target = format!("[{}]:{port}", rr_tests::addrs::HOST_V6);
+    let out = s.run_inside(pid, &[&s.probe, "connect", &target]);
+    assert_eq!(out.trim(), "connected");
+    let (_, peer) = server.accept().unwrap();
+    assert!(peer.is_ipv6(), "{peer}");
+}
