@@ -264,6 +264,10 @@ pub struct StackConfig {
     /// Longest busy-poll before the loop sleeps after a turn that moved little data (it
     /// adapts below this; zero disables it; it is off when only one CPU is available).
     pub busy_poll: Duration,
+    /// Advertise the IPv6 prefix, the MTU and a default router (fe80::2) to the sandbox, so
+    /// that its kernel configures IPv6 by itself (SLAAC), as slirp4netns does with
+    /// `--enable-ipv6` (`ra`). Off: the sandbox's IPv6 is configured from inside, or not at all.
+    pub router_advertisements: bool,
 }
 
 /// Default `busy_poll`: longer than a request/response round trip through the host's
@@ -285,6 +289,7 @@ impl Default for StackConfig {
             tcp_idle_timeout: Duration::from_secs(7200),
             udp_idle_timeout: Duration::from_secs(60),
             busy_poll: DEFAULT_BUSY_POLL,
+            router_advertisements: false,
         }
     }
 }

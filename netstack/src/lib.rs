@@ -26,6 +26,7 @@ mod host;
 pub mod hostaddr;
 mod icmp;
 pub mod nat;
+mod ra;
 mod stack;
 pub mod tcp;
 mod udp;

@@ -14,6 +14,7 @@ use rr_ns::enter::NetTarget;
 
 use crate::cli::{Options, Target};
 use crate::confine;
+use crate::inherit::Named;
 
 /// Smallest MTU the stack carries (IPv4's minimum, RFC 791). slirp4netns takes 1..67 too.
 pub const MIN_MTU: u32 = 68;
@@ -207,17 +208,16 @@ impl Config {
         })
     }
 
-    /// The inherited fds named on the command line, for `rr_ns::inherit::take`, in the order
-    /// ready, exit, tap.
-    pub fn inherited_fds(&self) -> Vec<RawFd> {
-        let tap = match self.source {
-            TapSource::Fd(fd) => Some(fd),
-            TapSource::Namespace { .. } => None,
-        };
-        [self.ready_fd, self.exit_fd, tap]
-            .into_iter()
-            .flatten()
-            .collect()
+    /// The fds named on the command line, for `inherit::take`.
+    pub fn named_fds(&self) -> Named {
+        Named {
+            ready: self.ready_fd,
+            exit: self.exit_fd,
+            tap: match self.source {
+                TapSource::Fd(fd) => Some(fd),
+                TapSource::Namespace { .. } => None,
+            },
+        }
     }
 }
 
@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(c.mtu, 1500);
         assert!(c.host_loopback && c.dns && !c.configure && !c.ipv6);
         assert_eq!(c.tap_name, "tap0");
-        assert!(c.inherited_fds().is_empty());
+        assert_eq!(c.named_fds(), Named::default());
     }
 
     #[test]
@@ -373,9 +373,10 @@ mod tests {
     }
 
     #[test]
-    fn inherited_fds_are_listed_ready_exit_tap() {
+    fn named_fds_are_ready_exit_tap() {
         let c = config("-e 4 -r 3 --netns-type=tapfd 5").unwrap();
         assert_eq!(c.source, TapSource::Fd(5));
-        assert_eq!(c.inherited_fds(), [3, 4, 5]);
+        let n = c.named_fds();
+        assert_eq!((n.ready, n.exit, n.tap), (Some(3), Some(4), Some(5)));
     }
 }

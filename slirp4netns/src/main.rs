@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod confine;
 mod getopt;
+mod inherit;
 mod lifecycle;
 mod outbound;
 mod run;
@@ -100,16 +101,8 @@ fn main() {
     };
     let cfg = config::Config::from_options(*options).unwrap_or_else(|e| fail(&e));
     // First, before this process opens anything: the fds named on the command line.
-    let numbers = cfg.inherited_fds();
-    let mut taken = rr_ns::inherit::take(&numbers)
-        .unwrap_or_else(|e| fail(&format_args!("{e} (named by -r, -e or --netns-type=tapfd)")))
-        .into_iter();
-    let mut next_if = |named: bool| if named { taken.next() } else { None };
-    let fds = run::Inherited {
-        ready: next_if(cfg.ready_fd.is_some()),
-        exit: next_if(cfg.exit_fd.is_some()),
-        tap: next_if(matches!(cfg.source, config::TapSource::Fd(_))),
-    };
+    let fds = inherit::take(&cfg.named_fds())
+        .unwrap_or_else(|e| fail(&format_args!("{:#}", anyhow::Error::new(e))));
     init_logging(&prog);
     match run::run(&cfg, &prog, fds) {
         Ok(run::Ended::ExitFd) => {}

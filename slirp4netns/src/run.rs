@@ -139,6 +139,9 @@ fn stack_config(cfg: &Config) -> anyhow::Result<netstack::StackConfig> {
         dns_upstreams,
         outbound_v4,
         outbound_v6,
+        // libslirp advertises the prefix and itself as router with -6; rootlesskit --ipv6
+        // relies on it (its child configures only IPv4).
+        router_advertisements: cfg.ipv6,
         ..Default::default()
     })
 }

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Shutdown, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -167,30 +167,37 @@ fn spawn_slirp(s: &Setup, args: &[String], with_exit: bool) -> (Running, OwnedFd
     (running, ready.ours, exit.map(|e| e.ours))
 }
 
-/// Waits for the ready byte, then for the fd's close; panics with the output on timeout.
-fn wait_ready(slirp: &Running, ready: &OwnedFd) {
+/// Reads `fd` until EOF within `TIMEOUT`: `Ok` with the bytes, or `Err` with those read so far.
+fn read_to_eof(fd: impl AsFd) -> Result<Vec<u8>, Vec<u8>> {
     let deadline = Instant::now() + TIMEOUT;
     let mut got = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = u16::try_from(left.as_millis().min(60_000)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         let n = poll(&mut fds, PollTimeout::from(ms)).unwrap();
         if n == 0 && left.is_zero() {
-            panic!(
-                "no ready byte and close within {TIMEOUT:?} (got {got:?})\n{}",
-                slirp.output_so_far()
-            );
+            return Err(got);
         }
         if n == 0 {
             continue;
         }
         let mut buf = [0u8; 8];
-        match nix::unistd::read(ready, &mut buf).unwrap() {
-            0 => break,
+        match nix::unistd::read(fd.as_fd(), &mut buf).unwrap() {
+            0 => return Ok(got),
             k => got.extend_from_slice(&buf[..k]),
         }
     }
+}
+
+/// Waits for the ready byte, then for the fd's close; panics with the output on timeout.
+fn wait_ready(slirp: &Running, ready: &OwnedFd) {
+    let got = read_to_eof(ready).unwrap_or_else(|got| {
+        panic!(
+            "no ready byte and close within {TIMEOUT:?} (got {got:?})\n{}",
+            slirp.output_so_far()
+        )
+    });
     assert_eq!(
         got,
         b"1",
@@ -464,4 +471,107 @@ fn a_failing_child_passes_its_status_on() {
             .contains(&format!("cannot open /proc/{gone}/ns/net")),
         "{out}"
     );
+}
+
+#[test]
+fn standard_streams_serve_as_exit_and_ready_fds() {
+    // slirp4netns takes any fd >= 0 (main.c): `-e 0` ends the run when whoever feeds stdin
+    // closes it, `-r 1` says "ready" on stdout and closes it. Run `-c -r 1 -e 0 PID tap0` with
+    // both streams piped to us and stderr to a file.
+    let s = Setup::new();
+    let sandbox = s.sandbox(false);
+    let pid = sandbox.pid();
+    let log = s.dir.path().join("stdio-fds.stderr");
+    let full = [s.slirp.clone()]
+        .into_iter()
+        .chain(argv(&[
+            "-c",
+            "-r",
+            "1",
+            "-e",
+            "0",
+            &pid.to_string(),
+            "tap0",
+        ]))
+        .collect::<Vec<_>>();
+    let mut slirp = {
+        let _guard = SPAWN_WITH_FDS.lock().unwrap_or_else(|e| e.into_inner());
+        s.as_user(&full)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let stderr = || fs::read_to_string(&log).unwrap_or_default();
+    let stdin = slirp.stdin.take().expect("stdin was piped");
+    let stdout = slirp.stdout.take().expect("stdout was piped");
+    let got = read_to_eof(&stdout);
+    if got.is_err() {
+        let _ = slirp.kill();
+    }
+    // Exactly the byte, then EOF while the run goes on: nothing else (the banner) on stdout.
+    assert_eq!(got.as_deref(), Ok(&b"1"[..]), "stderr:\n{}", stderr());
+    assert_eq!(
+        slirp.try_wait().unwrap(),
+        None,
+        "still running\n{}",
+        stderr()
+    );
+    let addr = s.run_inside(
+        pid,
+        &["/usr/sbin/ip", "-o", "-4", "addr", "show", "dev", "tap0"],
+    );
+    assert!(addr.contains("inet 10.0.2.100/24 "), "{addr}");
+
+    let pid = slirp.id();
+    let (tx, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(slirp.wait());
+    });
+    drop(stdin);
+    let status = match exited.recv_timeout(TIMEOUT) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("no exit within {TIMEOUT:?} of closing stdin\n{}", stderr());
+        }
+    };
+    assert_eq!(status.code(), Some(0), "{}", stderr());
+}
+
+#[test]
+fn enable_ipv6_advertises_a_router_the_sandbox_configures_itself_from() {
+    // rootlesskit --ipv6 passes --enable-ipv6 and configures only IPv4 in its child: the
+    // sandbox's kernel takes its IPv6 address (SLAAC in fd00::/64) and default route (via
+    // fe80::2) from router advertisements, as libslirp sends them.
+    let s = Setup::new();
+    let server = std::net::TcpListener::bind((rr_tests::addrs::HOST_V6, 0))
+        .unwrap_or_else(|e| panic!("bind [{}]:0: {e}", rr_tests::addrs::HOST_V6));
+    let port = server.local_addr().unwrap().port();
+    let sandbox = s.sandbox(false);
+    let pid = sandbox.pid();
+    let args = argv(&["--enable-ipv6", "-r", "{ready}", &pid.to_string(), "tap0"]);
+    let (slirp, ready, _) = spawn_slirp(&s, &args, false);
+    wait_ready(&slirp, &ready);
+    // Waits on the kernel's own notification of the address, once its duplicate address
+    // detection is over (no longer tentative): the event, not a poll.
+    let script = "exec 3< <(exec ip -6 monitor address); mon=$!; ip link set tap0 up; \
+                  timeout 30 grep -m1 -P 'tap0 .*inet6 fd00::(?!.*tentative)' <&3; \
+                  rc=$?; kill $mon; exit $rc";
+    let line = s.run_inside(pid, &["/bin/bash", "-c", script]);
+    assert!(line.contains("/64 scope global"), "{line}");
+    let route = s.run_inside(pid, &["/usr/sbin/ip", "-6", "route", "show", "default"]);
+    assert!(
+        route.starts_with("default via fe80::2 dev tap0 proto ra"),
+        "{route}\n{}",
+        slirp.output_so_far()
+    );
+    // Through the advertised router (the neighbour entry of fe80::2 included) to an address
+    // outside the virtual network: this namespace's own 2001:db8::1.
+    let target = format!("[{}]:{port}", rr_tests::addrs::HOST_V6);
+    let out = s.run_inside(pid, &[&s.probe, "connect", &target]);
+    assert_eq!(out.trim(), "connected");
+    let (_, peer) = server.accept().unwrap();
+    assert!(peer.is_ipv6(), "{peer}");
 }

@@ -44,6 +44,15 @@ impl EventLoop {
     }
 
     fn dispatch_ip(&mut self, frame: &[u8], meta: IpMeta, l4: L4<'_>, now: Instant) {
+        // Router solicitations, and neighbour solicitations for the router's link-local
+        // address, are the advertiser's; other neighbour discovery goes on below.
+        if meta.proto == IpProtocol::Icmpv6 && l4 == L4::Other {
+            if let Some(ra) = self.ra.as_mut() {
+                if ra.input(frame, &mut self.egress) {
+                    return;
+                }
+            }
+        }
         match l4 {
             L4::Tcp(seg) => self.tcp_input(meta, &seg, now),
             L4::Udp {

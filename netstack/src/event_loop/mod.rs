@@ -85,6 +85,8 @@ pub struct EventLoop {
     dns: Option<crate::dns::Forwarder>,
     /// Where TCP flows to the DNS address, port 53, are connected, unless DNS is disabled.
     dns_tcp: Option<crate::dns::TcpRelay>,
+    /// Router advertisements, when the config asks for them.
+    ra: Option<crate::ra::Advertiser>,
     /// Flows owed an ACK at the end of this batch.
     touched: Vec<usize>,
     /// Flows whose receive budget ran out: serve again next iteration.
@@ -151,6 +153,9 @@ impl EventLoop {
         };
         let mut egress = Egress::new(mtu, mac, sink, vnet);
         let control = ControlPlane::new(mac, mtu, &cfg.addr, &mut egress);
+        let ra = cfg
+            .router_advertisements
+            .then(|| crate::ra::Advertiser::new(mac, &cfg.addr, cfg.mtu, Instant::now()));
         let max = cfg.max_flows;
         Ok(EventLoop {
             poll,
@@ -167,7 +172,7 @@ impl EventLoop {
             stop_requested: false,
             #[cfg(feature = "fault-injection")]
             rx_faults,
-            next_timer: None,
+            next_timer: ra.as_ref().map(crate::ra::Advertiser::next_timer),
             spin: Spin::new(spin),
             tap_bytes: 0,
             flow_traffic: false,
@@ -178,6 +183,7 @@ impl EventLoop {
             commands,
             dns,
             dns_tcp,
+            ra,
             cfg,
         })
     }
@@ -440,6 +446,11 @@ impl EventLoop {
             _ => return,
         }
         self.next_timer = None;
+        if let Some(ra) = self.ra.as_mut() {
+            ra.on_timer(&mut self.egress, now);
+            let t = ra.next_timer();
+            self.arm(t);
+        }
         if let Some(dns) = self.dns.as_mut() {
             if dns.next_timer().is_some_and(|t| t <= now) {
                 dns.on_timer(&mut self.egress, now);

@@ -631,3 +631,4 @@ fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
 
 mod dns;
 mod forward;
+mod ra;
