@@ -268,6 +268,9 @@ pub struct StackConfig {
     /// that its kernel configures IPv6 by itself (SLAAC), as slirp4netns does with
     /// `--enable-ipv6` (`ra`). Off: the sandbox's IPv6 is configured from inside, or not at all.
     pub router_advertisements: bool,
+    /// Answer DHCPv4 on the gateway (`dhcp`): leases of network + 15 ..= network + 30, as
+    /// libslirp does for slirp4netns. Off: UDP to port 67 is refused like any other.
+    pub dhcp_server: bool,
 }
 
 /// Default `busy_poll`: longer than a request/response round trip through the host's
@@ -290,6 +293,7 @@ impl Default for StackConfig {
             udp_idle_timeout: Duration::from_secs(60),
             busy_poll: DEFAULT_BUSY_POLL,
             router_advertisements: false,
+            dhcp_server: false,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod wire;
 
 pub mod command;
 mod control;
+pub mod dhcp;
 pub mod dns;
 pub mod egress;
 mod event_loop;

@@ -142,6 +142,9 @@ fn stack_config(cfg: &Config) -> anyhow::Result<netstack::StackConfig> {
         // libslirp advertises the prefix and itself as router with -6; rootlesskit --ipv6
         // relies on it (its child configures only IPv4).
         router_advertisements: cfg.ipv6,
+        // libslirp always serves DHCP (network + 15 ..= + 30); upstream's
+        // test-slirp4netns-dhcp.sh runs udhcpc on a tap0 configured without --configure.
+        dhcp_server: true,
         ..Default::default()
     })
 }

@@ -182,8 +182,27 @@ impl EventLoop {
         self.cfg.addr.is_gateway(ip) || (self.cfg.dns && self.cfg.addr.is_dns(ip))
     }
 
+    /// Where a DHCP client sends: the limited or the network's broadcast address (no address
+    /// yet), or the gateway, which the server names as its identifier (renewing).
+    fn is_dhcp_server(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                a.is_broadcast()
+                    || a == self.cfg.addr.broadcast_v4()
+                    || a == self.cfg.addr.gateway_v4()
+            }
+            IpAddr::V6(_) => false,
+        }
+    }
+
     fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
         self.flow_traffic = true;
+        if dport == crate::dhcp::SERVER_PORT && self.is_dhcp_server(meta.dst) {
+            if let Some(dhcp) = self.dhcp.as_mut() {
+                dhcp.input(payload, &mut self.egress, now);
+                return;
+            }
+        }
         if dport == DNS_PORT && self.cfg.addr.is_dns(meta.dst) {
             if let Some(dns) = self.dns.as_mut() {
                 let server = SocketAddr::new(meta.dst, dport);

@@ -87,6 +87,8 @@ pub struct EventLoop {
     dns_tcp: Option<crate::dns::TcpRelay>,
     /// Router advertisements, when the config asks for them.
     ra: Option<crate::ra::Advertiser>,
+    /// The DHCPv4 server, when the config asks for it.
+    dhcp: Option<crate::dhcp::Server>,
     /// Flows owed an ACK at the end of this batch.
     touched: Vec<usize>,
     /// Flows whose receive budget ran out: serve again next iteration.
@@ -156,6 +158,9 @@ impl EventLoop {
         let ra = cfg
             .router_advertisements
             .then(|| crate::ra::Advertiser::new(mac, &cfg.addr, cfg.mtu, Instant::now()));
+        let dhcp = cfg
+            .dhcp_server
+            .then(|| crate::dhcp::Server::new(&cfg.addr, cfg.dns));
         let max = cfg.max_flows;
         Ok(EventLoop {
             poll,
@@ -184,6 +189,7 @@ impl EventLoop {
             dns,
             dns_tcp,
             ra,
+            dhcp,
             cfg,
         })
     }
@@ -221,6 +227,19 @@ impl EventLoop {
             self.turn(&mut events, Some(deadline - now))?;
         }
         self.log_counters();
+        if let Some(dhcp) = &self.dhcp {
+            let s = dhcp.stats();
+            tracing::debug!(
+                offers = s.offers,
+                acks = s.acks,
+                naks = s.naks,
+                released = s.released,
+                pool_full = s.pool_full,
+                malformed = s.malformed,
+                ignored = s.ignored,
+                "dhcp server"
+            );
+        }
         Ok(())
     }
 

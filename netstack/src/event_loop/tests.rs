@@ -629,6 +629,7 @@ fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
     );
 }
 
+mod dhcp;
 mod dns;
 mod forward;
 mod ra;
