@@ -1,4 +1,5 @@
-//! What the loop counted over a run (drops, refusals, the DNS forwarder's and relay's figures),
+//! What the loop counted over a run (drops, refusals, the DNS forwarder's and relay's and the
+//! DHCP server's figures),
 //! logged once when the stack stops, at debug level (`RUST_LOG=netstack=debug`). Part of
 //! `event_loop`; reads counters, changes nothing.
 
@@ -41,6 +42,19 @@ impl EventLoop {
                 malformed = n(&s.malformed),
                 refused = n(&s.refused),
                 "dns over tcp"
+            );
+        }
+        if let Some(dhcp) = &self.dhcp {
+            let s = dhcp.stats();
+            tracing::debug!(
+                offers = s.offers,
+                acks = s.acks,
+                naks = s.naks,
+                released = s.released,
+                pool_full = s.pool_full,
+                malformed = s.malformed,
+                ignored = s.ignored,
+                "dhcp server"
             );
         }
     }

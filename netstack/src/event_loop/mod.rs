@@ -227,19 +227,6 @@ impl EventLoop {
             self.turn(&mut events, Some(deadline - now))?;
         }
         self.log_counters();
-        if let Some(dhcp) = &self.dhcp {
-            let s = dhcp.stats();
-            tracing::debug!(
-                offers = s.offers,
-                acks = s.acks,
-                naks = s.naks,
-                released = s.released,
-                pool_full = s.pool_full,
-                malformed = s.malformed,
-                ignored = s.ignored,
-                "dhcp server"
-            );
-        }
         Ok(())
     }
 
