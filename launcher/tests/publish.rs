@@ -93,10 +93,10 @@ fn api_socket_is_up_when_the_command_starts_and_gone_after() {
         .expect("bind 127.0.0.1:0")
         .port();
     let spec = format!("127.0.0.1:{port}:80");
-    let script = format!(
-        "echo ready; while [ ! -e {} ]; do sleep 0.05; done",
-        stop.display()
-    );
+    // The command waits on a FIFO the test writes to once it has looked: no polling.
+    nix::unistd::mkfifo(&stop, nix::sys::stat::Mode::from_bits_truncate(0o666))
+        .expect("mkfifo");
+    let script = format!("echo ready; read line < {}", stop.display());
     let mut run = Spawned::start(
         env.as_user(
             &env.bin,
@@ -123,7 +123,7 @@ fn api_socket_is_up_when_the_command_starts_and_gone_after() {
             r#"{{"entries":[{{"id":1,"proto":"tcp","host_addr":"127.0.0.1","host_port":{port},"guest_addr":"10.0.2.100","guest_port":80}}]}}"#
         )
     );
-    fs::write(&stop, "").expect("create the stop file");
+    fs::write(&stop, "stop\n").expect("tell the command to stop through its FIFO");
     assert!(run.wait().success());
     assert!(!sock.exists(), "the socket file is removed on exit");
 }
