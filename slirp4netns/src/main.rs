@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod confine;
 mod getopt;
+mod help;
 mod inherit;
 mod lifecycle;
 mod outbound;
@@ -79,18 +80,18 @@ fn main() {
     }
     let options = match parsed.action {
         Action::Help => {
-            print_stdout(&cli::usage(&argv0));
+            print_stdout(&help::usage(&argv0));
             return;
         }
         Action::Version => {
-            print_stdout(&cli::version());
+            print_stdout(&help::version());
             return;
         }
         Action::Usage(message) => {
             if let Some(m) = message {
                 eprintln!("{argv0}: {m}");
             }
-            print_stdout(&cli::usage(&argv0));
+            print_stdout(&help::usage(&argv0));
             std::process::exit(EXIT_FAILURE)
         }
         Action::Run(options) => options,
