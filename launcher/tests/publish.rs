@@ -94,8 +94,7 @@ fn api_socket_is_up_when_the_command_starts_and_gone_after() {
         .port();
     let spec = format!("127.0.0.1:{port}:80");
     // The command waits on a FIFO the test writes to once it has looked: no polling.
-    nix::unistd::mkfifo(&stop, nix::sys::stat::Mode::from_bits_truncate(0o666))
-        .expect("mkfifo");
+    nix::unistd::mkfifo(&stop, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
     let script = format!("echo ready; read line < {}", stop.display());
     let mut run = Spawned::start(
         env.as_user(

@@ -462,7 +462,7 @@ pub fn get_link(name: &str) -> Result<Option<LinkMessage>, NetconfError> {
     match msg.payload {
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
         NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
-            Some(errno) if errno == libc::ENODEV => Ok(None),
+            Some(errno) if errno == nix::errno::Errno::ENODEV as i32 => Ok(None),
             Some(errno) => Err(NetconfError::Receive(io::Error::from_raw_os_error(errno))),
             None => Ok(None),
         },

@@ -333,10 +333,10 @@ pub fn same_question(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// A query for example.com A, RD set, id 0xbeef, with an EDNS OPT record (RFC 6891).
+    /// A query for example.org A, RD set, id 0xbeef, with an EDNS OPT record (RFC 6891).
     const QUERY_A_EDNS: [u8; 40] = [
         0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1, // header: RD, qd 1, ar 1
-        7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, // name
+        7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'o', b'r', b'g', 0, // name
         0, 1, 0, 1, // A IN
         0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0, // OPT, 1232-byte payload, no options
     ];

@@ -41,7 +41,7 @@ pub trait SandboxKernel {
     /// umount2(target, MNT_DETACH).
     fn umount_detach(&mut self, target: &Path) -> Result<(), Errno>;
     /// prctl(PR_SET_SECUREBITS).
-    fn set_securebits(&mut self, bits: libc::c_int) -> Result<(), Errno>;
+    fn set_securebits(&mut self, bits: i32) -> Result<(), Errno>;
     /// prctl(PR_CAPBSET_DROP); EINVAL when the kernel has no such capability.
     fn drop_bounding(&mut self, cap: u32) -> Result<(), Errno>;
     /// prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL).

@@ -9,7 +9,7 @@ use super::*;
 fn malformed_queries_are_dropped_and_counted_never_relayed() {
     let up = Upstream::bind("127.0.0.1");
     let mut r = Rig::new(&[up.addr()]);
-    let good = query(ID, "example.com", 1);
+    let good = query(ID, "example.test", 1);
     let mut response = good.clone();
     response[2] |= 0x80;
     let mut two_questions = good.clone();
@@ -33,7 +33,7 @@ fn malformed_queries_are_dropped_and_counted_never_relayed() {
 fn unsolicited_and_spoofed_answers_are_ignored() {
     let (a, b) = (Upstream::bind("127.0.0.1"), Upstream::bind("127.0.0.1"));
     let mut r = Rig::new(&[a.addr(), b.addr()]);
-    let q = query(ID, "example.com", 1);
+    let q = query(ID, "example.test", 1);
     r.query(v4(), &q);
     let (relayed, from) = a.recv();
     let good = answer_to(&relayed);
@@ -68,7 +68,7 @@ fn full_table_answers_new_queries_servfail_at_once() {
     let mut r = Rig::new(&[up.addr()]);
     let mut relayed = Vec::new();
     for i in 0..pending::MAX_PENDING {
-        r.query(v4(), &query(i as u16, "example.com", 1));
+        r.query(v4(), &query(i as u16, "example.test", 1));
         relayed.push(up.recv());
     }
     assert!(r.frames().is_empty());
@@ -95,7 +95,7 @@ fn full_table_answers_new_queries_servfail_at_once() {
 fn oversized_query_is_relayed_whole_and_servfails_instead_of_failing_over() {
     let (a, b) = (Upstream::bind("127.0.0.1"), Upstream::bind("127.0.0.1"));
     let mut r = Rig::new(&[a.addr(), b.addr()]);
-    let mut q = query(ID, "example.com", 1);
+    let mut q = query(ID, "example.test", 1);
     // Grow the OPT record with a 600-byte padding option (RFC 7830).
     let pad = 600u16;
     let rdlen_at = q.len() - 2;
@@ -136,7 +136,7 @@ fn query_and_answer_allocate_nothing_after_new() {
     let up = Upstream::bind("127.0.0.1");
     let mut r = Rig::new(&[up.addr()]);
     r.sink.count_only.set(true);
-    let q = query(ID, "example.com", 1);
+    let q = query(ID, "example.test", 1);
     let mut buf = [0u8; 512];
     let mut allocs = 0;
     for round in 0..20 {

@@ -108,7 +108,7 @@ fn connection_refused_fails_over_at_once() {
 fn servfail_with_id_and_question_when_every_upstream_fails() {
     let (a, b) = (Upstream::bind("127.0.0.1"), Upstream::bind("127.0.0.1"));
     let mut r = Rig::new(&[a.addr(), b.addr()]);
-    let q = query(ID, "example.com", 28);
+    let q = query(ID, "example.test", 28);
     r.query(v6(), &q);
     let _ = a.recv();
     r.timer(ATTEMPT_TIMEOUT);
@@ -132,7 +132,7 @@ fn servfail_at_the_total_bound_even_with_upstreams_left() {
     ];
     let addrs: Vec<_> = ups.iter().map(Upstream::addr).collect();
     let mut r = Rig::new(&addrs);
-    let q = query(ID, "example.com", 1);
+    let q = query(ID, "example.test", 1);
     r.query(v4(), &q);
     r.timer(ATTEMPT_TIMEOUT);
     assert_eq!(r.fwd.next_timer(), Some(r.now + TOTAL_TIMEOUT));
@@ -148,7 +148,7 @@ fn servfail_at_the_total_bound_even_with_upstreams_left() {
 fn no_upstreams_means_immediate_servfail() {
     let mut r = Rig::new(&[]);
     assert_eq!(r.fwd.socket_count(), 0);
-    let q = query(ID, "example.com", 1);
+    let q = query(ID, "example.test", 1);
     r.query(v4(), &q);
     let out = r.frames();
     assert_eq!(out.len(), 1);
@@ -163,7 +163,7 @@ fn upstream_that_cannot_be_connected_is_skipped() {
     let unscoped: SocketAddr = "[fe80::1]:53".parse().unwrap();
     let mut r = Rig::new(&[unscoped, live.addr()]);
     assert_eq!(r.fwd.socket_count(), 1);
-    let q = query(ID, "example.com", 1);
+    let q = query(ID, "example.test", 1);
     r.query(v4(), &q);
     let (relayed, _) = live.recv();
     assert_eq!(relayed[2..], q[2..]);

@@ -291,7 +291,7 @@ fn assert_servfail(out: &Out, ends: (SocketAddr, SocketAddr), query: &[u8]) {
 fn relay_and_answer(ends: (SocketAddr, SocketAddr), upstream_ip: &str) {
     let up = Upstream::bind(upstream_ip);
     let mut r = Rig::new(&[up.addr()]);
-    let q = query(ID, "example.com", 28);
+    let q = query(ID, "example.test", 28);
     r.query(ends, &q);
 
     let (relayed, from) = up.recv();
