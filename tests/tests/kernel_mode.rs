@@ -1,8 +1,9 @@
 //! Kernel mode (`--net-mode=kernel`) end to end, as root, but only inside the outer network
 //! namespace that `topology::Internet` builds for each test (never the machine's or the sealed
 //! namespace's own links, tables or sysctls): TCP to a documentation address through the
-//! kernel's masquerade, two sandboxes at once, `--disable-host-loopback`, and cleanup of a
-//! SIGKILLed run's rules and lease.
+//! kernel's masquerade, two sandboxes at once, `--disable-host-loopback`, cleanup of a
+//! SIGKILLed run's rules and lease, and `--publish` (from the server namespace and from the
+//! outer namespace's loopback; a port in use).
 
 use rr_tests::child::{run, TIMEOUT};
 use rr_tests::pattern::{sha256_hex, TCP_SEED};
@@ -138,17 +139,124 @@ fn kernel_mode_sigkilled_run_rules_removed_by_cleanup_and_lease_freed() {
     );
 }
 
+/// Shell that sets $S to a pid in the server namespace: the namespace that holds the peer of
+/// the outer namespace's `rr-out` (its nsid, as seen from the outer namespace, is the link's).
+const FIND_SERVER: &str =
+    "ID=$(ip -o -d link show rr-out | sed -n 's/.*link-netnsid \\([0-9]*\\).*/\\1/p'); \
+    S=$(lsns -t net -n -o NETNSID,PID | awk -v id=$ID '$1 == id { print $2; exit }'); \
+    [ -n \"$S\" ] || { echo no server namespace; exit 1; }";
+
 #[test]
-fn kernel_mode_refuses_publish_with_one_line() {
+fn kernel_mode_publish_reaches_sandbox_with_client_address_and_leaves_no_rules() {
     let h = Harness::new();
     let net = Internet::build(&h);
-    let argv =
-        net.in_outer(&h.rootless_run_with(&[KERNEL, "--publish", "8080:80"], &["true".to_owned()]));
-    let out = run("--publish in kernel mode", &mut command(&argv), TIMEOUT);
-    assert_eq!(out.shell_status(), 2, "{out}");
+    let serve = h
+        .probe(&["serve", "tcp:[::]:80", "udp:0.0.0.0:53"])
+        .join(" ");
+    let tcp = |to: &str| h.probe(&["tcp-echo", to, "1000"]).join(" ");
+    let udp = h.probe(&["udp-echo", "198.51.100.2:5353"]).join(" ");
+    // The server's stdin ($D/in, held open by fd 3) ends it; its lines come through $D/out.
+    let script = format!(
+        "{FIND_SERVER}; ip link set lo up; ip addr add 2001:db8::2/64 dev rr-out nodad; \
+         nsenter -t $S -n -- ip addr add 2001:db8::1/64 dev rr-srv nodad; mkfifo $D/in $D/out; exec 3<>$D/in 5<>$D/out; \
+         $B --net-mode=kernel --publish 8080:80 --publish 5353:53/udp -- {serve} <$D/in >&5 3>&- & \
+         P=$!; while read l <&5; do [ \"$l\" = ready ] && break; done; \
+         echo rules-during=$(nft list ruleset | grep -c owner=); \
+         nsenter -t $S -n -- {remote}; echo tcp=$?; \
+         nsenter -t $S -n -- {udp}; echo udp=$?; \
+         nsenter -t $S -n -- {remote6}; echo tcp6=$?; \
+         {local}; echo local=$?; \
+         exec 3>&-; wait $P; echo run=$?; echo end >&5; \
+         while read l <&5; do [ \"$l\" = end ] && break; echo \"seen: $l\"; done; \
+         echo rules-after=$(nft list ruleset | grep -c owner=)",
+        remote = tcp("198.51.100.2:8080"),
+        remote6 = tcp("[2001:db8::2]:8080"),
+        local = tcp("127.0.0.1:8080"),
+    );
+    let out = run(
+        "--publish in kernel mode",
+        &mut command(&outer_sh(&net, &h, &script)),
+        TIMEOUT,
+    );
+    assert!(
+        out.stdout.contains("tcp=0"),
+        "TCP through the publish failed\n{out}"
+    );
+    assert!(
+        out.stdout.contains("udp=0"),
+        "UDP through the publish failed\n{out}"
+    );
+    assert!(
+        out.stdout.contains("tcp6=0"),
+        "TCP over IPv6 through the publish failed\n{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("seen: tcp [fd00::100]:80 from [2001:db8::1]:"),
+        "the sandbox did not see the IPv6 client's own address\n{out}"
+    );
+    assert!(
+        out.stdout.contains("local=0"),
+        "a loopback client failed\n{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("seen: tcp 10.0.2.100:80 from 198.51.100.1:"),
+        "the sandbox did not see the remote client's own address\n{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("seen: udp 0.0.0.0:53 from 198.51.100.1:"),
+        "UDP did not arrive from the remote client's address\n{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("seen: tcp 10.0.2.100:80 from 10.0.2.2:"),
+        "a loopback client should appear as the gateway\n{out}"
+    );
+    assert!(!out.stdout.contains("rules-during=0"), "{out}");
+    assert!(
+        out.stdout.contains("rules-after=0"),
+        "the run left rules behind\n{out}"
+    );
+    assert!(out.stdout.contains("run=0"), "{out}");
+}
+
+#[test]
+fn kernel_mode_publish_of_a_port_in_use_or_published_is_one_line_and_builds_nothing() {
+    let h = Harness::new();
+    let net = Internet::build(&h);
+    let serve = h.probe(&["serve", "tcp:0.0.0.0:8080"]).join(" ");
+    let script = format!(
+        "mkfifo $D/in $D/out; exec 3<>$D/in 5<>$D/out; {serve} <$D/in >&5 3>&- & \
+         while read l <&5; do [ \"$l\" = ready ] && break; done; \
+         $B --net-mode=kernel --publish 8080:80 -- true; echo run=$?; \
+         ip link show rrbr0 >/dev/null 2>&1 || echo bridge=absent; \
+         nft list table inet rootless_run >/dev/null 2>&1 || echo table=absent; \
+         mkfifo $D/up $D/hold; \
+         $B --net-mode=kernel --publish 9090:80 -- sh -c 'echo > '$D/up'; read x < '$D/hold 3>&- 2>/dev/null & \
+         H=$!; read x < $D/up; \
+         $B --net-mode=kernel --publish 127.0.0.1:9090:81 -- true; echo second=$?; \
+         echo > $D/hold; wait $H; echo first=$?; \
+         exec 3>&-; wait"
+    );
+    let out = run(
+        "--publish of a port in use",
+        &mut command(&outer_sh(&net, &h, &script)),
+        TIMEOUT,
+    );
+    assert!(out.stdout.contains("run=1"), "{out}");
     assert_eq!(
         out.stderr_lines(),
-        ["rootless-run: --publish: not supported with --net-mode=kernel yet; use --net-mode=userspace"],
+        [
+            "rootless-run: --publish 8080:80: 0.0.0.0:8080/tcp is already in use on the host",
+            "rootless-run: --publish 127.0.0.1:9090:81: tcp port 9090 is already published by \
+             another kernel-mode run"
+        ],
         "{out}"
     );
+    assert!(out.stdout.contains("second=1"), "{out}");
+    assert!(out.stdout.contains("first=0"), "{out}");
+    assert!(out.stdout.contains("bridge=absent"), "{out}");
+    assert!(out.stdout.contains("table=absent"), "{out}");
 }

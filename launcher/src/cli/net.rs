@@ -152,8 +152,7 @@ fn net_mode(mode: NetMode, root: bool, unsupported: Option<&str>) -> Result<bool
 
 /// The flags of the network (and `others`, given by `cli` for non-network flags) that kernel
 /// mode does not implement, first given first.
-const KERNEL_UNSUPPORTED: [&str; 5] = [
-    "--publish",
+const KERNEL_UNSUPPORTED: [&str; 4] = [
     "--api-socket",
     "--outbound-addr",
     "--outbound-addr6",
@@ -366,7 +365,7 @@ mod net_mode_tests {
     fn auto_is_kernel_only_for_root_without_unsupported_flags() {
         assert!(net_mode(NetMode::Auto, true, None).expect("valid"));
         assert!(!net_mode(NetMode::Auto, false, None).expect("valid"));
-        assert!(!net_mode(NetMode::Auto, true, Some("--publish")).expect("valid"));
+        assert!(!net_mode(NetMode::Auto, true, Some("--api-socket")).expect("valid"));
         assert!(!net_mode(NetMode::Userspace, true, None).expect("valid"));
     }
 
@@ -377,10 +376,10 @@ mod net_mode_tests {
             .to_string()
             .starts_with("--net-mode=kernel: needs real root"));
         assert_eq!(
-            net_mode(NetMode::Kernel, true, Some("--publish"))
-                .expect_err("publish")
+            net_mode(NetMode::Kernel, true, Some("--api-socket"))
+                .expect_err("api socket")
                 .to_string(),
-            "--publish: not supported with --net-mode=kernel yet; use --net-mode=userspace"
+            "--api-socket: not supported with --net-mode=kernel yet; use --net-mode=userspace"
         );
     }
 }

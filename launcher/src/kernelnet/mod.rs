@@ -5,7 +5,8 @@
 //! sandbox netns: eth0 10.0.2.1xx/24 via 10.0.2.2 =veth=> rrv<PID> -- rrbr0 (10.0.2.2, .3/24,
 //!   fd00::2, ::3/64; route_localnet=1) -> host routing -> nft inet rootless_run -> out
 //! ```
-//! `prepare` runs in the launcher before the fork: takes an address lease (`lease`), makes
+//! `prepare` runs in the launcher before the fork: refuses a `--publish` host port that a
+//! socket or another kernel-mode run holds (`publish`), takes an address lease (`lease`), makes
 //! sure the bridge is there (`links`), switches forwarding on if it is off (saying so), and
 //! adds the sandbox's owner-tagged rules (`nft`), first removing those of runs that died.
 //! `attach` runs when the child has unshared its network namespace: it creates the veth pair
@@ -18,6 +19,7 @@
 pub mod lease;
 pub mod links;
 pub mod nft;
+pub mod publish;
 
 use std::fs::File;
 use std::net::IpAddr;
@@ -38,6 +40,8 @@ pub const BRIDGE: &str = "rrbr0";
 /// Kernel mode's state for one sandbox; dropping it removes the sandbox's rules.
 pub struct KernelNet {
     lease: lease::Lease,
+    /// The `--publish` port claims (`publish::claim`), held for the run.
+    _ports: Vec<Flock<File>>,
     owner: nft::Owner,
     bridge: u32,
     mtu: u32,
@@ -78,9 +82,12 @@ fn switch_on(path: &str, what: &str) -> anyhow::Result<()> {
 
 /// Sets up everything but the veth; see the module header.
 pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<KernelNet> {
+    // Before anything is built, so a refusal leaves nothing behind.
+    publish::check_free(&net.publish)?;
     let key = netns_key()?;
     let lock_path = Path::new(RUN_DIR).join(format!("{key}.lock"));
     let _guard = lock(&lock_path)?;
+    let ports = publish::claim(&Path::new(RUN_DIR).join("ports").join(&key), &net.publish)?;
     let lease = lease::take(&Path::new(RUN_DIR).join("leases").join(&key), &net.addr)
         .map_err(anyhow::Error::new)
         .with_context(|| format!("--cidr {}/{}", net.addr.network_v4(), net.addr.prefix_v4()))?;
@@ -112,6 +119,7 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
         } else {
             Vec::new()
         },
+        publish: publish::to_lease(&net.publish, lease.addrs),
     };
     if net.ipv6 {
         rules.sandbox.push(IpAddr::V6(lease.addrs.v6));
@@ -138,6 +146,7 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
     }
     Ok(KernelNet {
         lease,
+        _ports: ports,
         owner,
         bridge,
         mtu: net.mtu,

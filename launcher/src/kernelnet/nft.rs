@@ -9,8 +9,17 @@
 //! - `prerouting` nat, dstnat (-100): per sandbox, gateway -> 127.0.0.1 (unless
 //!   `--disable-host-loopback`), DNS address port 53 -> the first upstream of the family.
 //! - `input` filter (0): per sandbox, rejects what the gateway or DNS address must not serve.
+//! - `output` nat, dstnat (-100): per `--publish` forward, the same DNAT as in `prerouting` for
+//!   clients on the host itself.
 //! - `postrouting` nat, srcnat (100): per sandbox, masquerade of its address leaving by any link
-//!   but the bridge.
+//!   but the bridge; with `--publish`, SNAT of host-loopback clients to the IPv4 gateway.
+//!
+//! `--publish` (see `publish_objects`): for each forward, a DNAT of HOSTIP:HOSTPORT (without
+//! HOSTIP: any address of the host, `fib daddr type local`) to the sandbox's leased address and
+//! port, in `prerouting` for packets that do not come from the bridge and in `output` for local
+//! clients. The client's address is kept, except that a client on 127.0.0.0/8 is SNATed to the
+//! gateway (a loopback source cannot be routed back to), so it appears inside as 10.0.2.2, as on
+//! the rootless path. IPv6 has no route_localnet: `[::1]` is not DNATed (it is refused).
 //!
 //! Every per-sandbox rule carries the comment `rootless-run owner=PID/START` (the launcher's pid
 //! and its start time in clock ticks, /proc/PID/stat field 22), so rules of a run that died
@@ -20,8 +29,12 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
+use netstack::forward::ForwardSpec;
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
+use nftables::expr::{
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix,
+};
 use nftables::schema::{Chain, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{Match, Operator, Statement, NAT};
 use nftables::types::{NfChainType, NfFamily, NfHook};
@@ -87,6 +100,8 @@ pub struct SandboxRules {
     pub host_loopback: bool,
     /// The DNS upstreams (the first of each family is used); empty: DNS is refused.
     pub dns_upstreams: Vec<SocketAddr>,
+    /// `--publish` forwards, their `guest` already the sandbox's leased address.
+    pub publish: Vec<ForwardSpec>,
 }
 
 fn family_proto(ip: IpAddr) -> &'static str {
@@ -149,6 +164,7 @@ pub fn base_objects(bridge: &str, with_guard_rule: bool) -> Vec<NfListObject<'st
         ("guard", NfChainType::Filter, NfHook::Prerouting, -300),
         ("prerouting", NfChainType::NAT, NfHook::Prerouting, -100),
         ("input", NfChainType::Filter, NfHook::Input, 0),
+        ("output", NfChainType::NAT, NfHook::Output, -100),
         ("postrouting", NfChainType::NAT, NfHook::Postrouting, 100),
     ] {
         v.push(NfListObject::Chain(Chain {
@@ -239,11 +255,7 @@ pub fn sandbox_objects(r: &SandboxRules, owner: &Owner) -> Vec<NfListObject<'sta
                             ),
                             Statement::DNAT(Some(NAT {
                                 addr: Some(text(up.ip())),
-                                family: Some(if me.is_ipv4() {
-                                    nftables::stmt::NATFamily::IP
-                                } else {
-                                    nftables::stmt::NATFamily::IP6
-                                }),
+                                family: Some(nat_family(me)),
                                 port: Some(Expression::Number(u32::from(up.port()))),
                                 flags: None,
                             })),
@@ -262,6 +274,100 @@ pub fn sandbox_objects(r: &SandboxRules, owner: &Owner) -> Vec<NfListObject<'sta
                 Statement::Masquerade(None),
             ],
             &tag,
+        ));
+    }
+    v.extend(publish_objects(r, &tag));
+    v
+}
+
+fn nat_family(ip: IpAddr) -> nftables::stmt::NATFamily {
+    if ip.is_ipv4() {
+        nftables::stmt::NATFamily::IP
+    } else {
+        nftables::stmt::NATFamily::IP6
+    }
+}
+
+/// The `--publish` rules of one sandbox: per forward a DNAT in `prerouting` (from any link but
+/// the bridge) and in `output`; then, if any IPv4 forward exists, the SNAT of loopback clients.
+fn publish_objects(r: &SandboxRules, tag: &str) -> Vec<NfListObject<'static>> {
+    let mut v = Vec::new();
+    for f in &r.publish {
+        let host = f.host.ip();
+        let mut matches = if host.is_unspecified() {
+            vec![
+                is(
+                    meta(MetaKey::Nfproto),
+                    text(if host.is_ipv4() { "ipv4" } else { "ipv6" }),
+                    Operator::EQ,
+                ),
+                is(
+                    Expression::Named(NamedExpression::Fib(Fib {
+                        result: FibResult::Type,
+                        flags: [FibFlag::Daddr].into_iter().collect(),
+                    })),
+                    text("local"),
+                    Operator::EQ,
+                ),
+            ]
+        } else {
+            vec![addr_is(host, "daddr")]
+        };
+        matches.push(is(
+            meta(MetaKey::L4proto),
+            text(f.proto.name()),
+            Operator::EQ,
+        ));
+        matches.push(is(
+            payload("th", "dport"),
+            Expression::Number(u32::from(f.host.port())),
+            Operator::EQ,
+        ));
+        let dnat = Statement::DNAT(Some(NAT {
+            addr: Some(text(f.guest.ip())),
+            family: Some(nat_family(f.guest.ip())),
+            port: Some(Expression::Number(u32::from(f.guest.port()))),
+            flags: None,
+        }));
+        let mut pre = vec![is(meta(MetaKey::Iifname), text(&r.bridge), Operator::NEQ)];
+        pre.extend(matches.iter().cloned());
+        pre.push(dnat.clone());
+        v.push(rule("prerouting", pre, tag));
+        let mut out = matches;
+        if host.is_ipv6() {
+            // ::1 cannot leave by the bridge (IPv6 has no route_localnet): leave it refused.
+            out.push(is(
+                payload("ip6", "saddr"),
+                text(std::net::Ipv6Addr::LOCALHOST),
+                Operator::NEQ,
+            ));
+        }
+        out.push(dnat);
+        v.push(rule("output", out, tag));
+    }
+    let v4 = r.sandbox.iter().zip(&r.gateway).find(|(s, _)| s.is_ipv4());
+    if let (Some((&me, &gw)), true) = (v4, r.publish.iter().any(|f| f.host.is_ipv4())) {
+        v.push(rule(
+            "postrouting",
+            vec![
+                is(
+                    payload("ip", "saddr"),
+                    Expression::Named(NamedExpression::Prefix(Prefix {
+                        addr: Box::new(text("127.0.0.0")),
+                        len: 8,
+                    })),
+                    Operator::EQ,
+                ),
+                addr_is(me, "daddr"),
+                is(meta(MetaKey::Oifname), text(&r.bridge), Operator::EQ),
+                Statement::SNAT(Some(NAT {
+                    addr: Some(text(gw)),
+                    family: Some(nat_family(gw)),
+                    port: None,
+                    flags: None,
+                })),
+            ],
+            tag,
         ));
     }
     v
@@ -381,6 +487,7 @@ mod tests {
             dns: vec!["10.0.2.3".parse().expect("literal")],
             host_loopback: true,
             dns_upstreams: vec!["192.0.2.53:53".parse().expect("literal")],
+            publish: vec![],
         }
     }
 
@@ -465,6 +572,60 @@ mod tests {
         assert_eq!(first[2]["match"]["right"], "10.0.2.2");
         assert_eq!(first[3]["match"]["op"], "!=");
         assert_eq!(first[4], serde_json::json!({"reject": null}));
+    }
+
+    #[test]
+    fn publish_dnats_in_prerouting_and_output_and_snats_loopback_clients() {
+        let r = SandboxRules {
+            publish: vec![
+                ForwardSpec {
+                    proto: netstack::forward::Transport::Tcp,
+                    host: "0.0.0.0:8080".parse().expect("literal"),
+                    guest: "10.0.2.101:80".parse().expect("literal"),
+                },
+                ForwardSpec {
+                    proto: netstack::forward::Transport::Udp,
+                    host: "[2001:db8::1]:53".parse().expect("literal"),
+                    guest: "[fd00::101]:5353".parse().expect("literal"),
+                },
+            ],
+            ..rules()
+        };
+        let got = json(publish_objects(&r, "t"));
+        let rule = |chain: &str, expr: serde_json::Value| serde_json::json!({"add": {"rule": {"family": "inet", "table": "rootless_run", "chain": chain, "expr": expr, "comment": "t"}}});
+        let not_bridge = serde_json::json!({"match": {"left": {"meta": {"key": "iifname"}}, "right": "rrbr0", "op": "!="}});
+        let any4 = serde_json::json!([
+            {"match": {"left": {"meta": {"key": "nfproto"}}, "right": "ipv4", "op": "=="}},
+            {"match": {"left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local", "op": "=="}},
+            {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "tcp", "op": "=="}},
+            {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 8080, "op": "=="}}]);
+        let dnat4 = serde_json::json!({"dnat": {"addr": "10.0.2.101", "family": "ip", "port": 80}});
+        let one6 = serde_json::json!([
+            {"match": {"left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8::1", "op": "=="}},
+            {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "udp", "op": "=="}},
+            {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 53, "op": "=="}}]);
+        let dnat6 =
+            serde_json::json!({"dnat": {"addr": "fd00::101", "family": "ip6", "port": 5353}});
+        let cat =
+            |head: &[serde_json::Value], mid: &serde_json::Value, tail: &[serde_json::Value]| {
+                let mut v = head.to_vec();
+                v.extend(mid.as_array().expect("array").iter().cloned());
+                v.extend(tail.iter().cloned());
+                serde_json::Value::Array(v)
+            };
+        let not_lo6 = serde_json::json!({"match": {"left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "::1", "op": "!="}});
+        let expected = serde_json::json!({"nftables": [
+            rule("prerouting", cat(std::slice::from_ref(&not_bridge), &any4, std::slice::from_ref(&dnat4))),
+            rule("output", cat(&[], &any4, &[dnat4])),
+            rule("prerouting", cat(&[not_bridge], &one6, std::slice::from_ref(&dnat6))),
+            rule("output", cat(&[], &one6, &[not_lo6, dnat6])),
+            rule("postrouting", serde_json::json!([
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}, "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.2.101", "op": "=="}},
+                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "rrbr0", "op": "=="}},
+                {"snat": {"addr": "10.0.2.2", "family": "ip"}}])),
+        ]});
+        assert_eq!(got, expected);
     }
 
     #[test]
