@@ -93,7 +93,6 @@ pub fn take(dir: &Path, addr: &Addressing) -> Result<Lease, LeaseError> {
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(|source| LeaseError::Lock {
                 path: path.clone(),

@@ -170,7 +170,7 @@ pub fn ensure_bridge(name: &str, addr: &Addressing, ipv6: bool) -> Result<u32, L
             )])?;
             // EEXIST: a concurrent run made it first; check it below like any other.
             if let Some(Some(errno)) = r.first() {
-                if *errno != libc::EEXIST {
+                if *errno != (nix::errno::Errno::EEXIST as i32) {
                     return Err(LinkError::CreateBridge {
                         name: name.into(),
                         source: io::Error::from_raw_os_error(*errno),
@@ -179,7 +179,7 @@ pub fn ensure_bridge(name: &str, addr: &Addressing, ipv6: bool) -> Result<u32, L
             }
             let link = netconf::get_link(name)?.ok_or_else(|| LinkError::CreateBridge {
                 name: name.into(),
-                source: io::Error::from_raw_os_error(libc::ENODEV),
+                source: io::Error::from_raw_os_error(nix::errno::Errno::ENODEV as i32),
             })?;
             let has_kind = link.attributes.iter().any(|a| {
                 matches!(a, LinkAttribute::LinkInfo(infos)
@@ -208,7 +208,7 @@ pub fn ensure_bridge(name: &str, addr: &Addressing, ipv6: bool) -> Result<u32, L
     for ((ip, _), result) in wanted.iter().zip(netconf::transact(&requests)?) {
         match result {
             None => {}
-            Some(errno) if errno == libc::EEXIST => {}
+            Some(errno) if errno == (nix::errno::Errno::EEXIST as i32) => {}
             Some(errno) => {
                 return Err(LinkError::BridgeAddress {
                     name: name.into(),

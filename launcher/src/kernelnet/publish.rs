@@ -126,7 +126,6 @@ pub fn claim(dir: &Path, publish: &[Publish]) -> Result<Vec<Flock<File>>, PortEr
                 .truncate(false)
                 .write(true)
                 .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(failed(&path))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
