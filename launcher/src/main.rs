@@ -37,29 +37,6 @@ const EXIT_SETUP: i32 = 1;
 /// Exit status for a usage error (clap's and ours).
 const EXIT_USAGE: i32 = 2;
 
-/// Logs to stderr at the levels RUST_LOG names (`LEVEL` and `TARGET=LEVEL`, comma
-/// separated, e.g. `netstack=debug,warn`); warnings only when it is unset or unreadable.
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let default = || Targets::new().with_default(tracing::Level::WARN);
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|error| {
-            eprintln!("rootless-run: RUST_LOG={spec:?} ignored: {error}");
-            default()
-        }),
-        Err(_) => default(),
-    };
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::io::stderr),
-        )
-        .with(filter)
-        .init();
-}
-
 /// Prints a child-side setup error (once, as the child's final word) and returns its status.
 pub(crate) fn report_child_error(e: &anyhow::Error) -> i32 {
     if e.is::<sandbox::ParentGone>() {
@@ -100,7 +77,7 @@ fn main() {
         Ok(a) => a,
         Err(e) => usage_error(e),
     };
-    init_logging();
+    rr_ns::logging::init("rootless-run");
     let caller = cli::Caller::current();
     let mode = match cli::validate(&argv, args, &caller, || {
         idmap::SubIds::load(caller.name(), caller.uid, caller.gid, caller.group())

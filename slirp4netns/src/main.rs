@@ -26,29 +26,6 @@ use cli::Action;
 /// Exit status for usage errors and failures (slirp4netns's EXIT_FAILURE).
 const EXIT_FAILURE: i32 = 1;
 
-/// Logs to stderr at the levels RUST_LOG names (`LEVEL` and `TARGET=LEVEL`, comma separated);
-/// warnings only when it is unset or unreadable.
-fn init_logging(prog: &str) {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let default = || Targets::new().with_default(tracing::Level::WARN);
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|error| {
-            eprintln!("{prog}: RUST_LOG={spec:?} ignored: {error}");
-            default()
-        }),
-        Err(_) => default(),
-    };
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::io::stderr),
-        )
-        .with(filter)
-        .init();
-}
-
 /// Prints to stdout and flushes (help, version, usage: the only stdout besides the banner).
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -104,7 +81,7 @@ fn main() {
     // First, before this process opens anything: the fds named on the command line.
     let fds = inherit::take(&cfg.named_fds())
         .unwrap_or_else(|e| fail(&format_args!("{:#}", anyhow::Error::new(e))));
-    init_logging(&prog);
+    rr_ns::logging::init(&prog);
     match run::run(&cfg, &prog, fds) {
         Ok(run::Ended::ExitFd) => {}
         Err(e) => {
