@@ -10,7 +10,6 @@
 //! Called by `tests/tests/dropin_*.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::child::{run, Outcome, Running};
@@ -64,7 +63,7 @@ impl Slirp4netns {
                 built
             }
         };
-        let path = copy_executable(&source, &h.dir().join(NAME));
+        let path = crate::sandbox::copy_file(&source, &h.dir().join(NAME));
         Slirp4netns { path, source }
     }
 
@@ -192,31 +191,6 @@ fn names_a_libslirp_version(version: &str) -> bool {
             .map(str::trim_start)
             .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
     })
-}
-
-/// Copies with `cp` in a child process, for the reason `sandbox::copy_file` gives (a copy held
-/// open for writing by this process would make a concurrent test's exec of it fail with
-/// ETXTBSY), and makes the copy 0755.
-fn copy_executable(src: &Path, dst: &Path) -> String {
-    let status = Command::new("/bin/cp")
-        .arg("--")
-        .arg(src)
-        .arg(dst)
-        .status()
-        .unwrap_or_else(|e| panic!("run cp {} {}: {e}", src.display(), dst.display()));
-    assert!(
-        status.success(),
-        "cp {} {} failed: {status}",
-        src.display(),
-        dst.display()
-    );
-    let chmod = Command::new("/bin/chmod")
-        .arg("0755")
-        .arg(dst)
-        .status()
-        .unwrap_or_else(|e| panic!("run chmod 0755 {}: {e}", dst.display()));
-    assert!(chmod.success(), "chmod 0755 {} failed", dst.display());
-    dst.to_str().expect("temp dir paths are UTF-8").to_owned()
 }
 
 #[cfg(test)]

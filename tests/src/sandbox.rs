@@ -243,7 +243,7 @@ fn copy_exe(from: &Path, name: &str, to: &Path) -> String {
 /// the copy open for writing, a test on another thread could fork, its child would inherit
 /// that descriptor until its exec, and an exec of the copy in that window fails with ETXTBSY
 /// ("Text file busy"). A `cp` child's descriptors are never inherited by our forks.
-fn copy_file(src: &Path, dst: &Path) -> String {
+pub fn copy_file(src: &Path, dst: &Path) -> String {
     let status = Command::new("/bin/cp")
         .arg("--")
         .arg(src)
