@@ -3,7 +3,9 @@
 //! back from the address the sandbox asked. Queries over TCP go through `tcp::TcpRelay`, with
 //! the same validation and bounds. Called by the event loop: `query` for each UDP
 //! datagram to the DNS address's port 53, `on_readable` for readiness of an upstream socket,
-//! `on_timer` at `next_timer`. It never blocks, and allocates nothing after `new`.
+//! `on_timer` at `next_timer`. It never blocks, and allocates nothing after `new`. Kernel mode,
+//! which has no event loop of ours, reaches the same forwarder through host sockets
+//! (`front::SocketFront`).
 //!
 //! # Theory of operation
 //!
@@ -58,10 +60,12 @@
 //! 16-bit id only; upstreams are usually on loopback, where that matters little. Every query
 //! starts at upstream 0, even when it has just failed for the previous query.
 
+pub mod front;
 pub mod message;
 mod pending;
 mod tcp;
 
+pub use front::{Endpoint, SocketFront};
 pub use tcp::{TcpDnsStats, TcpRelay, Timeouts};
 
 use std::io;

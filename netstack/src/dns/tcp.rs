@@ -95,7 +95,17 @@ impl TcpRelay {
 
     /// Same, with explicit timeouts.
     pub fn start_with(upstreams: &[SocketAddr], timeouts: Timeouts) -> io::Result<TcpRelay> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        TcpRelay::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstreams, timeouts)
+    }
+
+    /// Same, listening on `bind` (port 0: the kernel's choice) instead of 127.0.0.1; kernel
+    /// mode's `front::SocketFront` uses it for the bridge's IPv6 DNS address.
+    pub fn start_on(
+        bind: SocketAddr,
+        upstreams: &[SocketAddr],
+        timeouts: Timeouts,
+    ) -> io::Result<TcpRelay> {
+        let listener = TcpListener::bind(bind)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(TcpDnsStats::default());

@@ -9,6 +9,7 @@
 
 mod bounds;
 mod forwarding;
+mod front;
 
 use std::cell::{Cell, RefCell};
 use std::net::UdpSocket as StdUdp;
