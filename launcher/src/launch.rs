@@ -9,6 +9,7 @@
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
 //!   command channel; --api-socket thread
+//!   [kernel mode: DNS forwarder threads, DNAT]
 //!   send 'g'; start netstack thread  ------->  --pid: fork init (pid 1) -> fork command
 //!                                              else: stay as monitor (subreaper) -> fork command
 //!   forward signals; reap; exit with status    mounts (resolv.conf), hostname, root, wd; creds;
@@ -53,7 +54,7 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     let plan = plan::make_plan(cfg, caller, &host_resolv_conf)?;
     let mut detached = if cfg.detach { Some(detach()?) } else { None };
     // Kernel mode: lease, bridge and rules before the fork; the veth once the child asks.
-    let kernel_net = if plan.ns.is_some() && cfg.net.kernel {
+    let mut kernel_net = if plan.ns.is_some() && cfg.net.kernel {
         Some(crate::kernelnet::prepare(&cfg.net, &host_resolv_conf)?)
     } else {
         None
@@ -92,9 +93,11 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     let (record, holder) = persist_and_bind(cfg, caller, &plan, parent, child)?;
     // The last fork is behind us: threads are safe from here on. The API socket is up before
     // the command starts, so the command (or whoever waits for it) can use it at once.
-    let serving = match prepared.map(network::serve_api).transpose() {
-        Ok(s) => s,
-        Err(e) => {
+    let serving = prepared.map(network::serve_api).transpose();
+    let dns = kernel_net.as_mut().map(|k| k.serve_dns()).transpose();
+    let serving = match (serving, dns) {
+        (Ok(s), Ok(_)) => s,
+        (Err(e), _) | (_, Err(e)) => {
             abandon(child, holder, record);
             return Err(e);
         }

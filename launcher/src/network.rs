@@ -12,7 +12,7 @@
 //! network namespace; knows nothing of signals or id maps.
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,31 +69,8 @@ pub struct Serving {
 /// family or the address cannot be bound, or a `--publish` host address and port cannot be
 /// bound (in use, below 1024 without privilege); sockets bound so far are closed then.
 pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Prepared> {
-    let dns_upstreams = match &net.dns_upstreams {
-        Some(given) => given.clone(),
-        None => netstack::config::nameservers(host_resolv_conf),
-    };
-    if net.dns && dns_upstreams.is_empty() {
-        tracing::warn!(
-            "the host's /etc/resolv.conf names no nameserver; DNS queries to the forwarder will \
-             fail (give one with --dns-upstream)"
-        );
-    }
-    // `outbound` returns an address of the family asked for (cli checks given ones).
-    let outbound_v4 = match &net.outbound_v4 {
-        Some(o) => match outbound("--outbound-addr", o, false)? {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        },
-        None => None,
-    };
-    let outbound_v6 = match &net.outbound_v6 {
-        Some(o) => match outbound("--outbound-addr6", o, true)? {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
-        },
-        None => None,
-    };
+    let dns_upstreams = dns_upstreams(net, host_resolv_conf);
+    let (outbound_v4, outbound_v6) = outbound_pair(net)?;
     let cfg = netstack::StackConfig {
         mtu: net.mtu,
         busy_poll: net.busy_poll,
@@ -146,6 +123,49 @@ pub fn serve_api(prepared: Prepared) -> anyhow::Result<Serving> {
         commands,
         api,
     })
+}
+
+/// The DNS forwarder's upstreams: `--dns-upstream`'s, else the nameservers of the host's
+/// resolv.conf (`host_resolv_conf`); warns when there are none but DNS is on. Both modes.
+pub fn dns_upstreams(net: &NetConfig, host_resolv_conf: &str) -> Vec<SocketAddr> {
+    let dns_upstreams = match &net.dns_upstreams {
+        Some(given) => given.clone(),
+        None => netstack::config::nameservers(host_resolv_conf),
+    };
+    if net.dns && dns_upstreams.is_empty() {
+        tracing::warn!(
+            "the host's /etc/resolv.conf names no nameserver; DNS queries to the forwarder will \
+             fail (give one with --dns-upstream)"
+        );
+    }
+    dns_upstreams
+}
+
+/// `--outbound-addr` and `--outbound-addr6` resolved to this host's addresses (see `outbound`).
+fn outbound_pair(net: &NetConfig) -> anyhow::Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+    // `outbound` returns an address of the family asked for (cli checks given ones).
+    let outbound_v4 = match &net.outbound_v4 {
+        Some(o) => match outbound("--outbound-addr", o, false)? {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        },
+        None => None,
+    };
+    let outbound_v6 = match &net.outbound_v6 {
+        Some(o) => match outbound("--outbound-addr6", o, true)? {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        },
+        None => None,
+    };
+    Ok((outbound_v4, outbound_v6))
+}
+
+/// Kernel mode's SNAT sources: the `--outbound-addr[6]` addresses, resolved and checked as for
+/// the userspace stack.
+pub fn outbound_addrs(net: &NetConfig) -> anyhow::Result<Vec<IpAddr>> {
+    let (v4, v6) = outbound_pair(net)?;
+    Ok(v4.map(IpAddr::V4).into_iter().chain(v6.map(IpAddr::V6)).collect())
 }
 
 /// The address outbound sockets of one family bind to: the one given, or the first of the

@@ -372,8 +372,6 @@ pub fn validate(
     // them, and a joined sandbox's network is not ours.
     let other_unsupported = if args.persist.is_some() {
         Some("--persist")
-    } else if args.detach {
-        Some("--detach")
     } else if !ns_files.is_empty() {
         Some("--net=FILE (namespace files)")
     } else if join.is_some() {

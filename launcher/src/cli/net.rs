@@ -144,20 +144,47 @@ fn net_mode(mode: NetMode, root: bool, unsupported: Option<&str>) -> Result<bool
         )),
         (NetMode::Kernel, Some(flag)) => Err(usage(
             flag,
-            "not supported with --net-mode=kernel yet; use --net-mode=userspace",
+            format!(
+                "not with --net-mode=kernel: {}; use --net-mode=userspace",
+                refusal(flag)
+            ),
         )),
         (NetMode::Kernel, None) => Ok(true),
     }
 }
 
-/// The flags of the network (and `others`, given by `cli` for non-network flags) that kernel
-/// mode does not implement, first given first.
-const KERNEL_UNSUPPORTED: [&str; 4] = [
-    "--api-socket",
-    "--outbound-addr",
-    "--outbound-addr6",
-    "--busy-poll",
+/// The flags kernel mode refuses (network ones and, named by `cli`, others), with why; `auto`
+/// picks userspace when one is given. Kept in step with docs/rootless-run.1.md.
+const KERNEL_REFUSED: [(&str, &str); 5] = [
+    (
+        "--api-socket",
+        "the slirp4netns API drives the userspace stack's forwards, and kernel mode has none",
+    ),
+    (
+        "--busy-poll",
+        "tunes the userspace stack's event loop, and in kernel mode the kernel routes",
+    ),
+    (
+        "--persist",
+        "the sandbox's bound namespace files could outlive the run's rules and address lease",
+    ),
+    (
+        "--net=FILE (namespace files)",
+        "the bound network namespace could outlive the run's rules and address lease",
+    ),
+    (
+        "--join",
+        "it enters an existing sandbox's network, so there is none for kernel mode to build",
+    ),
 ];
+
+/// Why kernel mode refuses `flag`.
+fn refusal(flag: &str) -> &'static str {
+    KERNEL_REFUSED
+        .iter()
+        .find(|(f, _)| *f == flag)
+        .map_or("not supported", |(_, why)| why)
+}
 
 /// Checks the network options and turns them into a `NetConfig`. `root`: we run as real root;
 /// `other_unsupported`: a non-network flag given that kernel mode cannot serve (`--persist`).
@@ -170,7 +197,7 @@ pub fn validate(
         .given
         .iter()
         .map(String::as_str)
-        .find(|g| KERNEL_UNSUPPORTED.contains(g))
+        .find(|g| KERNEL_REFUSED.iter().any(|(f, _)| f == g))
         .or(other_unsupported);
     let kernel = net_mode(a.net_mode, root, unsupported)?;
     let max = netstack::config::MAX_MTU;
@@ -379,7 +406,8 @@ mod net_mode_tests {
             net_mode(NetMode::Kernel, true, Some("--api-socket"))
                 .expect_err("api socket")
                 .to_string(),
-            "--api-socket: not supported with --net-mode=kernel yet; use --net-mode=userspace"
+            "--api-socket: not with --net-mode=kernel: the slirp4netns API drives the userspace \
+             stack's forwards, and kernel mode has none; use --net-mode=userspace"
         );
     }
 }

@@ -22,7 +22,7 @@ pub mod nft;
 pub mod publish;
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,7 @@ use anyhow::Context;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::NetConfig;
+use netstack::dns::SocketFront;
 use netstack::netconf::SandboxAddrs;
 
 /// Where kernel mode keeps its locks and leases.
@@ -46,6 +47,14 @@ pub struct KernelNet {
     bridge: u32,
     mtu: u32,
     lock: PathBuf,
+    /// The DNS upstreams, unless `--disable-dns`.
+    dns: Option<Vec<SocketAddr>>,
+    ipv6: bool,
+    /// The DNS addresses (IPv4, IPv6) the sandbox asks.
+    dns_addrs: (Ipv4Addr, Ipv6Addr),
+    /// The run's DNS forwarder, once `serve_dns` started it. Declared after the rest, so the
+    /// rules that lead to it are removed (in `drop`) before it stops.
+    front: Option<SocketFront>,
 }
 
 fn netns_key() -> anyhow::Result<String> {
@@ -112,13 +121,8 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
         gateway: vec![IpAddr::V4(a.gateway_v4())],
         dns: vec![IpAddr::V4(a.dns_v4())],
         host_loopback: net.host_loopback,
-        dns_upstreams: if net.dns {
-            net.dns_upstreams
-                .clone()
-                .unwrap_or_else(|| netstack::config::nameservers(host_resolv_conf))
-        } else {
-            Vec::new()
-        },
+        serve_dns: net.dns,
+        outbound: crate::network::outbound_addrs(net)?,
         publish: publish::to_lease(&net.publish, lease.addrs),
     };
     if net.ipv6 {
@@ -151,6 +155,10 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
         bridge,
         mtu: net.mtu,
         lock: lock_path,
+        dns: net.dns.then(|| crate::network::dns_upstreams(net, host_resolv_conf)),
+        ipv6: net.ipv6,
+        dns_addrs: (a.dns_v4(), a.dns_v6()),
+        front: None,
     })
 }
 
@@ -166,6 +174,35 @@ impl KernelNet {
         links::create_veth(&format!("rrv{child}"), self.mtu, self.bridge, pid)
             .map_err(anyhow::Error::new)
             .context("--net-mode=kernel")
+    }
+
+    /// Starts the run's DNS forwarder (`SocketFront`: 127.0.0.1 for IPv4, the bridge's IPv6
+    /// DNS address for IPv6, ports of the kernel's choice) and adds the DNAT of the sandbox's
+    /// queries to it. Starts threads: call it after the last fork. Nothing with
+    /// `--disable-dns` (the DNS address is refused by `prepare`'s rules).
+    pub fn serve_dns(&mut self) -> anyhow::Result<()> {
+        let Some(upstreams) = &self.dns else {
+            return Ok(());
+        };
+        let mut binds = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        if self.ipv6 {
+            binds.push(SocketAddr::from((self.dns_addrs.1, 0)));
+        }
+        let front = SocketFront::start(&binds, upstreams)
+            .context("--net-mode=kernel: cannot start the DNS forwarder")?;
+        let addrs = self.lease.addrs;
+        let pairs: Vec<_> = [
+            (IpAddr::V4(addrs.v4), IpAddr::V4(self.dns_addrs.0)),
+            (IpAddr::V6(addrs.v6), IpAddr::V6(self.dns_addrs.1)),
+        ]
+        .into_iter()
+        .zip(front.endpoints())
+        .map(|((me, dns), ends)| (me, dns, *ends))
+        .collect();
+        self.front = Some(front);
+        let _guard = lock(&self.lock)?;
+        nft::apply(nft::dns_objects(BRIDGE, &pairs, &self.owner), Vec::new())?;
+        Ok(())
     }
 }
 

@@ -7,12 +7,15 @@
 //!   to 127.0.0.0/8 before any DNAT, so `route_localnet` on the bridge admits only what our own
 //!   DNAT turns into loopback traffic.
 //! - `prerouting` nat, dstnat (-100): per sandbox, gateway -> 127.0.0.1 (unless
-//!   `--disable-host-loopback`), DNS address port 53 -> the first upstream of the family.
+//!   `--disable-host-loopback`); DNS address port 53 (UDP, TCP) -> the run's own forwarder
+//!   (`netstack::dns::SocketFront`: 127.0.0.1:PORT for IPv4, [DNS address]:PORT for IPv6,
+//!   which has no route_localnet), added by `dns_objects` once the forwarder runs.
 //! - `input` filter (0): per sandbox, rejects what the gateway or DNS address must not serve.
 //! - `output` nat, dstnat (-100): per `--publish` forward, the same DNAT as in `prerouting` for
 //!   clients on the host itself.
 //! - `postrouting` nat, srcnat (100): per sandbox, masquerade of its address leaving by any link
-//!   but the bridge; with `--publish`, SNAT of host-loopback clients to the IPv4 gateway.
+//!   but the bridge (SNAT to the `--outbound-addr[6]` address instead when given); with
+//!   `--publish`, SNAT of host-loopback clients to the IPv4 gateway.
 //!
 //! `--publish` (see `publish_objects`): for each forward, a DNAT of HOSTIP:HOSTPORT (without
 //! HOSTIP: any address of the host, `fib daddr type local`) to the sandbox's leased address and
@@ -27,7 +30,9 @@
 //! run or `rootless-run --cleanup`. Called by `kernelnet`; no links, no sysctls.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+
+use netstack::dns::Endpoint;
 
 use netstack::forward::ForwardSpec;
 use nftables::batch::Batch;
@@ -98,8 +103,11 @@ pub struct SandboxRules {
     pub dns: Vec<IpAddr>,
     /// DNAT the gateway to the host's loopback (IPv4 only: IPv6 has no route_localnet).
     pub host_loopback: bool,
-    /// The DNS upstreams (the first of each family is used); empty: DNS is refused.
-    pub dns_upstreams: Vec<SocketAddr>,
+    /// Whether the DNS address is served (by `dns_objects`' DNAT); if not, it is refused.
+    pub serve_dns: bool,
+    /// `--outbound-addr[6]`: the source address leaving traffic is SNATed to, per family;
+    /// a family without one is masqueraded.
+    pub outbound: Vec<IpAddr>,
     /// `--publish` forwards, their `guest` already the sandbox's leased address.
     pub publish: Vec<ForwardSpec>,
 }
@@ -238,45 +246,66 @@ pub fn sandbox_objects(r: &SandboxRules, owner: &Owner) -> Vec<NfListObject<'sta
         } else if !r.host_loopback {
             v.push(refuse(gw));
         }
-        match r.dns_upstreams.iter().find(|u| u.is_ipv4() == me.is_ipv4()) {
-            Some(up) => {
-                for l4 in ["udp", "tcp"] {
-                    v.push(rule(
-                        "prerouting",
-                        vec![
-                            from_bridge(),
-                            addr_is(me, "saddr"),
-                            addr_is(dns, "daddr"),
-                            is(meta(MetaKey::L4proto), text(l4), Operator::EQ),
-                            is(
-                                payload("th", "dport"),
-                                Expression::Number(u32::from(DNS_PORT)),
-                                Operator::EQ,
-                            ),
-                            Statement::DNAT(Some(NAT {
-                                addr: Some(text(up.ip())),
-                                family: Some(nat_family(me)),
-                                port: Some(Expression::Number(u32::from(up.port()))),
-                                flags: None,
-                            })),
-                        ],
-                        &tag,
-                    ));
-                }
-            }
-            None => v.push(refuse(dns)),
+        if !r.serve_dns {
+            v.push(refuse(dns));
         }
         v.push(rule(
             "postrouting",
             vec![
                 is(payload(p, "saddr"), text(me), Operator::EQ),
                 is(meta(MetaKey::Oifname), text(&r.bridge), Operator::NEQ),
-                Statement::Masquerade(None),
+                match r.outbound.iter().find(|o| o.is_ipv4() == me.is_ipv4()) {
+                    Some(&out) => Statement::SNAT(Some(NAT {
+                        addr: Some(text(out)),
+                        family: Some(nat_family(out)),
+                        port: None,
+                        flags: None,
+                    })),
+                    None => Statement::Masquerade(None),
+                },
             ],
             &tag,
         ));
     }
     v.extend(publish_objects(r, &tag));
+    v
+}
+
+/// The DNS address's DNAT for one sandbox: for each of its addresses, queries to the DNS
+/// address of that family (UDP and TCP port 53) go to the `SocketFront` endpoint of the same
+/// family, on the host's loopback (IPv4) or the bridge's own DNS address (IPv6).
+pub fn dns_objects(
+    bridge: &str,
+    pairs: &[(IpAddr, IpAddr, Endpoint)],
+    owner: &Owner,
+) -> Vec<NfListObject<'static>> {
+    let tag = owner.tag();
+    let mut v = Vec::new();
+    for &(me, dns, ends) in pairs {
+        for (l4, to) in [("udp", ends.udp), ("tcp", ends.tcp)] {
+            v.push(rule(
+                "prerouting",
+                vec![
+                    is(meta(MetaKey::Iifname), text(bridge), Operator::EQ),
+                    addr_is(me, "saddr"),
+                    addr_is(dns, "daddr"),
+                    is(meta(MetaKey::L4proto), text(l4), Operator::EQ),
+                    is(
+                        payload("th", "dport"),
+                        Expression::Number(u32::from(DNS_PORT)),
+                        Operator::EQ,
+                    ),
+                    Statement::DNAT(Some(NAT {
+                        addr: Some(text(to.ip())),
+                        family: Some(nat_family(me)),
+                        port: Some(Expression::Number(u32::from(to.port()))),
+                        flags: None,
+                    })),
+                ],
+                &tag,
+            ));
+        }
+    }
     v
 }
 
@@ -476,169 +505,4 @@ pub fn apply(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rules() -> SandboxRules {
-        SandboxRules {
-            bridge: "rrbr0".into(),
-            sandbox: vec!["10.0.2.101".parse().expect("literal")],
-            gateway: vec!["10.0.2.2".parse().expect("literal")],
-            dns: vec!["10.0.2.3".parse().expect("literal")],
-            host_loopback: true,
-            dns_upstreams: vec!["192.0.2.53:53".parse().expect("literal")],
-            publish: vec![],
-        }
-    }
-
-    const OWNER: Owner = Owner {
-        pid: 77,
-        start: 1234,
-    };
-
-    fn json(objs: Vec<NfListObject<'static>>) -> serde_json::Value {
-        let mut b = Batch::new();
-        for o in objs {
-            b.add(o);
-        }
-        serde_json::to_value(b.to_nftables()).expect("serializable")
-    }
-
-    #[test]
-    fn owner_tag_round_trips_and_rejects_others() {
-        assert_eq!(OWNER.tag(), "rootless-run owner=77/1234");
-        assert_eq!(Owner::parse(&OWNER.tag()), Some(OWNER));
-        assert_eq!(Owner::parse("rootless-run guard"), None);
-        assert_eq!(Owner::parse("someone else"), None);
-    }
-
-    #[test]
-    fn our_own_process_is_an_alive_owner_and_a_changed_start_is_not() {
-        let me = Owner::of(std::process::id() as i32).expect("own stat");
-        assert!(me.alive());
-        assert!(!Owner {
-            start: me.start + 1,
-            ..me
-        }
-        .alive());
-    }
-
-    #[test]
-    fn sandbox_rules_are_loopback_dnat_dns_dnat_and_masquerade() {
-        let got = json(sandbox_objects(&rules(), &OWNER));
-        let tag = "rootless-run owner=77/1234";
-        let iif = serde_json::json!({"match": {"left": {"meta": {"key": "iifname"}}, "right": "rrbr0", "op": "=="}});
-        let saddr = serde_json::json!({"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "10.0.2.101", "op": "=="}});
-        let rule = |chain: &str, expr: serde_json::Value| serde_json::json!({"add": {"rule": {"family": "inet", "table": "rootless_run", "chain": chain, "expr": expr, "comment": tag}}});
-        let dns = |l4: &str| {
-            rule(
-                "prerouting",
-                serde_json::json!([iif, saddr,
-                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.2.3", "op": "=="}},
-                {"match": {"left": {"meta": {"key": "l4proto"}}, "right": l4, "op": "=="}},
-                {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 53, "op": "=="}},
-                {"dnat": {"addr": "192.0.2.53", "family": "ip", "port": 53}}]),
-            )
-        };
-        let expected = serde_json::json!({"nftables": [
-            rule("prerouting", serde_json::json!([iif, saddr,
-                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.2.2", "op": "=="}},
-                {"dnat": {"addr": "127.0.0.1", "family": "ip"}}])),
-            dns("udp"),
-            dns("tcp"),
-            rule("postrouting", serde_json::json!([saddr,
-                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "rrbr0", "op": "!="}},
-                {"masquerade": null}])),
-        ]});
-        assert_eq!(got, expected);
-    }
-
-    #[test]
-    fn disabled_host_loopback_and_no_upstream_refuse_gateway_and_dns() {
-        let r = SandboxRules {
-            host_loopback: false,
-            dns_upstreams: vec![],
-            ..rules()
-        };
-        let got = json(sandbox_objects(&r, &OWNER));
-        let chains: Vec<&str> = got["nftables"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|o| o["add"]["rule"]["chain"].as_str().expect("chain"))
-            .collect();
-        assert_eq!(chains, ["input", "input", "postrouting"]);
-        let first = &got["nftables"][0]["add"]["rule"]["expr"];
-        assert_eq!(first[2]["match"]["right"], "10.0.2.2");
-        assert_eq!(first[3]["match"]["op"], "!=");
-        assert_eq!(first[4], serde_json::json!({"reject": null}));
-    }
-
-    #[test]
-    fn publish_dnats_in_prerouting_and_output_and_snats_loopback_clients() {
-        let r = SandboxRules {
-            publish: vec![
-                ForwardSpec {
-                    proto: netstack::forward::Transport::Tcp,
-                    host: "0.0.0.0:8080".parse().expect("literal"),
-                    guest: "10.0.2.101:80".parse().expect("literal"),
-                },
-                ForwardSpec {
-                    proto: netstack::forward::Transport::Udp,
-                    host: "[2001:db8::1]:53".parse().expect("literal"),
-                    guest: "[fd00::101]:5353".parse().expect("literal"),
-                },
-            ],
-            ..rules()
-        };
-        let got = json(publish_objects(&r, "t"));
-        let rule = |chain: &str, expr: serde_json::Value| serde_json::json!({"add": {"rule": {"family": "inet", "table": "rootless_run", "chain": chain, "expr": expr, "comment": "t"}}});
-        let not_bridge = serde_json::json!({"match": {"left": {"meta": {"key": "iifname"}}, "right": "rrbr0", "op": "!="}});
-        let any4 = serde_json::json!([
-            {"match": {"left": {"meta": {"key": "nfproto"}}, "right": "ipv4", "op": "=="}},
-            {"match": {"left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local", "op": "=="}},
-            {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "tcp", "op": "=="}},
-            {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 8080, "op": "=="}}]);
-        let dnat4 = serde_json::json!({"dnat": {"addr": "10.0.2.101", "family": "ip", "port": 80}});
-        let one6 = serde_json::json!([
-            {"match": {"left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8::1", "op": "=="}},
-            {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "udp", "op": "=="}},
-            {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 53, "op": "=="}}]);
-        let dnat6 =
-            serde_json::json!({"dnat": {"addr": "fd00::101", "family": "ip6", "port": 5353}});
-        let cat =
-            |head: &[serde_json::Value], mid: &serde_json::Value, tail: &[serde_json::Value]| {
-                let mut v = head.to_vec();
-                v.extend(mid.as_array().expect("array").iter().cloned());
-                v.extend(tail.iter().cloned());
-                serde_json::Value::Array(v)
-            };
-        let not_lo6 = serde_json::json!({"match": {"left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "::1", "op": "!="}});
-        let expected = serde_json::json!({"nftables": [
-            rule("prerouting", cat(std::slice::from_ref(&not_bridge), &any4, std::slice::from_ref(&dnat4))),
-            rule("output", cat(&[], &any4, &[dnat4])),
-            rule("prerouting", cat(&[not_bridge], &one6, std::slice::from_ref(&dnat6))),
-            rule("output", cat(&[], &one6, &[not_lo6, dnat6])),
-            rule("postrouting", serde_json::json!([
-                {"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}, "op": "=="}},
-                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.2.101", "op": "=="}},
-                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "rrbr0", "op": "=="}},
-                {"snat": {"addr": "10.0.2.2", "family": "ip"}}])),
-        ]});
-        assert_eq!(got, expected);
-    }
-
-    #[test]
-    fn stale_rules_are_found_by_owner_and_others_are_left() {
-        let listing: Nftables<'static> = serde_json::from_value(serde_json::json!({"nftables": [
-            {"metainfo": {"version": "1.0.6", "release_name": "x", "json_schema_version": 1}},
-            {"table": {"family": "inet", "name": "rootless_run", "handle": 1}},
-            {"rule": {"family": "inet", "table": "rootless_run", "chain": "guard", "handle": 5, "expr": [], "comment": "rootless-run guard"}},
-            {"rule": {"family": "inet", "table": "rootless_run", "chain": "postrouting", "handle": 6, "expr": [], "comment": "rootless-run owner=77/1234"}},
-            {"rule": {"family": "inet", "table": "rootless_run", "chain": "input", "handle": 7, "expr": [], "comment": "rootless-run owner=78/1"}}
-        ]})).expect("listing parses");
-        let stale = owned_rules(&listing, &|o| o.pid == 77);
-        assert_eq!(stale, [("postrouting".to_owned(), 6)]);
-        assert!(has_rule_in(&listing, "guard"));
-    }
-}
+mod tests;
