@@ -18,6 +18,7 @@ pub mod dropin;
 pub mod fifo;
 pub mod frames;
 pub mod host_client;
+pub mod modes;
 pub mod pattern;
 pub mod peer_echo;
 pub mod podman;

@@ -4,8 +4,11 @@
 //! an `rr-probe` process; dropping `Internet` kills both, which ends the namespaces and the veth.
 //! Nothing here can reach beyond the two namespaces.
 
+use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
 
 use crate::child::{run, Running};
 use crate::sandbox::{argv, command, Harness};
@@ -132,6 +135,21 @@ impl Internet {
         ];
         v.extend(argv.iter().cloned());
         v
+    }
+
+    /// Runs `f` on a thread that has entered the outer namespace, so the sockets it creates
+    /// (a `servers::TcpEcho`, a `resolver::FakeResolver`; their threads follow it) live where
+    /// a kernel-mode launcher started by `in_outer` sees them as the host's.
+    pub fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/proc/{}/ns/net", self.outer.pid());
+        let ns = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+        std::thread::spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("cannot enter the outer namespace: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("setting up inside the outer namespace panicked"))
     }
 
     /// The peer of the next connection the echo server accepts.
