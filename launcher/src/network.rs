@@ -165,7 +165,11 @@ fn outbound_pair(net: &NetConfig) -> anyhow::Result<(Option<Ipv4Addr>, Option<Ip
 /// the userspace stack.
 pub fn outbound_addrs(net: &NetConfig) -> anyhow::Result<Vec<IpAddr>> {
     let (v4, v6) = outbound_pair(net)?;
-    Ok(v4.map(IpAddr::V4).into_iter().chain(v6.map(IpAddr::V6)).collect())
+    Ok(v4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(v6.map(IpAddr::V6))
+        .collect())
 }
 
 /// The address outbound sockets of one family bind to: the one given, or the first of the

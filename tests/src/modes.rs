@@ -74,7 +74,9 @@ impl Fixture {
     /// The argv of `rootless_run`.
     pub fn argv(&self, flags: &[&str], program: &[String]) -> Vec<String> {
         let argv = match self.mode {
-            Mode::Userspace => self.h.as_user_argv(&self.h.rootless_run_with(flags, program)),
+            Mode::Userspace => self
+                .h
+                .as_user_argv(&self.h.rootless_run_with(flags, program)),
             Mode::Kernel => {
                 let mut all = vec!["--net-mode=kernel"];
                 all.extend_from_slice(flags);

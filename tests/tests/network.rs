@@ -63,8 +63,9 @@ in_both_modes!(
 fn sandbox_has_slirp4netns_addressing(mode: Mode) {
     let fx = Fixture::new(mode);
     let dev = fx.ifname();
-    let script =
-        format!("ip -o -4 addr show dev {dev}; ip -o link show dev {dev}; ip -4 route show default");
+    let script = format!(
+        "ip -o -4 addr show dev {dev}; ip -o link show dev {dev}; ip -4 route show default"
+    );
     let sh = ["/bin/sh", "-c", &script].map(String::from);
     let out = run(
         format!("rootless-run -- ip ({dev})"),
@@ -120,9 +121,8 @@ fn tcp_echo_of_10_mb_through_gateway_keeps_every_byte(mode: Mode) {
     let fx = Fixture::new(mode);
     let server = fx.host(TcpEcho::start);
     let expected = sha256_hex(TCP_SEED, TEN_MB);
-    let probe = fx
-        .h
-        .probe(&["tcp-echo", &gateway(server.port()), &TEN_MB.to_string()]);
+    let probe =
+        fx.h.probe(&["tcp-echo", &gateway(server.port()), &TEN_MB.to_string()]);
     let out = run(
         "rootless-run -- rr-probe tcp-echo (10 MB)",
         &mut fx.rootless_run(&[], &probe),
@@ -179,7 +179,9 @@ fn udp_echo_through_gateway_returns_each_datagram_intact(mode: Mode) {
     let echoed = server.echoed();
     assert!(echoed.len() >= 8, "the host echoed only {echoed:?}");
     assert!(
-        echoed.iter().all(|(peer, _)| peer.ip() == fx.gateway_peer()),
+        echoed
+            .iter()
+            .all(|(peer, _)| peer.ip() == fx.gateway_peer()),
         "10.0.2.2 must reach the host's loopback; the host saw {echoed:?}"
     );
 }
@@ -295,7 +297,11 @@ fn dns_over_udp_and_tcp_to_both_forwarder_addresses_reaches_a_loopback_upstream(
     }
     let getent = out.step("getent");
     assert!(
-        getent.exit == Some(0) && getent.lines.iter().any(|l| l.starts_with(&ANSWER_V4.to_string())),
+        getent.exit == Some(0)
+            && getent
+                .lines
+                .iter()
+                .any(|l| l.starts_with(&ANSWER_V4.to_string())),
         "resolv.conf's forwarder did not resolve {name}: {getent:?}\n{}",
         out.out
     );
@@ -304,7 +310,10 @@ fn dns_over_udp_and_tcp_to_both_forwarder_addresses_reaches_a_loopback_upstream(
         .iter()
         .filter(|s| s.name.as_deref() == Some(name.as_str()))
         .count();
-    assert!(asked >= 5, "the upstream {up} saw {asked} queries for {name}, expected 5");
+    assert!(
+        asked >= 5,
+        "the upstream {up} saw {asked} queries for {name}, expected 5"
+    );
 }
 
 #[test]

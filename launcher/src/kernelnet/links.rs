@@ -157,44 +157,93 @@ pub fn is_our_bridge(link: &LinkMessage) -> bool {
     bridge && ours
 }
 
-/// Makes sure bridge `name` exists, is ours, is up and holds `addr`'s gateway and DNS
-/// addresses; returns its index. An existing bridge of ours is reused as it is.
-pub fn ensure_bridge(name: &str, addr: &Addressing, ipv6: bool) -> Result<u32, LinkError> {
-    let index = match netconf::get_link(name)? {
-        Some(link) if is_our_bridge(&link) => link.header.index,
+/// A bridge `ensure_bridge` found or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bridge {
+    /// Its interface index.
+    pub index: u32,
+    /// This call created it (so a setup that fails later removes it again).
+    pub created: bool,
+}
+
+/// Finds our bridge `name` or creates it (up, marked ours), and gives it the gateway and DNS
+/// addresses of `addr` (IPv6 too with `ipv6`). A link of that name that is not our bridge is
+/// `NotOurs`, and nothing is changed. A bridge this call created is removed again if adding
+/// its addresses fails.
+pub fn ensure_bridge(name: &str, addr: &Addressing, ipv6: bool) -> Result<Bridge, LinkError> {
+    let bridge = match netconf::get_link(name)? {
+        Some(link) if is_our_bridge(&link) => Bridge {
+            index: link.header.index,
+            created: false,
+        },
         Some(_) => return Err(LinkError::NotOurs { name: name.into() }),
-        None => {
-            let r = netconf::transact(&[(
-                NLM_F_CREATE | NLM_F_EXCL,
-                RouteNetlinkMessage::NewLink(new_bridge(name)),
-            )])?;
-            // EEXIST: a concurrent run made it first; check it below like any other.
-            if let Some(Some(errno)) = r.first() {
-                if *errno != (nix::errno::Errno::EEXIST as i32) {
-                    return Err(LinkError::CreateBridge {
-                        name: name.into(),
-                        source: io::Error::from_raw_os_error(*errno),
-                    });
-                }
-            }
-            let link = netconf::get_link(name)?.ok_or_else(|| LinkError::CreateBridge {
-                name: name.into(),
-                source: io::Error::from_raw_os_error(nix::errno::Errno::ENODEV as i32),
-            })?;
-            let has_kind = link.attributes.iter().any(|a| {
-                matches!(a, LinkAttribute::LinkInfo(infos)
-                    if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))))
-            });
-            if !has_kind {
-                return Err(LinkError::NotOurs { name: name.into() });
-            }
-            netconf::transact(&[(
-                0,
-                RouteNetlinkMessage::SetLink(mark_ours(link.header.index)),
-            )])?;
-            link.header.index
-        }
+        None => create_bridge(name)?,
     };
+    if let Err(e) = add_addresses(name, bridge.index, addr, ipv6) {
+        if bridge.created {
+            delete_link(bridge.index);
+        }
+        return Err(e);
+    }
+    Ok(bridge)
+}
+
+/// Creates bridge `name` and marks it ours. A concurrent run may make it first (EEXIST): it is
+/// then checked like any other link of that name, and `created` is false.
+fn create_bridge(name: &str) -> Result<Bridge, LinkError> {
+    let r = netconf::transact(&[(
+        NLM_F_CREATE | NLM_F_EXCL,
+        RouteNetlinkMessage::NewLink(new_bridge(name)),
+    )])?;
+    let created = match r.first() {
+        Some(Some(errno)) if *errno == (nix::errno::Errno::EEXIST as i32) => false,
+        Some(Some(errno)) => {
+            return Err(LinkError::CreateBridge {
+                name: name.into(),
+                source: io::Error::from_raw_os_error(*errno),
+            })
+        }
+        _ => true,
+    };
+    let link = netconf::get_link(name)?.ok_or_else(|| LinkError::CreateBridge {
+        name: name.into(),
+        source: io::Error::from_raw_os_error(nix::errno::Errno::ENODEV as i32),
+    })?;
+    if !created {
+        return match is_our_bridge(&link) {
+            true => Ok(Bridge {
+                index: link.header.index,
+                created,
+            }),
+            false => Err(LinkError::NotOurs { name: name.into() }),
+        };
+    }
+    netconf::transact(&[(
+        0,
+        RouteNetlinkMessage::SetLink(mark_ours(link.header.index)),
+    )])?;
+    Ok(Bridge {
+        index: link.header.index,
+        created,
+    })
+}
+
+/// Removes link `index`, best effort: a failure is logged (it is only ever a clean-up).
+pub fn delete_link(index: u32) {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    let result = netconf::transact(&[(0, RouteNetlinkMessage::DelLink(msg))]);
+    match result.as_ref().map(|r| r.first().copied().flatten()) {
+        Ok(None) => {}
+        Ok(Some(errno)) => {
+            tracing::warn!(index, errno, "cannot remove the bridge made for this run")
+        }
+        Err(error) => tracing::warn!(index, %error, "cannot remove the bridge made for this run"),
+    }
+}
+
+/// Adds the gateway and DNS addresses to the bridge (EEXIST: already there, fine).
+fn add_addresses(name: &str, index: u32, addr: &Addressing, ipv6: bool) -> Result<(), LinkError> {
     let wanted = bridge_addresses(addr, ipv6);
     let requests: Vec<_> = wanted
         .iter()
@@ -218,7 +267,7 @@ pub fn ensure_bridge(name: &str, addr: &Addressing, ipv6: bool) -> Result<u32, L
             }
         }
     }
-    Ok(index)
+    Ok(())
 }
 
 /// Creates veth `name` on bridge `bridge` with its peer `eth0` in `pid`'s network namespace.

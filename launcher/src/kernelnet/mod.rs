@@ -77,22 +77,31 @@ fn lock(path: &Path) -> anyhow::Result<Flock<File>> {
         .with_context(|| format!("cannot lock {}", path.display()))
 }
 
-/// Writes "1" to sysctl `path` if it reads "0"; says so on stderr. Returns whether it did.
-fn switch_on(path: &str, what: &str) -> anyhow::Result<()> {
+/// Writes "1" to sysctl `path` if it reads "0", and says so on stderr with `cost`, what that
+/// changes for the host beyond routing.
+fn switch_on(path: &str, what: &str, cost: &str) -> anyhow::Result<()> {
     let now = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     if now.trim() == "0" {
         std::fs::write(path, "1").with_context(|| format!("cannot switch on {path}"))?;
         tracing::warn!(
-            "--net-mode=kernel: {what} was off; switched it on ({path} = 1), and it stays on"
+            "--net-mode=kernel: {what} was off; switched it on ({path} = 1), and it stays on{cost}"
         );
     }
     Ok(())
 }
 
+/// What switching IPv6 forwarding on costs: the kernel then treats the host as a router, and
+/// interfaces with accept_ra=1 (the default) stop accepting router advertisements, so hosts
+/// that take their address or default route from RAs lose them when they expire
+/// (ip-sysctl.rst, accept_ra).
+const IPV6_FORWARDING_COST: &str = "; interfaces with accept_ra=1 now ignore router \
+    advertisements (set net.ipv6.conf.IFACE.accept_ra=2 where the host needs them)";
+
 /// Sets up everything but the veth; see the module header.
 pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<KernelNet> {
     // Before anything is built, so a refusal leaves nothing behind.
     publish::check_free(&net.publish)?;
+    let outbound = crate::network::outbound_addrs(net)?;
     let key = netns_key()?;
     let lock_path = Path::new(RUN_DIR).join(format!("{key}.lock"));
     let _guard = lock(&lock_path)?;
@@ -103,14 +112,53 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
     let bridge = links::ensure_bridge(BRIDGE, &net.addr, net.ipv6)
         .map_err(anyhow::Error::new)
         .context("--net-mode=kernel: bridge")?;
+    // Still under the lock: a bridge made by this run and left unused is removed on failure,
+    // before any other run can have put a veth on it.
+    let owner = match configure(net, &lease, outbound) {
+        Ok(owner) => owner,
+        Err(e) => {
+            if bridge.created {
+                links::delete_link(bridge.index);
+            }
+            return Err(e);
+        }
+    };
+    let a = &net.addr;
+    Ok(KernelNet {
+        lease,
+        _ports: ports,
+        owner,
+        bridge: bridge.index,
+        mtu: net.mtu,
+        lock: lock_path,
+        dns: net
+            .dns
+            .then(|| crate::network::dns_upstreams(net, host_resolv_conf)),
+        ipv6: net.ipv6,
+        dns_addrs: (a.dns_v4(), a.dns_v6()),
+        front: None,
+    })
+}
+
+/// The sysctls and the sandbox's rules (with those of runs that are gone removed); the
+/// owner the rules are tagged with.
+fn configure(
+    net: &NetConfig,
+    lease: &lease::Lease,
+    outbound: Vec<IpAddr>,
+) -> anyhow::Result<nft::Owner> {
     std::fs::write(
         format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet"),
         "1",
     )
     .with_context(|| format!("cannot set route_localnet on {BRIDGE}"))?;
-    switch_on("/proc/sys/net/ipv4/ip_forward", "IPv4 forwarding")?;
+    switch_on("/proc/sys/net/ipv4/ip_forward", "IPv4 forwarding", "")?;
     if net.ipv6 {
-        switch_on("/proc/sys/net/ipv6/conf/all/forwarding", "IPv6 forwarding")?;
+        switch_on(
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+            "IPv6 forwarding",
+            IPV6_FORWARDING_COST,
+        )?;
     }
     let owner =
         nft::Owner::of(std::process::id() as i32).context("cannot read our own /proc/self/stat")?;
@@ -122,7 +170,7 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
         dns: vec![IpAddr::V4(a.dns_v4())],
         host_loopback: net.host_loopback,
         serve_dns: net.dns,
-        outbound: crate::network::outbound_addrs(net)?,
+        outbound,
         publish: publish::to_lease(&net.publish, lease.addrs),
     };
     if net.ipv6 {
@@ -148,18 +196,7 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Kernel
             "removed the rules of runs that are gone"
         );
     }
-    Ok(KernelNet {
-        lease,
-        _ports: ports,
-        owner,
-        bridge,
-        mtu: net.mtu,
-        lock: lock_path,
-        dns: net.dns.then(|| crate::network::dns_upstreams(net, host_resolv_conf)),
-        ipv6: net.ipv6,
-        dns_addrs: (a.dns_v4(), a.dns_v6()),
-        front: None,
-    })
+    Ok(owner)
 }
 
 impl KernelNet {

@@ -187,15 +187,13 @@ fn publish_dnats_in_prerouting_and_output_and_snats_loopback_clients() {
         {"match": {"left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8::1", "op": "=="}},
         {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "udp", "op": "=="}},
         {"match": {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 53, "op": "=="}}]);
-    let dnat6 =
-        serde_json::json!({"dnat": {"addr": "fd00::101", "family": "ip6", "port": 5353}});
-    let cat =
-        |head: &[serde_json::Value], mid: &serde_json::Value, tail: &[serde_json::Value]| {
-            let mut v = head.to_vec();
-            v.extend(mid.as_array().expect("array").iter().cloned());
-            v.extend(tail.iter().cloned());
-            serde_json::Value::Array(v)
-        };
+    let dnat6 = serde_json::json!({"dnat": {"addr": "fd00::101", "family": "ip6", "port": 5353}});
+    let cat = |head: &[serde_json::Value], mid: &serde_json::Value, tail: &[serde_json::Value]| {
+        let mut v = head.to_vec();
+        v.extend(mid.as_array().expect("array").iter().cloned());
+        v.extend(tail.iter().cloned());
+        serde_json::Value::Array(v)
+    };
     let not_lo6 = serde_json::json!({"match": {"left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "::1", "op": "!="}});
     let expected = serde_json::json!({"nftables": [
         rule("prerouting", cat(std::slice::from_ref(&not_bridge), &any4, std::slice::from_ref(&dnat4))),
