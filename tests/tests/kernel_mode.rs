@@ -3,7 +3,8 @@
 //! namespace's own links, tables or sysctls): TCP to a documentation address through the
 //! kernel's masquerade, two sandboxes at once, `--disable-host-loopback`, cleanup of a
 //! SIGKILLed run's rules and lease, and `--publish` (from the server namespace and from the
-//! outer namespace's loopback; a port in use).
+//! outer namespace's loopback; a port in use; ranges and a HOSTIP), ping and UDP to the gateway
+//! and the server, `--outbound-addr` as the source the server sees, and `--detach`.
 
 use rr_tests::child::{run, TIMEOUT};
 use rr_tests::pattern::{sha256_hex, TCP_SEED};
@@ -259,4 +260,138 @@ fn kernel_mode_publish_of_a_port_in_use_or_published_is_one_line_and_builds_noth
     assert!(out.stdout.contains("first=0"), "{out}");
     assert!(out.stdout.contains("bridge=absent"), "{out}");
     assert!(out.stdout.contains("table=absent"), "{out}");
+}
+
+#[test]
+fn kernel_mode_ping_and_udp_reach_gateway_and_documentation_server() {
+    let h = Harness::new();
+    let net = Internet::build(&h);
+    let serve_local = h.probe(&["serve", "udp:127.0.0.1:9"]).join(" ");
+    let serve_remote = h.probe(&["serve", "udp:0.0.0.0:9"]).join(" ");
+    let inside = format!(
+        "ping -n -c1 -W5 10.0.2.2 && ping -n -c1 -W5 {SERVER_ADDR} && \
+         {p} udp-echo 10.0.2.2:9 4 && {p} udp-echo {SERVER_ADDR}:9 3",
+        p = h.probe(&[]).join(" ")
+    );
+    // Each server's stdin ($D/in, held by fd 3) ends it; their lines come through $D/out.
+    let script = format!(
+        "{FIND_SERVER}; mkfifo $D/in $D/out; exec 3<>$D/in 5<>$D/out; \
+         {serve_local} <$D/in >&5 3>&- & nsenter -t $S -n -- {serve_remote} <$D/in >&5 3>&- & \
+         r=0; while read l <&5; do [ \"$l\" = ready ] && r=$((r+1)); [ $r = 2 ] && break; done; \
+         $B --net-mode=kernel -- sh -c '{inside}'; echo run=$?; \
+         exec 3>&-; wait; echo end >&5; \
+         while read l <&5; do [ \"$l\" = end ] && break; echo \"seen: $l\"; done"
+    );
+    let out = run(
+        "ping and UDP in kernel mode",
+        &mut command(&outer_sh(&net, &h, &script)),
+        TIMEOUT,
+    );
+    assert!(out.stdout.contains("run=0"), "{out}");
+    assert_eq!(
+        out.stdout
+            .matches("1 packets transmitted, 1 received")
+            .count(),
+        2,
+        "both pings must be answered\n{out}"
+    );
+    // Three to the server: the fourth datagram (8192 bytes, DF set) is larger than the
+    // topology link's 1500-byte MTU, and a router answers it "fragmentation needed" (RFC 1191),
+    // as the kernel does here; the userspace stack's host socket would fragment it instead.
+    assert!(out.stdout.contains("echoed 4 datagrams"), "{out}");
+    assert!(out.stdout.contains("echoed 3 datagrams"), "{out}");
+    assert!(
+        out.stdout
+            .contains("seen: udp 127.0.0.1:9 from 10.0.2.100:"),
+        "the gateway's UDP did not reach the host's loopback\n{out}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("seen: udp 0.0.0.0:9 from {OUTER_ADDR}:")),
+        "UDP to the server was not masqueraded\n{out}"
+    );
+}
+
+#[test]
+fn kernel_mode_publish_range_and_host_address_and_outbound_addr() {
+    let h = Harness::new();
+    let mut net = Internet::build(&h);
+    let serve = h
+        .probe(&["serve", "tcp:0.0.0.0:81", "tcp:0.0.0.0:82"])
+        .join(" ");
+    let connect = |to: &str| h.probe(&["connect", to]).join(" ");
+    let echo = h
+        .probe(&["tcp-echo", &format!("{SERVER_ADDR}:{ECHO_PORT}"), "1000"])
+        .join(" ");
+    // A second address of the outer namespace: the one --outbound-addr names.
+    let script = format!(
+        "{FIND_SERVER}; ip link set lo up; ip addr add 198.51.100.3/24 dev rr-out; \
+         mkfifo $D/in $D/out; exec 3<>$D/in 5<>$D/out; \
+         $B --net-mode=kernel --publish 8081-8082:81-82 --publish 127.0.0.1:9081:81 -- {serve} <$D/in >&5 3>&- & \
+         P=$!; while read l <&5; do [ \"$l\" = ready ] && break; done; \
+         nsenter -t $S -n -- {r81}; echo range81=$?; \
+         nsenter -t $S -n -- {r82}; echo range82=$?; \
+         {l9081}; echo hostip-local=$?; \
+         nsenter -t $S -n -- {r9081}; echo hostip-remote=$?; \
+         exec 3>&-; wait $P; echo run=$?; \
+         $B --net-mode=kernel --outbound-addr 198.51.100.3 -- {echo}; echo outbound=$?",
+        r81 = connect("198.51.100.2:8081"),
+        r82 = connect("198.51.100.2:8082"),
+        l9081 = connect("127.0.0.1:9081"),
+        r9081 = connect("198.51.100.2:9081"),
+    );
+    let out = run(
+        "--publish range, HOSTIP and --outbound-addr in kernel mode",
+        &mut command(&outer_sh(&net, &h, &script)),
+        TIMEOUT,
+    );
+    for want in [
+        "range81=0",
+        "range82=0",
+        "hostip-local=0",
+        "run=0",
+        "outbound=0",
+    ] {
+        assert!(out.stdout.contains(want), "expected {want}\n{out}");
+    }
+    assert!(
+        out.stdout.contains("hostip-remote=3"),
+        "a forward bound to 127.0.0.1 must not answer on another address\n{out}"
+    );
+    let peer = net.next_peer(TIMEOUT);
+    assert_eq!(
+        peer.ip().to_string(),
+        "198.51.100.3",
+        "--outbound-addr was not the source the server saw"
+    );
+}
+
+#[test]
+fn kernel_mode_detach_returns_at_once_and_the_run_cleans_up_when_the_command_ends() {
+    let h = Harness::new();
+    let net = Internet::build(&h);
+    let script = "mkfifo $D/go $D/done; \
+        $B --net-mode=kernel --detach -- sh -c 'read x < '$D/go'; \
+            ping -n -c1 -W5 10.0.2.2 >/dev/null && echo pinged > '$D/done; \
+        echo detach=$?; echo rules-during=$(nft list ruleset | grep -c owner=); \
+        echo > $D/go; cat $D/done; \
+        L=/run/rootless-run/leases/net-$(stat -L -c %i /proc/self/ns/net)/10.0.2.100; \
+        flock -w 20 $L true && echo lease=free; \
+        echo rules-after=$(nft list ruleset | grep -c owner=)";
+    let out = run(
+        "--detach in kernel mode",
+        &mut command(&outer_sh(&net, &h, script)),
+        TIMEOUT,
+    );
+    assert!(out.stdout.contains("detach=0"), "{out}");
+    assert!(!out.stdout.contains("rules-during=0"), "{out}");
+    assert!(
+        out.stdout.contains("pinged"),
+        "the detached sandbox had no network\n{out}"
+    );
+    assert!(out.stdout.contains("lease=free"), "{out}");
+    assert!(
+        out.stdout.contains("rules-after=0"),
+        "the detached run left rules\n{out}"
+    );
 }
