@@ -8,11 +8,14 @@
 //! `prepare` runs in the launcher before the fork: refuses a `--publish` host port that a
 //! socket or another kernel-mode run holds (`publish`), takes an address lease (`lease`), makes
 //! sure the bridge is there (`links`), switches forwarding on if it is off (saying so), and
-//! adds the sandbox's owner-tagged rules (`nft`), first removing those of runs that died.
+//! adds the sandbox's owner-tagged rules (`nft`, masquerade or `--outbound-addr` SNAT), first
+//! removing those of runs that died; if that fails, a bridge this run created is removed.
 //! `attach` runs when the child has unshared its network namespace: it creates the veth pair
-//! with `eth0` inside; the child configures eth0 itself (`netstack::netconf`). Dropping
-//! `KernelNet` removes our rules (and the table once no live run has rules in it); the veth
-//! goes with the sandbox's namespace and the lease with our last fd. The bridge stays.
+//! with `eth0` inside; the child configures eth0 itself (`netstack::netconf`). `serve_dns`
+//! runs after the last fork: it starts the run's DNS forwarder (`netstack::dns::SocketFront`)
+//! and DNATs the DNS addresses to it. Dropping `KernelNet` removes our rules (and the table
+//! once no live run has rules in it), then stops the forwarder; the veth goes with the
+//! sandbox's namespace and the lease with our last fd. The bridge stays.
 //! Everything that changes the table or the bridge runs under one flock per network
 //! namespace (`/run/rootless-run/net-<inode>.lock`).
 
