@@ -137,6 +137,17 @@ impl Internet {
         v
     }
 
+    /// argv of `sh -c SCRIPT` as root in the outer namespace, with $B the launcher, $D the
+    /// harness's scratch directory and $L the outer namespace's kernel-mode lease directory.
+    pub fn outer_sh(&self, h: &Harness, script: &str) -> Vec<String> {
+        let full = format!(
+            "B={}; D={}; L=/run/rootless-run/leases/net-$(stat -L -c %i /proc/self/ns/net); {script}",
+            h.launcher(),
+            h.dir().display()
+        );
+        self.in_outer(&["/bin/sh".to_owned(), "-c".to_owned(), full])
+    }
+
     /// Runs `f` on a thread that has entered the outer namespace, so the sockets it creates
     /// (a `servers::TcpEcho`, a `resolver::FakeResolver`; their threads follow it) live where
     /// a kernel-mode launcher started by `in_outer` sees them as the host's.

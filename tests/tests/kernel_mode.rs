@@ -13,12 +13,6 @@ use rr_tests::topology::{Internet, ECHO_PORT, OUTER_ADDR, SERVER_ADDR};
 
 const KERNEL: &str = "--net-mode=kernel";
 
-/// argv of `sh -c SCRIPT` in the outer namespace, with $B the launcher and $D a scratch dir.
-fn outer_sh(net: &Internet, h: &Harness, script: &str) -> Vec<String> {
-    let full = format!("B={}; D={}; {script}", h.launcher(), h.dir().display());
-    net.in_outer(&["/bin/sh".to_owned(), "-c".to_owned(), full])
-}
-
 #[test]
 fn kernel_mode_tcp_reaches_documentation_address_masqueraded() {
     const BYTES: u64 = 1 << 20;
@@ -63,7 +57,7 @@ fn kernel_mode_two_sandboxes_at_once_get_distinct_addresses_and_leave_nothing() 
         echo rules=$(nft list ruleset | grep -c owner=)";
     let out = run(
         "two kernel-mode sandboxes",
-        &mut command(&outer_sh(&net, &h, script)),
+        &mut command(&net.outer_sh(&h, script)),
         TIMEOUT,
     );
     assert_eq!(out.shell_status(), 0, "{out}");
@@ -95,7 +89,7 @@ fn kernel_mode_gateway_is_host_loopback_unless_disabled() {
     );
     let out = run(
         "--disable-host-loopback",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(
@@ -122,7 +116,7 @@ fn kernel_mode_sigkilled_run_rules_removed_by_cleanup_and_lease_freed() {
         flock -w 20 $L true && echo lease=free";
     let out = run(
         "SIGKILL then --cleanup",
-        &mut command(&outer_sh(&net, &h, script)),
+        &mut command(&net.outer_sh(&h, script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("cleanup=0"), "{out}");
@@ -176,7 +170,7 @@ fn kernel_mode_publish_reaches_sandbox_with_client_address_and_leaves_no_rules()
     );
     let out = run(
         "--publish in kernel mode",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(
@@ -243,7 +237,7 @@ fn kernel_mode_publish_of_a_port_in_use_or_published_is_one_line_and_builds_noth
     );
     let out = run(
         "--publish of a port in use",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("run=1"), "{out}");
@@ -284,7 +278,7 @@ fn kernel_mode_ping_and_udp_reach_gateway_and_documentation_server() {
     );
     let out = run(
         "ping and UDP in kernel mode",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("run=0"), "{out}");
@@ -342,7 +336,7 @@ fn kernel_mode_publish_range_and_host_address_and_outbound_addr() {
     );
     let out = run(
         "--publish range, HOSTIP and --outbound-addr in kernel mode",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     for want in [
@@ -380,7 +374,7 @@ fn kernel_mode_detach_returns_at_once_and_the_run_cleans_up_when_the_command_end
         echo rules-after=$(nft list ruleset | grep -c owner=)";
     let out = run(
         "--detach in kernel mode",
-        &mut command(&outer_sh(&net, &h, script)),
+        &mut command(&net.outer_sh(&h, script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("detach=0"), "{out}");

@@ -9,17 +9,6 @@ use rr_tests::child::{run, TIMEOUT};
 use rr_tests::sandbox::{command, Harness};
 use rr_tests::topology::Internet;
 
-/// argv of `sh -c SCRIPT` in the outer namespace, with $B the launcher, $D a scratch dir and
-/// $L the outer namespace's lease directory.
-fn outer_sh(net: &Internet, h: &Harness, script: &str) -> Vec<String> {
-    let full = format!(
-        "B={}; D={}; L=/run/rootless-run/leases/net-$(stat -L -c %i /proc/self/ns/net); {script}",
-        h.launcher(),
-        h.dir().display()
-    );
-    net.in_outer(&["/bin/sh".to_owned(), "-c".to_owned(), full])
-}
-
 /// Shell that prints what a failed run may have left: links other than lo and the topology's,
 /// our table's rules, and whether the first lease is free.
 const LEFTOVERS: &str = "echo links=$(ip -o link show | awk -F': ' '{print $2}' | \
@@ -50,7 +39,7 @@ fn kernel_mode_bridge_name_taken_by_another_link_is_one_line_and_builds_nothing(
     );
     let out = run(
         "kernel mode with rrbr0 taken",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("run=1"), "{out}");
@@ -86,7 +75,7 @@ fn kernel_mode_exhausted_address_range_is_one_line_and_builds_nothing() {
     );
     let out = run(
         "kernel mode with every address leased",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("run=1"), "{out}");
@@ -114,7 +103,7 @@ fn kernel_mode_nft_failing_midway_is_one_line_and_leaves_no_bridge_lease_or_rule
     );
     let out = run(
         "kernel mode with nft failing",
-        &mut command(&outer_sh(&net, &h, &script)),
+        &mut command(&net.outer_sh(&h, &script)),
         TIMEOUT,
     );
     assert!(out.stdout.contains("run=1"), "{out}");
