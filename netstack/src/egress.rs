@@ -92,11 +92,17 @@ impl Egress {
         }
     }
 
-    /// Records the sandbox's MAC (source of its frames); frames go nowhere until it is known.
-    pub fn learn_sandbox_mac(&mut self, mac: EthernetAddress) {
+    /// Sets where frames go: the sandbox's MAC (`event_loop::link` decides which); frames go
+    /// nowhere until it is known. A multicast or broadcast address is ignored.
+    pub fn set_sandbox_mac(&mut self, mac: EthernetAddress) {
         if mac.is_unicast() {
             self.sandbox_mac = Some(mac);
         }
+    }
+
+    /// The sandbox's MAC, once known.
+    pub fn sandbox_mac(&self) -> Option<EthernetAddress> {
+        self.sandbox_mac
     }
 
     /// MTU of the sandbox link.

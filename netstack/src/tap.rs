@@ -80,3 +80,9 @@ fn enable_offloads(fd: BorrowedFd<'_>) -> Result<(), SysError> {
 pub fn has_vnet_hdr(fd: BorrowedFd<'_>) -> bool {
     sys::tap::tap_flags(fd).is_ok_and(|f| f & sys::tap::IFF_VNET_HDR != 0)
 }
+
+/// The tap device's current MAC address, asked of its fd; `None` when the fd is no tap (a
+/// socket pair in tests) or the kernel will not say.
+pub fn device_mac(fd: BorrowedFd<'_>) -> Option<[u8; 6]> {
+    sys::tap::hw_addr(fd).ok()
+}

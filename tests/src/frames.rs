@@ -230,6 +230,14 @@ fn recv_until<T>(
     }
 }
 
+/// A broadcast ARP request for `target` as `src`, from a made-up unicast MAC, distinct for
+/// each `index` (locally administered, 02:66:..): the kind of frame a hostile sandbox's root
+/// writes to make the helper address its frames elsewhere.
+pub fn forged_arp_request(index: u32, src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let [a, b, c, d] = index.to_be_bytes();
+    arp_request(EthernetAddress([0x02, 0x66, a, b, c, d]), src, target)
+}
+
 fn arp_request(mac: EthernetAddress, src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let arp = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,

@@ -142,13 +142,24 @@ impl PeerEcho {
     /// Runs `rootless-run FLAGS -- rr-probe serve SPECS...` as the test user and waits for
     /// `ready`.
     pub fn launch(h: &Harness, flags: &[&str], specs: &[&str], timeout: Duration) -> PeerEcho {
-        let mut serve = vec!["serve"];
-        serve.extend(specs);
-        let argv = h.as_user_argv(&h.rootless_run_with(flags, &h.probe(&serve)));
+        PeerEcho::launch_job(h, flags, &["serve"], specs, timeout)
+    }
+
+    /// As `launch`, with the probe's `job` words (a job that ends in `serve`, such as
+    /// `forge-macs-then-serve IFNAME COUNT SRC4 GW4`) in front of the specs.
+    pub fn launch_job(
+        h: &Harness,
+        flags: &[&str],
+        job: &[&str],
+        specs: &[&str],
+        timeout: Duration,
+    ) -> PeerEcho {
+        let probe_args: Vec<&str> = job.iter().chain(specs).copied().collect();
+        let argv = h.as_user_argv(&h.rootless_run_with(flags, &h.probe(&probe_args)));
         let what = format!(
-            "rootless-run {} -- rr-probe serve {}",
+            "rootless-run {} -- rr-probe {}",
             flags.join(" "),
-            specs.join(" ")
+            probe_args.join(" ")
         );
         PeerEcho::ready(Running::spawn(what, &mut command(&argv)), timeout)
     }

@@ -22,6 +22,8 @@ const GUEST_PORT: u16 = 80;
 const TCP_BYTES: usize = 100_000;
 /// Datagrams each UDP client sends and expects back.
 const UDP_DATAGRAMS: u8 = 4;
+/// How long the sandbox waits after start before it forges frames (link-up's own traffic).
+const FORGE_DELAY_MS: &str = "1500";
 
 const LOOPBACK2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -160,6 +162,43 @@ fn udp_round_trips_with_and_without_host_loopback() {
         }
         assert_clean_exit(server);
     }
+}
+
+/// Issue 14, item 1: the sandbox's root writes frames from made-up source MACs (ARP requests,
+/// which the gateway answers). Frames toward the sandbox must still go to tap0's own MAC: a
+/// datagram forwarded in right after them reaches the server. (When the helper learnt the
+/// destination from any frame, it went to the last forged MAC and tap0 dropped it.) The
+/// sandbox is kept quiet so that nothing of its own teaches the right MAC back in between:
+/// IPv4 only, IPv6 switched off on tap0 by the probe (no MLD reports or solicitations), and
+/// the forging starts after FORGE_DELAY_MS, once link-up's own frames are out.
+#[test]
+fn forged_source_macs_do_not_redirect_frames_toward_the_sandbox() {
+    let h = Harness::new();
+    let port = ports::free_port();
+    let publish = format!("{port}:{GUEST_PORT}/udp");
+    let listen = format!("udp:0.0.0.0:{GUEST_PORT}");
+    let job = [
+        "forge-macs-then-serve",
+        "tap0",
+        "2000",
+        "10.0.2.100",
+        "10.0.2.2",
+        FORGE_DELAY_MS,
+    ];
+    let flags = ["--disable-ipv6", "--publish", &publish];
+    let mut server = PeerEcho::launch_job(&h, &flags, &job, &[&listen], TIMEOUT);
+    let to = sa(Ipv4Addr::LOCALHOST, port);
+    let (client, calls) = udp_client(
+        &mut server,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        to,
+        UDP_DATAGRAMS,
+    );
+    assert!(
+        calls.iter().all(|c| c.local.port() == GUEST_PORT),
+        "datagrams from {client} after 2000 forged frames must reach the sandbox: {calls:?}"
+    );
+    assert_clean_exit(server);
 }
 
 /// The design's rule for every forward (DESIGN.md, "Port forwards keep the caller's

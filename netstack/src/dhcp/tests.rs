@@ -374,7 +374,7 @@ fn offer_goes_from_the_gateway_port_67_to_broadcast_port_68_at_the_sandbox_mac()
         Box::new(sink.clone()),
         false,
     );
-    egress.learn_sandbox_mac(mac(1));
+    egress.set_sandbox_mac(mac(1));
     let mut s = server();
     s.input(&discover(mac(1)), &mut egress, Instant::now());
     let frames = sink.0.borrow();

@@ -105,7 +105,7 @@ impl SocketFront {
             .spawn(move || {
                 // Built here: an `Egress` holds a `dyn FrameSink`, which need not be Send.
                 let mut eg = Egress::new(FRAME_MTU, FRONT_MAC, Box::new(sink), false);
-                eg.learn_sandbox_mac(FRONT_MAC);
+                eg.set_sandbox_mac(FRONT_MAC);
                 let mut lp = Loop {
                     poll,
                     fronts,

@@ -35,7 +35,9 @@ impl EventLoop {
                 return;
             }
         };
-        self.egress.learn_sandbox_mac(eth.src);
+        let tap = self.tap.as_fd();
+        self.sandbox_mac
+            .on_frame(eth.src, tap, &mut self.egress, now);
         match parsed {
             Frame::Arp => self.control.input(frame, &mut self.egress, now),
             Frame::Ip { meta, l4 } => self.dispatch_ip(frame, meta, l4, now),

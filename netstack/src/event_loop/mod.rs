@@ -112,6 +112,8 @@ pub struct EventLoop {
     last_turn: Turn,
     /// Initial sequence numbers and the TSval clock of every TCP flow.
     clock: TcpClock,
+    /// Where the sandbox's MAC comes from (`link`).
+    sandbox_mac: link::SandboxMac,
     /// Drop counters.
     pub drops: DropStats,
 }
@@ -154,6 +156,7 @@ impl EventLoop {
             false => None,
         };
         let mut egress = Egress::new(mtu, mac, sink, vnet);
+        let sandbox_mac = link::SandboxMac::start(tap.as_fd(), &mut egress, Instant::now());
         let control = ControlPlane::new(mac, mtu, &cfg.addr, &mut egress);
         let ra = cfg
             .router_advertisements
@@ -183,6 +186,7 @@ impl EventLoop {
             flow_traffic: false,
             last_turn: Turn::default(),
             clock: TcpClock::new(),
+            sandbox_mac,
             drops: DropStats::default(),
             forwards: Forwards::new(),
             commands,
@@ -611,6 +615,7 @@ mod faults;
 mod counters;
 mod dispatch;
 mod forwards;
+mod link;
 mod spin;
 #[cfg(test)]
 mod tests;

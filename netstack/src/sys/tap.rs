@@ -1,5 +1,5 @@
-//! Tap device ioctls: TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD.
-//! Called by `tap` only; opens /dev/net/tun and returns an owned fd, nothing more.
+//! Tap device ioctls: TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD, TUNGETIFF, SIOCGIFHWADDR.
+//! Called by `tap` only: opens /dev/net/tun and returns an owned fd, and asks it what it is.
 //!
 //! We do not use the tun-tap crate here: it cannot set IFF_VNET_HDR, TUNSETOFFLOAD or
 //! IFF_MULTI_QUEUE, and hides its fd inside a `File` it owns, which the SCM_RIGHTS hand-over
@@ -103,4 +103,34 @@ pub fn tap_flags(fd: BorrowedFd<'_>) -> Result<i16, SysError> {
         return Err(SysError::last("TUNGETIFF"));
     }
     Ok(req.flags)
+}
+
+/// `struct ifreq` as SIOCGIFHWADDR writes it: name, then a `sockaddr` whose data holds the
+/// address, padded to 40 bytes.
+#[repr(C)]
+struct IfReqHwAddr {
+    name: [u8; libc::IFNAMSIZ],
+    family: u16,
+    data: [u8; 14],
+    _pad: [u8; 8],
+}
+
+/// The tap device's current link-layer (MAC) address, asked of the tun fd itself
+/// (SIOCGIFHWADDR on a tun fd names its own device; no capability needed).
+pub fn hw_addr(fd: BorrowedFd<'_>) -> Result<[u8; 6], SysError> {
+    let mut req = IfReqHwAddr {
+        name: [0; libc::IFNAMSIZ],
+        family: 0,
+        data: [0; 14],
+        _pad: [0; 8],
+    };
+    // SAFETY: SIOCGIFHWADDR writes at most size_of::<ifreq>() (40) bytes into `req`, which is
+    // that size and lives across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
+    if rc < 0 {
+        return Err(SysError::last("SIOCGIFHWADDR"));
+    }
+    let mut mac = [0; 6];
+    mac.copy_from_slice(&req.data[..6]);
+    Ok(mac)
 }

@@ -186,6 +186,6 @@ pub(super) fn egress(mtu: usize, sink: &Sink) -> Egress {
         Box::new(sink.clone()),
         false,
     );
-    eg.learn_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+    eg.set_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
     eg
 }

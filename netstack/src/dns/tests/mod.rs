@@ -196,7 +196,7 @@ impl Rig {
             Box::new(sink.clone()),
             false,
         );
-        eg.learn_sandbox_mac(SANDBOX_MAC);
+        eg.set_sandbox_mac(SANDBOX_MAC);
         Rig {
             fwd,
             eg,

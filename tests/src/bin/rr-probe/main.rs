@@ -53,6 +53,11 @@
 //!                              learn GW4's MAC by ARP on IFNAME (`gateway MAC`), then write
 //!                              one hand-built TCP SYN or UDP datagram per TARGET from SRC4 or
 //!                              SRC6 to that MAC (`sent TARGET`), whatever its destination
+//!   forge-macs-then-serve IFNAME COUNT SRC4 GW4 DELAY_MS SPEC...
+//!                              switch IPv6 off on IFNAME (no MLD or solicitations of its
+//!                              own), after DELAY_MS write COUNT ARP requests for GW4 as SRC4 onto
+//!                              IFNAME, each from another made-up source MAC (`forged COUNT`),
+//!                              then `serve SPEC...`
 //!   sniff PREFIX...            print `ready`, then `seen PROTO SRC -> DST ...` for every IP
 //!                              packet to one of the prefixes on any interface; until stdin EOF
 //!   dns-query SERVER udp|tcp NAME [a|aaaa] [TIMEOUT_S]
@@ -126,6 +131,11 @@ fn main() -> ExitCode {
         ["expect-reset", addr] => expect_reset(addr),
         ["tcp-counters", names @ ..] if !names.is_empty() => tcp_counters(names),
         ["serve", specs @ ..] if !specs.is_empty() => serve(specs),
+        ["forge-macs-then-serve", ifname, count, src, gw, delay_ms, specs @ ..]
+            if !specs.is_empty() =>
+        {
+            raw::forge_macs(ifname, count, src, gw, delay_ms).and_then(|()| serve(specs))
+        }
         ["poke", targets @ ..] if !targets.is_empty() => poke(targets),
         ["craft", ifname, gw, src4, src6, targets @ ..] if !targets.is_empty() => {
             craft(ifname, gw, src4, src6, targets)

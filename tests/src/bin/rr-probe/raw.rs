@@ -38,6 +38,38 @@ pub fn craft(ifname: &str, gw: &str, src4: &str, src6: &str, targets: &[&str]) -
     Ok(0)
 }
 
+/// `forge-macs-then-serve`'s first half: after `delay_ms`, writes `count` ARP requests for
+/// `gw` as `src` onto `ifname`, each from another made-up source MAC
+/// (frames::forged_arp_request).
+pub fn forge_macs(
+    ifname: &str,
+    count: &str,
+    src: &str,
+    gw: &str,
+    delay_ms: &str,
+) -> Result<(), Fail> {
+    let number = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| Fail::Usage(format!("{v}: not a number")))
+    };
+    let (count, delay_ms) = (number(count)?, number(delay_ms)?);
+    // Quiet the link first: no IPv6 on it, so no MLD report or solicitation of the sandbox's
+    // own teaches the helper anything between the forged frames and what the test sends.
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    std::fs::write(&sysctl, "1").map_err(|e| io_fail(&format!("write 1 to {sysctl}"), e))?;
+    std::thread::sleep(Duration::from_millis(delay_ms.into()));
+    let bad = |v: &str| Fail::Usage(format!("{v}: not an IPv4 address"));
+    let src: std::net::Ipv4Addr = src.parse().map_err(|_| bad(src))?;
+    let gw: std::net::Ipv4Addr = gw.parse().map_err(|_| bad(gw))?;
+    let link = Link::open(ifname).map_err(|e| Fail::Failed(e.to_string()))?;
+    for i in 0..count {
+        let frame = frames::forged_arp_request(i, src, gw);
+        link.send(&frame).map_err(|e| Fail::Failed(e.to_string()))?;
+    }
+    println!("forged {count}");
+    Ok(())
+}
+
 pub fn sniff(prefixes: &[&str]) -> Result<u8, Fail> {
     let prefixes: Vec<Prefix> = parse_all(prefixes)?;
     exit_at_stdin_eof();
