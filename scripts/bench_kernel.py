@@ -25,7 +25,7 @@ COLUMNS = [
 # Issue 10's targets: (row, tool, peer, the least ratio tool/peer of the medians). Kernel mode moves bulk TCP
 # at >= 0.9x plain loopback, and is ahead of the userspace stack (rootless-run as root would otherwise use)
 # on every throughput and rate row.
-AHEAD = ["tcp-up", "tcp-down", "tcp-4", "udp", "rr", "crr", "fwd-up", "fwd-down", "fwd-rr", "fwd-crr"]
+AHEAD = ["tcp-up", "tcp-down", "tcp-4", "udp", "rr", "crr", "crr-cf", "fwd-up", "fwd-down", "fwd-rr", "fwd-crr"]
 TARGETS = [
     ("tcp-up", TOOL, "loopback", 0.9),
     ("tcp-down", TOOL, "loopback", 0.9),

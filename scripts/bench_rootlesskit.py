@@ -22,9 +22,9 @@ SHORT = {REAL: "rk-slirp", DROPIN: "rk-ours"}
 DROPIN_BINARY = "rr-slirp4netns"
 
 # The workloads they can run: every tap-path one (the client in the sandbox dials 10.0.2.2). Not the
-# forwarded ones (they would need a port driver, another path) nor start-up (rootlesskit's own start-up,
-# not the helper's, would dominate it).
-RUNS = ["tcp-up", "tcp-down", "tcp-4", "udp", "rr", "crr"]
+# forwarded ones (they would need a port driver, another path) nor the start-up ones, start and ttfc
+# (rootlesskit's own start-up, not the helper's, would dominate them).
+RUNS = ["tcp-up", "tcp-down", "tcp-4", "udp", "rr", "crr", "crr-cf"]
 # What `--only rootlesskit` selects: the workloads issue 11 names.
 WORKLOADS = ["tcp-up", "tcp-down", "rr", "crr"]
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! rr-bench server ADDR                       echo every byte back, one thread per connection
-//! rr-bench client rr|crr ADDR SECONDS        print one JSON line with the rate
+//! rr-bench client rr|crr|crr-cf|once ADDR SECONDS
+//!                                            print one JSON line with the rate
 //! ```
 //!
 //! `rr`: one connection, 1-byte request, 1-byte response, as fast as possible (transactions/s).
@@ -10,6 +11,11 @@
 //! `c` asks the server to close first, right after its response, and the client closes on the EOF
 //! that follows. So TIME_WAIT stays on the server's side (port ADDR), not on the ephemeral ports of
 //! whatever connects from the host's side (the client itself, or the helper under test).
+//! `crr-cf`: the same with the client closing first (request byte `k`: the server answers and
+//! closes on the client's EOF), as most HTTP clients, package managers and test suites do; the
+//! TIME_WAIT sockets pile up on the client's side, and, through a helper, on the helper's
+//! host sockets.
+//! `once`: one `crr` connection (SECONDS is ignored): the time-to-first-connection workload.
 //! Both sides set TCP_NODELAY. Every blocking call has a timeout, so a stuck peer is an error,
 //! never a hang.
 
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn usage() -> ! {
-    eprintln!("usage: rr-bench server ADDR | rr-bench client rr|crr ADDR SECONDS");
+    eprintln!("usage: rr-bench server ADDR | rr-bench client rr|crr|crr-cf|once ADDR SECONDS");
     exit(2);
 }
 
@@ -103,6 +109,13 @@ fn expect_eof(s: &mut TcpStream) -> std::io::Result<()> {
     }
 }
 
+/// One connection: connect, exchange `c`, read the server's EOF, close.
+fn one_crr(addr: &SocketAddr) -> std::io::Result<()> {
+    let mut s = connect(addr)?;
+    exchange(&mut s, b'c')?;
+    expect_eof(&mut s)
+}
+
 fn client(mode: &str, addr: SocketAddr, secs: f64) {
     let deadline = Duration::from_secs_f64(secs);
     let mut count: u64 = 0;
@@ -118,12 +131,21 @@ fn client(mode: &str, addr: SocketAddr, secs: f64) {
             }
             "crr" => {
                 while start.elapsed() < deadline {
+                    one_crr(&addr)?;
+                    count += 1;
+                }
+            }
+            "crr-cf" => {
+                while start.elapsed() < deadline {
                     let mut s = connect(&addr)?;
-                    exchange(&mut s, b'c')?;
-                    expect_eof(&mut s)?;
+                    exchange(&mut s, b'k')?;
                     drop(s);
                     count += 1;
                 }
+            }
+            "once" => {
+                one_crr(&addr)?;
+                count += 1;
             }
             _ => usage(),
         }
