@@ -115,7 +115,7 @@ impl Enforcer {
                 let covers = rules
                     .get(i as usize)
                     .is_some_and(|e| e.rule.covers(proto, port));
-                if covers && best.is_none_or(|b| i < b) {
+                if covers && best.map_or(true, |b| i < b) {
                     best = Some(i);
                     via = Some(name.clone());
                 }
@@ -157,10 +157,13 @@ impl Enforcer {
         v.allowed()
     }
 
-    /// Whether a DNS query for `name` (lowercase, no trailing dot) may go upstream; counts
-    /// and logs a refusal.
-    pub fn query(&mut self, name: &str) -> bool {
-        let v = self.policy.query(name);
+    /// Whether a DNS query for `name` (lowercase, no trailing dot; `None` for a name no rule
+    /// can match) may go upstream; counts and logs a refusal.
+    pub fn query(&mut self, name: Option<&str>) -> bool {
+        let v = match name {
+            Some(n) => self.policy.query(n),
+            None => self.policy.verdict(None, None),
+        };
         if !v.allowed() {
             self.stats.queries_refused += 1;
             tracing::info!(name, rule = %self.policy.describe(v.by), "dns query refused");
@@ -182,15 +185,19 @@ impl Enforcer {
         tracing::debug!(%name, %ip, ttl, "egress: address learnt from dns");
     }
 
-    /// Forgets expired answers; the next instant this has work.
-    pub fn purge(&mut self, now: Instant) -> Option<Instant> {
+    /// Forgets expired answers.
+    pub fn purge(&mut self, now: Instant) {
         self.learned.purge(now);
-        self.learned.next_expiry()
     }
 
     /// Whether the policy has anything to say about DNS (a name rule, or a deny default).
     pub fn watches_dns(&self) -> bool {
         self.policy.has_names() || self.policy.default == Action::Deny
+    }
+
+    /// Addresses currently opened by DNS answers.
+    pub fn learned_count(&self) -> usize {
+        self.learned.len()
     }
 
     /// `By` in words (see `Policy::describe`).

@@ -73,19 +73,9 @@ impl Learned {
         });
     }
 
-    /// The earliest expiry, for the loop's timer.
-    pub fn next_expiry(&self) -> Option<Instant> {
-        self.map.values().flatten().map(|s| s.until).min()
-    }
-
     /// Addresses remembered.
     pub fn len(&self) -> usize {
         self.map.len()
-    }
-
-    /// Nothing remembered.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 
     fn make_room(&mut self, now: Instant) {
@@ -127,9 +117,8 @@ mod tests {
         assert_eq!(names(&l, "198.51.100.1", now + 9 * s), ["a.example"]);
         assert!(names(&l, "198.51.100.1", now + 10 * s).is_empty());
         assert!(names(&l, "198.51.100.2", now).is_empty());
-        assert_eq!(l.next_expiry(), Some(now + 10 * s));
         l.purge(now + 11 * s);
-        assert!(l.is_empty());
+        assert_eq!(l.len(), 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! and is uncontended but for DNS over TCP, which is rare.
 
 mod audit;
+pub mod control;
 mod enforcer;
 pub mod file;
 mod learned;
@@ -35,6 +36,7 @@ pub mod rule;
 mod table;
 
 pub use audit::Audit;
+pub use control::{EgressControl, EgressError, EgressReply, EgressRequest};
 pub use enforcer::{Enforcer, PolicyStats, Shared, TtlBounds};
 pub use rule::{Action, Proto, Rule, RuleError};
 
