@@ -238,6 +238,7 @@ pub fn validate(
         },
         kernel,
         leased: None,
+        policy: None,
     })
 }
 
