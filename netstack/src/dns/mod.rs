@@ -226,8 +226,9 @@ impl Forwarder {
         eg: &mut Egress,
         now: Instant,
     ) {
-        let query = match Packet::new_checked(payload).and_then(|p| Query::parse(&p)) {
-            Ok(q) => q,
+        let parsed = Packet::new_checked(payload).and_then(|p| Query::parse(&p).map(|q| (p, q)));
+        let (packet, query) = match parsed {
+            Ok(pq) => pq,
             Err(error) => {
                 self.stats.malformed += 1;
                 tracing::trace!(%error, %sandbox, "dns query dropped");
@@ -236,8 +237,7 @@ impl Forwarder {
         };
         self.stats.queries += 1;
         if let Some(policy) = &self.policy {
-            let packet = Packet::new_checked(payload);
-            if !packet.is_ok_and(|p| gate::allow_query(policy, &p)) {
+            if !gate::allow_query(policy, &packet) {
                 self.stats.refused += 1;
                 emit_rcode(eg, sandbox, server, &query, payload, RCODE_REFUSED);
                 return;

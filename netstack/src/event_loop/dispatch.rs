@@ -261,7 +261,7 @@ impl EventLoop {
                 return;
             }
         };
-        if !self.egress_allowed(RuleProto::Udp, ep.remote, now) {
+        if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
         let opened = UdpFlow::open(ep, target, nat::source_for(&self.cfg, target), now);
@@ -302,7 +302,7 @@ impl EventLoop {
                 return;
             }
         };
-        if !self.egress_allowed(RuleProto::Icmp, remote, now) {
+        if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
         match PingFlow::open(meta.src, meta.dst, ident, source, now) {

@@ -2,7 +2,9 @@
 //! denial it gets (a RST for TCP, sent by the caller; a rate-limited ICMP administratively
 //! prohibited for UDP and ICMP echo), runtime rule changes from the command channel (which
 //! close open flows a change denies: RST both ways for TCP, the socket dropped for UDP and
-//! ICMP), and forgetting expired DNS answers on the timer.
+//! ICMP), and forgetting expired DNS answers on the timer. A denied datagram flow is
+//! remembered for a second (`MEMO`), so a sandbox repeating it costs one check, one log line
+//! and one audit line per second, not per datagram.
 //! Part of `event_loop`; the decisions are `policy::Enforcer`'s. Without a policy every
 //! hook is one `Option` test.
 
@@ -15,6 +17,11 @@ use crate::policy::{
 /// icmp_ratelimit is one per second per destination; one sandbox's burst of denied datagrams
 /// deserves answers, not a flood).
 const ICMP_ERRORS_PER_SEC: u32 = 100;
+/// Denied datagram flows remembered, so a sandbox repeating a denied datagram is answered
+/// without asking (and logging, and auditing) the policy again for each one.
+const MEMO: usize = 64;
+/// How long a remembered denial stands (a rule change also forgets it).
+const MEMO_FOR: Duration = Duration::from_secs(1);
 /// How often expired DNS answers are forgotten.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Ethernet header length, before the IP packet an ICMP error quotes.
@@ -28,6 +35,9 @@ pub(super) struct Denials {
     buf: Box<[u8]>,
     /// ICMP errors not sent because the bucket was empty.
     pub limited: u64,
+    /// Recently denied UDP and echo flows (`MEMO`, a ring) and when.
+    memo: [Option<(FlowKey, Instant)>; MEMO],
+    next: usize,
 }
 
 impl Denials {
@@ -38,7 +48,28 @@ impl Denials {
             refilled: now,
             buf: vec![0; headroom + ETH_LEN + 1280].into_boxed_slice(),
             limited: 0,
+            memo: [None; MEMO],
+            next: 0,
         }
+    }
+
+    /// Whether `key` was denied less than `MEMO_FOR` ago.
+    fn remembered(&self, key: &FlowKey, now: Instant) -> bool {
+        self.memo
+            .iter()
+            .flatten()
+            .any(|(k, at)| k == key && now.saturating_duration_since(*at) < MEMO_FOR)
+    }
+
+    fn remember(&mut self, key: FlowKey, now: Instant) {
+        if let Some(slot) = self.memo.get_mut(self.next) {
+            *slot = Some((key, now));
+        }
+        self.next = (self.next + 1) % MEMO;
+    }
+
+    fn forget_all(&mut self) {
+        self.memo = [None; MEMO];
     }
 
     fn take(&mut self, now: Instant) -> bool {
@@ -62,6 +93,28 @@ impl Denials {
 }
 
 impl EventLoop {
+    /// Whether the policy lets the sandbox open the UDP or echo flow `key`; a denial is
+    /// remembered for `MEMO_FOR`, so repeats are answered without judging and logging again.
+    pub(super) fn datagram_allowed(&mut self, key: FlowKey, now: Instant) -> bool {
+        if self.cfg.policy.is_none() {
+            return true;
+        }
+        if self.denials.remembered(&key, now) {
+            self.drops.denied += 1;
+            return false;
+        }
+        let proto = match key.proto {
+            Proto::Tcp => RuleProto::Tcp,
+            Proto::Udp => RuleProto::Udp,
+            Proto::Icmp => RuleProto::Icmp,
+        };
+        let allowed = self.egress_allowed(proto, key.remote, now);
+        if !allowed {
+            self.denials.remember(key, now);
+        }
+        allowed
+    }
+
     /// Whether the policy lets the sandbox open `proto` to `remote` (always, without one).
     pub(super) fn egress_allowed(
         &mut self,
@@ -142,6 +195,7 @@ impl EventLoop {
                 }
             }
         };
+        self.denials.forget_all();
         let closed = self.close_denied(&policy, now);
         Ok(match reply {
             EgressReply::Added { id, .. } => EgressReply::Added { id, closed },

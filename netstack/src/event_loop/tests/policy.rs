@@ -145,3 +145,18 @@ fn removing_the_rule_that_allowed_an_open_flow_resets_it_on_both_sides() {
         Err(crate::policy::EgressError::UnknownId(rules[0].id))
     );
 }
+
+#[test]
+fn a_repeated_denied_datagram_is_answered_each_time_but_judged_and_logged_once() {
+    let mut r = policed(Action::Deny, &[], None);
+    for _ in 0..3 {
+        send_udp(&r, 5001, "198.51.100.1:9".parse().unwrap(), b"again");
+        let frame = next_frame(&mut r);
+        let eth = smoltcp::wire::EthernetFrame::new_checked(&frame[..]).unwrap();
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(ip.next_header(), smoltcp::wire::IpProtocol::Icmp);
+    }
+    assert_eq!(r.lp.drops.denied, 3, "every datagram counted");
+    let stats = Enforcer::lock(r.lp.cfg.policy.as_ref().unwrap()).stats();
+    assert_eq!(stats.denied, 1, "one verdict (and log line) for the flow");
+}
