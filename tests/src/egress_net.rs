@@ -109,16 +109,13 @@ impl EgressNet {
     }
 
     /// argv that runs `argv` inside the outer namespace (as root; wrap it with setpriv after).
-    pub fn in_outer(&self, argv: &[String]) -> Vec<String> {
-        let mut v = vec![
-            "/usr/bin/nsenter".to_owned(),
-            "-t".to_owned(),
-            self.outer.pid().to_string(),
-            "-n".to_owned(),
-            "--".to_owned(),
-        ];
-        v.extend(argv.iter().cloned());
-        v
+    pub fn in_outer(&self, then: &[String]) -> Vec<String> {
+        let pid = self.outer.pid().to_string();
+        [
+            argv(&["/usr/bin/nsenter", "-t", &pid, "-n", "--"]),
+            then.to_vec(),
+        ]
+        .concat()
     }
 
     /// Waits for the server's next TCP caller line (`tcp LOCAL from PEER`); returns it.

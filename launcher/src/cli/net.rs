@@ -98,18 +98,23 @@ impl NetArgs {
     /// Records which network flags the command line gave, from clap's matches (clap's derive
     /// cannot tell a default from an explicit value).
     pub fn note_given(&mut self, matches: &ArgMatches) {
-        let ours = <Self as clap::Args>::augment_args(clap::Command::new("net"));
-        self.given = ours
-            .get_arguments()
-            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
-            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
-            .collect();
+        self.given = given::<Self>(matches);
     }
 
     /// The first network flag the command line gave, if any.
     pub fn first_given(&self) -> Option<&str> {
         self.given.first().map(String::as_str)
     }
+}
+
+/// The long options of the flattened group `A` that the command line gave (defaults
+/// excluded), as `--name`, in definition order.
+pub(super) fn given<A: clap::Args>(matches: &ArgMatches) -> Vec<String> {
+    let ours = A::augment_args(clap::Command::new("group"));
+    ours.get_arguments()
+        .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect()
 }
 
 /// `--net-mode`.

@@ -12,7 +12,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::parser::ValueSource;
 use clap::ArgMatches;
 use netstack::policy::{file, Action, Rule, TtlBounds};
 
@@ -84,12 +83,7 @@ impl PolicyArgs {
         }
         all.sort_by_key(|(i, _, _)| *i);
         self.ordered = all.into_iter().map(|(_, a, v)| (a, v)).collect();
-        let ours = <Self as clap::Args>::augment_args(clap::Command::new("policy"));
-        self.given = ours
-            .get_arguments()
-            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
-            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
-            .collect();
+        self.given = super::net::given::<Self>(matches);
     }
 
     /// The first policy option the command line gave, if any (kernel mode and `--join`
