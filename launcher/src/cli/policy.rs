@@ -21,43 +21,45 @@ use crate::config::PolicyConfig;
 /// Longest `--policy` file read: far beyond 100,000 rules of typical length.
 const MAX_POLICY_FILE: u64 = 64 << 20;
 
+/// Help heading of the options below.
+const HEADING: &str = "Egress policy (first matching rule wins; docs/egress.md)";
+
 /// The egress policy options.
 #[derive(Debug, clap::Args)]
-#[command(next_help_heading = "Egress policy (first matching rule wins; docs/egress.md)")]
 pub struct PolicyArgs {
     /// Allow flows matching RULE = [tcp:|udp:|icmp:]TARGET[:PORT[-END]], TARGET an IPv4/IPv6
     /// address or CIDR (IPv6 in brackets with a port), a host name, or *.domain (names below
     /// it); names are enforced through the DNS forwarder; repeatable
-    #[arg(long, value_name = "RULE")]
+    #[arg(help_heading = HEADING, long, value_name = "RULE")]
     allow: Vec<String>,
     /// Deny flows matching RULE (grammar as --allow): TCP gets a reset, UDP and ICMP an ICMP
     /// administratively prohibited, DNS queries for a denied name REFUSED; repeatable
-    #[arg(long, value_name = "RULE")]
+    #[arg(help_heading = HEADING, long, value_name = "RULE")]
     deny: Vec<String>,
     /// What happens to flows no rule matches [default: allow, or the --policy file's]
-    #[arg(long, value_name = "allow|deny", value_parser = ["allow", "deny"])]
+    #[arg(help_heading = HEADING, long, value_name = "allow|deny", value_parser = ["allow", "deny"])]
     egress: Option<String>,
     /// Read rules from FILE: lines 'allow RULE', 'deny RULE', 'egress allow|deny', '#' comments
-    #[arg(long = "policy", value_name = "FILE")]
+    #[arg(help_heading = HEADING, long = "policy", value_name = "FILE")]
     policy_file: Option<PathBuf>,
     /// Deny private, link-local, CGNAT, unique-local and multicast ranges, cloud metadata
     /// addresses and the host's own addresses; the gateway stays reachable
-    #[arg(long)]
+    #[arg(help_heading = HEADING, long)]
     no_lan: bool,
     /// Deny the host: implies --disable-host-loopback and denies the host's own addresses
-    #[arg(long)]
+    #[arg(help_heading = HEADING, long)]
     no_host: bool,
     /// Print the policy these options make (rules in order, presets expanded) and exit
-    #[arg(long)]
+    #[arg(help_heading = HEADING, long)]
     print_policy: bool,
     /// Write one JSON line per flow opened or denied to FILE (appended)
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = HEADING, long, value_name = "FILE")]
     log_egress: Option<PathBuf>,
     /// Shortest time an allowed DNS answer keeps its addresses open, whatever its TTL
-    #[arg(long, value_name = "SECONDS", default_value_t = TtlBounds::default().min.as_secs())]
+    #[arg(help_heading = HEADING, long, value_name = "SECONDS", default_value_t = TtlBounds::default().min.as_secs())]
     egress_ttl_min: u64,
     /// Longest time an allowed DNS answer keeps its addresses open, whatever its TTL
-    #[arg(long, value_name = "SECONDS", default_value_t = TtlBounds::default().max.as_secs())]
+    #[arg(help_heading = HEADING, long, value_name = "SECONDS", default_value_t = TtlBounds::default().max.as_secs())]
     egress_ttl_max: u64,
     /// `--allow` and `--deny` values in command-line order.
     #[arg(skip)]
