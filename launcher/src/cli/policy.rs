@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ArgMatches;
-use netstack::policy::{file, Action, Rule, TtlBounds};
+use netstack::policy::{file, Action, Rule, TtlBounds, MAX_TTL};
 
 use super::{usage, UsageError};
 use crate::config::PolicyConfig;
@@ -55,11 +55,14 @@ pub struct PolicyArgs {
     /// Write one JSON line per flow opened or denied to FILE (appended)
     #[arg(help_heading = HEADING, long, value_name = "FILE")]
     log_egress: Option<PathBuf>,
-    /// Shortest time an allowed DNS answer keeps its addresses open, whatever its TTL
-    #[arg(help_heading = HEADING, long, value_name = "SECONDS", default_value_t = TtlBounds::default().min.as_secs())]
+    /// Shortest time an allowed DNS answer keeps its addresses open, whatever its TTL (at most
+    /// a week)
+    #[arg(help_heading = HEADING, long, value_name = "SECONDS", default_value_t = TtlBounds::default().min.as_secs(),
+          value_parser = clap::value_parser!(u64).range(..=MAX_TTL.as_secs()))]
     egress_ttl_min: u64,
     /// Longest time an allowed DNS answer keeps its addresses open, whatever its TTL
-    #[arg(help_heading = HEADING, long, value_name = "SECONDS", default_value_t = TtlBounds::default().max.as_secs())]
+    #[arg(help_heading = HEADING, long, value_name = "SECONDS", default_value_t = TtlBounds::default().max.as_secs(),
+          value_parser = clap::value_parser!(u64).range(..=MAX_TTL.as_secs()))]
     egress_ttl_max: u64,
     /// `--allow` and `--deny` values in command-line order.
     #[arg(skip)]

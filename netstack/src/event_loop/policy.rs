@@ -74,7 +74,8 @@ impl Denials {
 
     fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.refilled);
-        let earned = (elapsed.as_millis() as u64 * u64::from(ICMP_ERRORS_PER_SEC) / 1000) as u32;
+        let earned = (elapsed.as_millis() * u128::from(ICMP_ERRORS_PER_SEC) / 1000)
+            .min(u128::from(ICMP_ERRORS_PER_SEC)) as u32;
         if earned > 0 {
             self.tokens = (self.tokens + earned).min(ICMP_ERRORS_PER_SEC);
             self.refilled = now;

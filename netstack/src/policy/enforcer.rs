@@ -34,10 +34,15 @@ impl Default for TtlBounds {
     }
 }
 
+/// Longest time an answer may keep its addresses open, whatever the bounds say: a week, far
+/// beyond any useful ceiling, and far from overflowing an `Instant`.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl TtlBounds {
-    /// `ttl` seconds, clamped to the bounds.
+    /// `ttl` seconds, clamped to the bounds (and to `MAX_TTL`).
     pub fn clamp(&self, ttl: u32) -> Duration {
-        Duration::from_secs(u64::from(ttl)).clamp(self.min, self.max.max(self.min))
+        let max = self.max.max(self.min).min(MAX_TTL);
+        Duration::from_secs(u64::from(ttl)).clamp(self.min.min(max), max)
     }
 }
 

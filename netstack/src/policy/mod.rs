@@ -37,7 +37,7 @@ mod table;
 
 pub use audit::Audit;
 pub use control::{EgressControl, EgressError, EgressReply, EgressRequest};
-pub use enforcer::{Enforcer, PolicyStats, Shared, TtlBounds};
+pub use enforcer::{Enforcer, PolicyStats, Shared, TtlBounds, MAX_TTL};
 pub use rule::{Action, Proto, Rule, RuleError};
 
 use std::fmt;

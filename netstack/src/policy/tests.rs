@@ -118,6 +118,15 @@ fn ttl_is_clamped_to_floor_and_ceiling() {
     assert_eq!(t.clamp(0), Duration::from_secs(60));
     assert_eq!(t.clamp(300), Duration::from_secs(300));
     assert_eq!(t.clamp(u32::MAX), Duration::from_secs(3600));
+    let wide = TtlBounds {
+        min: Duration::from_secs(u64::MAX),
+        max: Duration::from_secs(u64::MAX),
+    };
+    assert_eq!(
+        wide.clamp(5),
+        MAX_TTL,
+        "never past a week, never an Instant overflow"
+    );
 }
 
 #[test]
