@@ -26,6 +26,8 @@ pub enum Mode {
     Cleanup,
     /// Print shell completions to stdout (`--completions SHELL`).
     Completions(clap_complete::Shell),
+    /// Print the egress policy the options make and exit (`--print-policy`).
+    PrintPolicy(Box<RunConfig>),
 }
 
 /// Namespace types beyond the always-new user and network namespaces.
@@ -251,6 +253,27 @@ pub struct NetConfig {
     pub kernel: bool,
     /// Kernel mode's leased sandbox addresses (set by `launch` before the fork).
     pub leased: Option<netstack::netconf::SandboxAddrs>,
+    /// The egress policy (`--allow`, `--deny`, `--egress`, `--policy`, presets, log); `None`:
+    /// none asked for.
+    pub policy: Option<PolicyConfig>,
+}
+
+/// The egress policy options, validated; presets are expanded by `network` at start (they
+/// need the host's addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// `--allow`/`--deny` in order, then the `--policy` file's rules.
+    pub rules: Vec<netstack::policy::Rule>,
+    /// What matches no rule (`--egress`).
+    pub default: netstack::policy::Action,
+    /// `--no-lan`.
+    pub no_lan: bool,
+    /// `--no-host`.
+    pub no_host: bool,
+    /// `--egress-ttl-min`, `--egress-ttl-max`.
+    pub ttl: netstack::policy::TtlBounds,
+    /// `--log-egress FILE`.
+    pub log: Option<PathBuf>,
 }
 
 impl Default for NetConfig {
@@ -271,6 +294,7 @@ impl Default for NetConfig {
             resolv_conf: ResolvConf::Generated,
             kernel: false,
             leased: None,
+            policy: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod child;
 mod cli;
 mod config;
 mod detach;
+mod egress;
 mod exec;
 mod fsview;
 mod handshake;
@@ -101,6 +102,7 @@ fn main() {
         Mode::Stop(dir) => persist::stop(&dir).map(|()| Status::Exited(0)),
         Mode::Cleanup => kernelnet::cleanup().map(|()| Status::Exited(0)),
         Mode::Run(cfg) => launch::run(&cfg, &caller),
+        Mode::PrintPolicy(cfg) => egress::print(&cfg.net).map(|()| Status::Exited(0)),
     };
     match result {
         Ok(Status::Exited(n)) => std::process::exit(n),

@@ -7,7 +7,8 @@
 //! own thread over the tap fd the child handed over, publishes the bound sockets (ids 1, 2,
 //! ... in command-line order; API ids follow), and when the command exits lets the stack
 //! deliver what the sandbox sent last (its final bytes and FINs) before the launcher exits;
-//! the API socket file goes with the stack.
+//! the API socket file goes with the stack; with an egress policy, the one-line summary of
+//! its verdicts goes to stderr then (`egress`).
 //! Called by `launch`. Owns the stop pipe, the API socket guard and a handle on the sandbox's
 //! network namespace; knows nothing of signals or id maps.
 
@@ -43,6 +44,8 @@ pub struct Network {
     _netns: Option<OwnedFd>,
     /// The `--api-socket` server; dropping it stops it and removes the socket file.
     api: Option<ApiSocket>,
+    /// The egress policy, whose counters `finish` reports.
+    policy: Option<netstack::policy::Shared>,
 }
 
 /// The network, settled before the fork. The child drops its copy right after the fork, so
@@ -80,6 +83,7 @@ pub fn prepare(net: &NetConfig, host_resolv_conf: &str) -> anyhow::Result<Prepar
         dns_upstreams,
         outbound_v4,
         outbound_v6,
+        policy: crate::egress::enforcer(net)?,
         ..Default::default()
     };
     let mut listeners = Vec::new();
@@ -206,6 +210,7 @@ pub fn start(
     } = serving;
     let (stop_rx, stop) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create the stack's stop pipe")?;
+    let policy = cfg.policy.clone();
     // The stack is built on its thread (it need not be Send). The command may start before
     // the stack is up: frames wait in the tap queue.
     let thread = std::thread::Builder::new()
@@ -228,6 +233,7 @@ pub fn start(
         thread,
         _netns: netns,
         api,
+        policy,
     })
 }
 
@@ -257,5 +263,10 @@ impl Network {
             tracing::error!("the network stack thread panicked");
         }
         drop(self.api);
+        if let Some(policy) = &self.policy {
+            // Issue 12 asks for this line on stderr whenever a policy is in force, whatever
+            // RUST_LOG says: it is the run's report, like the final error in `main`.
+            eprintln!("{}", crate::egress::summary(policy));
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The command channel into the event loop: runtime changes (add, list and remove port
-//! forwards) sent from other threads (the API socket's, the launcher's) to the one thread
+//! forwards; list, add and remove egress rules) sent from other threads (the API socket's, the launcher's) to the one thread
 //! that owns the flow table.
 //!
 //! A bounded queue (`std::sync::mpsc::sync_channel`, `QUEUE` commands) carries the commands
@@ -19,6 +19,7 @@ use std::time::Duration;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::forward::{ForwardControl, ForwardEntry, ForwardError, ForwardSpec, Listener};
+use crate::policy::{EgressControl, EgressError, EgressReply, EgressRequest};
 
 /// Commands the queue holds before senders wait: far more than one API client (served one at
 /// a time) can have in flight.
@@ -36,6 +37,8 @@ pub enum Command {
     Remove(u32, SyncSender<bool>),
     /// Answers the forwards in force.
     List(SyncSender<Vec<ForwardEntry>>),
+    /// Lists or changes the egress policy (closing open flows a change denies).
+    Egress(EgressRequest, SyncSender<Result<EgressReply, EgressError>>),
 }
 
 /// The sending side: cheap to clone, usable from any thread.
@@ -118,6 +121,13 @@ impl ForwardControl for Control {
 
     fn list(&self) -> Result<Vec<ForwardEntry>, ForwardError> {
         self.ask(Command::List)
+    }
+}
+
+impl EgressControl for Control {
+    fn egress(&self, req: EgressRequest) -> Result<EgressReply, EgressError> {
+        self.ask(|tx| Command::Egress(req, tx))
+            .map_err(|_| EgressError::StackGone)?
     }
 }
 

@@ -3,6 +3,7 @@
 //! beyond reading /etc/resolv.conf for the default DNS upstreams.
 //! The constants are the defaults; `Addressing` derives the actual addresses from `--cidr`
 //! and `--cidr6` the way slirp4netns does (gateway = network + 2, DNS = + 3, sandbox = + 100).
+//! `policy` is the one live object here: the egress policy's shared enforcer.
 //! Adding a knob here means adding the flag that sets it and the docs that describe it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -271,6 +272,10 @@ pub struct StackConfig {
     /// Answer DHCPv4 on the gateway (`dhcp`): leases of network + 15 ..= network + 30, as
     /// libslirp does for slirp4netns. Off: UDP to port 67 is refused like any other.
     pub dhcp_server: bool,
+    /// The egress policy (`--allow`, `--deny`, `--egress`, `--policy`, presets), shared with
+    /// the DNS relay and the launcher (which reads its counters at exit). `None`: everything
+    /// the NAT translates is allowed, and nothing is checked.
+    pub policy: Option<crate::policy::Shared>,
 }
 
 /// Default `busy_poll`: longer than a request/response round trip through the host's
@@ -294,6 +299,7 @@ impl Default for StackConfig {
             busy_poll: DEFAULT_BUSY_POLL,
             router_advertisements: false,
             dhcp_server: false,
+            policy: None,
         }
     }
 }

@@ -120,6 +120,12 @@ impl Egress {
         self.head
     }
 
+    /// The link addresses of a frame to the sandbox, for frames built elsewhere and sent
+    /// with `raw`; `None` (counted) while the sandbox's MAC is unknown.
+    pub fn link(&mut self) -> Option<L2> {
+        self.l2()
+    }
+
     fn l2(&mut self) -> Option<L2> {
         match self.sandbox_mac {
             Some(dst) => Some(L2 { src: self.mac, dst }),

@@ -181,6 +181,11 @@ impl FlowTable {
         self.slots.len()
     }
 
+    /// The key of the flow in `slot`.
+    pub fn key(&self, slot: usize) -> Option<FlowKey> {
+        self.slots.get(slot)?.as_ref().map(|s| s.key)
+    }
+
     /// Slots in use (for timer scans).
     pub fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
         self.slots

@@ -1,4 +1,5 @@
-//! Addresses of this host, for `--outbound-addr` and `--outbound-addr6`: an interface's first
+//! Addresses of this host, for `--outbound-addr` and `--outbound-addr6` (and all of them for
+//! the egress presets, `all_addrs`): an interface's first
 //! address of a family (for IPv6 the first that is not link-local, which would need a scope to
 //! bind), and the check that an address belongs to this host (binding a UDP socket to it once),
 //! so a wrong value fails at start, not per connection. Called by both binaries before they
@@ -49,6 +50,27 @@ pub fn interface_addr(name: &str, v6: bool) -> Result<IpAddr, HostAddrError> {
         .ok_or(HostAddrError::NoAddress { v6 })
 }
 
+/// Every address of every interface of this host (for the egress presets `--no-lan` and
+/// `--no-host`), in getifaddrs order, without duplicates.
+pub fn all_addrs() -> Result<Vec<IpAddr>, HostAddrError> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(HostAddrError::List)?;
+    let mut out: Vec<IpAddr> = Vec::new();
+    for a in addrs {
+        let Some(sa) = a.address else {
+            continue;
+        };
+        let ip = match (sa.as_sockaddr_in(), sa.as_sockaddr_in6()) {
+            (Some(sin), _) => IpAddr::V4(sin.ip()),
+            (_, Some(sin6)) => IpAddr::V6(sin6.ip()),
+            _ => continue,
+        };
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that `ip` is an address of this host by binding a UDP socket to it once.
 pub fn check_local(ip: IpAddr) -> Result<IpAddr, HostAddrError> {
     UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(HostAddrError::NotLocal)?;
@@ -75,6 +97,9 @@ mod tests {
             Err(HostAddrError::NoInterface)
         ));
         assert!(check_local(IpAddr::from([127, 0, 0, 1])).is_ok());
+        assert!(all_addrs()
+            .expect("getifaddrs")
+            .contains(&IpAddr::from([127, 0, 0, 1])));
         assert!(matches!(
             check_local(IpAddr::from([198, 51, 100, 77])),
             Err(HostAddrError::NotLocal(_))

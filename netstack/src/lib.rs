@@ -27,6 +27,7 @@ mod host;
 pub mod hostaddr;
 mod icmp;
 pub mod nat;
+pub mod policy;
 mod ra;
 mod stack;
 pub mod tcp;

@@ -15,6 +15,7 @@ pub mod bwrap;
 pub mod child;
 pub mod dns_wire;
 pub mod dropin;
+pub mod egress_net;
 pub mod fifo;
 pub mod frames;
 pub mod host_client;

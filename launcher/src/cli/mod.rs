@@ -1,12 +1,13 @@
 //! Command line of `rootless-run`: util-linux unshare's option names and meanings (2.38, plus
 //! newer forms where cheap), parsed with clap derive and validated into `config::Mode`. The
 //! namespace, id-map and filesystem options live here; the network options in `net`, the
-//! `--publish` grammar in `publish`.
+//! `--publish` grammar in `publish`, the egress policy options in `policy`.
 //! Called by `main` only. No clap type leaves this module; no I/O except name lookups
 //! (`--map-user=NAME`), the caller's ids and /etc/subuid for `auto` ranges.
 
 mod ids;
 mod net;
+mod policy;
 mod publish;
 
 use std::ffi::OsString;
@@ -124,6 +125,8 @@ pub struct Args {
     stop: Option<PathBuf>,
     #[command(flatten)]
     network: net::NetArgs,
+    #[command(flatten)]
+    egress: policy::PolicyArgs,
     /// Remove the nftables rules that kernel-mode runs left behind when killed (real root), and
     /// exit
     #[arg(long, exclusive = true)]
@@ -167,6 +170,7 @@ pub fn parse(argv: &[OsString]) -> Result<Args, clap::Error> {
     let matches = Args::command().try_get_matches_from(argv)?;
     let mut args = Args::from_arg_matches(&matches)?;
     args.network.note_given(&matches);
+    args.egress.note_order(&matches);
     Ok(args)
 }
 
@@ -314,7 +318,7 @@ pub fn validate(
         None
     };
     if join.is_some() {
-        if let Some(flag) = args.network.first_given() {
+        if let Some(flag) = args.network.first_given().or(args.egress.first_given()) {
             let with = if args.join.is_some() {
                 "--join"
             } else {
@@ -370,7 +374,9 @@ pub fn validate(
     let idmap = ids::id_map_plan(&args.ids, caller, subids)?;
     // Kernel mode's rules belong to the launcher's run: a sandbox that outlives it cannot keep
     // them, and a joined sandbox's network is not ours.
-    let other_unsupported = if args.persist.is_some() {
+    let other_unsupported = if let Some(flag) = args.egress.first_given() {
+        Some(flag)
+    } else if args.persist.is_some() {
         Some("--persist")
     } else if !ns_files.is_empty() {
         Some("--net=FILE (namespace files)")
@@ -383,8 +389,16 @@ pub fn validate(
     if join.is_some() {
         net.resolv_conf = ResolvConf::Host;
     }
+    net.policy = policy::validate(&args.egress)?;
+    if net.policy.as_ref().is_some_and(|p| p.no_host) {
+        net.host_loopback = false;
+    }
+    let wrap = match args.egress.print() {
+        true => Mode::PrintPolicy,
+        false => Mode::Run,
+    };
 
-    Ok(Mode::Run(Box::new(RunConfig {
+    Ok(wrap(Box::new(RunConfig {
         argv: argv_cmd,
         ns,
         join,

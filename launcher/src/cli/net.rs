@@ -98,18 +98,23 @@ impl NetArgs {
     /// Records which network flags the command line gave, from clap's matches (clap's derive
     /// cannot tell a default from an explicit value).
     pub fn note_given(&mut self, matches: &ArgMatches) {
-        let ours = <Self as clap::Args>::augment_args(clap::Command::new("net"));
-        self.given = ours
-            .get_arguments()
-            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
-            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
-            .collect();
+        self.given = given::<Self>(matches);
     }
 
     /// The first network flag the command line gave, if any.
     pub fn first_given(&self) -> Option<&str> {
         self.given.first().map(String::as_str)
     }
+}
+
+/// The long options of the flattened group `A` that the command line gave (defaults
+/// excluded), as `--name`, in definition order.
+pub(super) fn given<A: clap::Args>(matches: &ArgMatches) -> Vec<String> {
+    let ours = A::augment_args(clap::Command::new("group"));
+    ours.get_arguments()
+        .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect()
 }
 
 /// `--net-mode`.
@@ -178,12 +183,14 @@ const KERNEL_REFUSED: [(&str, &str); 5] = [
     ),
 ];
 
-/// Why kernel mode refuses `flag`.
+/// Why kernel mode refuses `flag`: a network flag's own reason, else the one non-network
+/// flags share (the egress policy's: `cli::policy` names them).
 fn refusal(flag: &str) -> &'static str {
-    KERNEL_REFUSED
-        .iter()
-        .find(|(f, _)| *f == flag)
-        .map_or("not supported", |(_, why)| why)
+    KERNEL_REFUSED.iter().find(|(f, _)| *f == flag).map_or(
+        "the egress policy is enforced by the userspace stack, which sees every flow and DNS \
+         answer, and in kernel mode the kernel routes",
+        |(_, why)| why,
+    )
 }
 
 /// Checks the network options and turns them into a `NetConfig`. `root`: we run as real root;
@@ -265,6 +272,7 @@ pub fn validate(
         },
         kernel,
         leased: None,
+        policy: None,
     })
 }
 

@@ -24,9 +24,16 @@ fuzz_target!(|data: &[u8]| {
                     Reply::Entries(vec![ForwardEntry { id: 1, spec }])
                 }
                 Request::ListHostfwd => Reply::Added(1),
-                Request::RemoveHostfwd(id) => {
+                Request::RemoveHostfwd(id) | Request::RemoveEgressRule(id) => {
                     assert_ne!(id, 0);
                     Reply::Removed
+                }
+                Request::ListEgress => Reply::Added(1),
+                Request::AddEgressRule { rule, .. } => {
+                    // A rule's canonical text parses back to the same rule.
+                    let again = netstack::policy::Rule::parse(rule.action, &rule.to_string());
+                    assert_eq!(again.as_ref(), Ok(&rule));
+                    Reply::Added(1)
                 }
             }
         }

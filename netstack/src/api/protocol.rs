@@ -24,6 +24,7 @@
 //! read as "missing"; an explicit `guest_addr` must be the sandbox's own address (we forward to
 //! nothing else); ports and ids must be JSON integers in range, not numbers truncated to `int`.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::de::IgnoredAny;
@@ -32,13 +33,16 @@ use serde_json::{Map, Value};
 
 use crate::config::Addressing;
 use crate::forward::{ForwardEntry, ForwardSpec, Transport};
+use crate::policy::{EgressError, EgressReply, Rule};
+
+pub use egress::EgressArgument;
 
 /// Requests of this many bytes or more are refused with `TooLarge`: slirp4netns reads into a
 /// 4096-byte buffer and refuses a read that fills it (api.c `api_handler`).
 pub const MAX_REQUEST: usize = 4096;
 
 /// A request that parsed and whose arguments are valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// `add_hostfwd`: start forwarding; the sandbox side is already resolved.
     AddHostfwd(ForwardSpec),
@@ -46,6 +50,17 @@ pub enum Request {
     ListHostfwd,
     /// `remove_hostfwd`: stop the forward with this id (at least 1).
     RemoveHostfwd(u32),
+    /// `list_egress`: the egress policy in force (`egress.rs`).
+    ListEgress,
+    /// `add_egress_rule`: insert a rule before `index` (appended when absent).
+    AddEgressRule {
+        /// The rule, its action included.
+        rule: Rule,
+        /// 0-based position.
+        index: Option<usize>,
+    },
+    /// `remove_egress_rule`: remove the rule with this id.
+    RemoveEgressRule(u32),
 }
 
 /// An argument of `add_hostfwd`, named in the error when it is missing or invalid.
@@ -88,11 +103,24 @@ pub enum RequestError {
     /// The forwards could not be listed (the stack is gone). Ours: slirp4netns's list cannot
     /// fail, so it has no text for this.
     ListFailed,
+    /// An egress command's argument is missing or invalid (ours).
+    BadEgressArgument(EgressArgument),
+    /// An egress command failed (ours): the command and why.
+    EgressFailed(&'static str, EgressError),
 }
 
 impl RequestError {
-    /// The `desc` of the error reply, byte for byte what slirp4netns sends.
-    pub fn desc(self) -> &'static str {
+    /// The `desc` of the error reply, byte for byte what slirp4netns sends (the egress
+    /// commands are ours).
+    pub fn desc(self) -> Cow<'static, str> {
+        match self {
+            RequestError::BadEgressArgument(a) => Cow::Owned(egress::desc(a)),
+            RequestError::EgressFailed(execute, e) => Cow::Owned(egress::failed_desc(execute, e)),
+            other => Cow::Borrowed(other.slirp_desc()),
+        }
+    }
+
+    fn slirp_desc(self) -> &'static str {
         match self {
             RequestError::Json => "bad request: cannot parse JSON",
             RequestError::NotObject => "bad request: json_object() failed",
@@ -112,13 +140,16 @@ impl RequestError {
                 "bad request: remove_hostfwd: slirp_remove_hostfwd failed"
             }
             RequestError::ListFailed => "bad request: list_hostfwd: failed",
+            RequestError::BadEgressArgument(_) | RequestError::EgressFailed(..) => {
+                "bad request: egress"
+            }
         }
     }
 }
 
 impl std::fmt::Display for RequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.desc())
+        f.write_str(&self.desc())
     }
 }
 
@@ -152,6 +183,9 @@ pub fn parse(bytes: &[u8], addr: &Addressing) -> Result<Request, RequestError> {
         return Err(RequestError::NoExecute);
     };
     let args = request.get("arguments").and_then(Value::as_object);
+    if let Some(result) = egress::parse(execute, args) {
+        return result;
+    }
     match execute.as_str() {
         "add_hostfwd" => parse_add(args, addr)
             .map(Request::AddHostfwd)
@@ -235,6 +269,8 @@ pub enum Reply {
     Entries(Vec<ForwardEntry>),
     /// `remove_hostfwd` succeeded.
     Removed,
+    /// An egress command succeeded.
+    Egress(EgressReply),
     /// Any failure.
     Failed(RequestError),
 }
@@ -276,7 +312,7 @@ struct Error {
 
 #[derive(Serialize)]
 struct Desc {
-    desc: &'static str,
+    desc: Cow<'static, str>,
 }
 
 impl Reply {
@@ -300,6 +336,7 @@ impl Reply {
                     .collect(),
             }),
             Reply::Removed => serde_json::to_vec(&Return { value: Nothing {} }),
+            Reply::Egress(reply) => egress::to_json(reply),
             Reply::Failed(e) => serde_json::to_vec(&Error {
                 error: Desc { desc: e.desc() },
             }),
@@ -308,5 +345,6 @@ impl Reply {
     }
 }
 
+mod egress;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The API socket server: a UNIX stream socket speaking slirp4netns's JSON protocol
 //! (`protocol`), served on a thread of its own named "api", which carries requests to the
-//! network stack through `ForwardControl`.
+//! network stack through `ForwardControl` (and the egress commands through `EgressControl`).
 //! Called once by the binaries (`--api-socket PATH`); the returned `ApiSocket` guard stops the
 //! thread and removes the socket file when dropped. Never touches the data path.
 //!
@@ -40,6 +40,7 @@ use super::socket_file::{listen, SocketFile};
 use super::ApiError;
 use crate::config::Addressing;
 use crate::forward::{ForwardControl, ForwardError};
+use crate::policy::{EgressControl, EgressRequest};
 
 /// How long a client has to send its request, and then to take the reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -83,7 +84,7 @@ impl Drop for ApiSocket {
 /// accepts connections once this returns. Drop the returned guard to stop.
 pub fn serve<C>(path: &Path, control: C, addr: Addressing) -> Result<ApiSocket, ApiError>
 where
-    C: ForwardControl + Send + 'static,
+    C: ForwardControl + EgressControl + Send + 'static,
 {
     bind(path)?.serve(control, addr)
 }
@@ -113,7 +114,7 @@ impl BoundApi {
     /// Starts serving, as `serve` does.
     pub fn serve<C>(self, control: C, addr: Addressing) -> Result<ApiSocket, ApiError>
     where
-        C: ForwardControl + Send + 'static,
+        C: ForwardControl + EgressControl + Send + 'static,
     {
         start(self, control, addr, Options::default())
     }
@@ -148,7 +149,7 @@ pub(crate) fn serve_with<C>(
     options: Options,
 ) -> Result<ApiSocket, ApiError>
 where
-    C: ForwardControl + Send + 'static,
+    C: ForwardControl + EgressControl + Send + 'static,
 {
     start(bind(path)?, control, addr, options)
 }
@@ -161,7 +162,7 @@ fn start<C>(
     options: Options,
 ) -> Result<ApiSocket, ApiError>
 where
-    C: ForwardControl + Send + 'static,
+    C: ForwardControl + EgressControl + Send + 'static,
 {
     let BoundApi { listener, file } = bound;
     let path = file.path.clone();
@@ -212,7 +213,7 @@ struct Server<C> {
     options: Options,
 }
 
-impl<C: ForwardControl> Server<C> {
+impl<C: ForwardControl + EgressControl> Server<C> {
     fn run(self) {
         loop {
             match self.wait(Some((self.listener.as_fd(), PollFlags::POLLIN)), None) {
@@ -342,6 +343,13 @@ impl<C: ForwardControl> Server<C> {
                     Reply::Failed(RequestError::ListFailed)
                 }
             },
+            Request::ListEgress => self.egress("list_egress", EgressRequest::List),
+            Request::AddEgressRule { rule, index } => {
+                self.egress("add_egress_rule", EgressRequest::Add { rule, index })
+            }
+            Request::RemoveEgressRule(id) => {
+                self.egress("remove_egress_rule", EgressRequest::Remove(id))
+            }
             Request::RemoveHostfwd(id) => match self.control.remove(id) {
                 Ok(()) => Reply::Removed,
                 Err(ForwardError::UnknownId(_)) => Reply::Failed(RequestError::BadRemoveId),
@@ -350,6 +358,17 @@ impl<C: ForwardControl> Server<C> {
                     Reply::Failed(RequestError::RemoveFailed)
                 }
             },
+        }
+    }
+
+    /// Carries an egress request to the stack.
+    fn egress(&self, execute: &'static str, req: EgressRequest) -> Reply {
+        match self.control.egress(req) {
+            Ok(reply) => Reply::Egress(reply),
+            Err(error) => {
+                tracing::debug!(%error, execute, "egress request failed");
+                Reply::Failed(RequestError::EgressFailed(execute, error))
+            }
         }
     }
 

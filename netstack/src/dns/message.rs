@@ -59,6 +59,9 @@ const LABEL_NORMAL: u8 = 0x00;
 
 /// RCODE 2: the server could not process the query (RFC 1035 4.1.1).
 pub const RCODE_SERVFAIL: u8 = 2;
+/// RCODE 5: the server refuses the query for policy reasons (RFC 1035 4.1.1); the egress
+/// policy's answer to a name no rule allows.
+pub const RCODE_REFUSED: u8 = 5;
 
 /// Why bytes are not a message the forwarder accepts; the forwarder counts them as one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -288,13 +291,18 @@ impl Query {
     /// no records. Returns the answer's length (`head_len`); whatever follows is not part of
     /// it. `Truncated` if `buf` is shorter than that.
     pub fn emit_servfail(&self, buf: &mut [u8], id: u16) -> Result<usize, MessageError> {
+        self.emit_rcode(buf, id, RCODE_SERVFAIL)
+    }
+
+    /// Like `emit_servfail`, with RCODE `rcode` (e.g. `RCODE_REFUSED`).
+    pub fn emit_rcode(&self, buf: &mut [u8], id: u16, rcode: u8) -> Result<usize, MessageError> {
         let len = self.head_len();
         let head = buf.get_mut(..len).ok_or(MessageError::Truncated)?;
         let mut packet = Packet::new_checked(head)?;
         let mut flags = flag::QR
             | (u16::from(self.opcode) & flag::OPCODE_MASK) << flag::OPCODE_SHIFT
             | flag::RA
-            | u16::from(RCODE_SERVFAIL);
+            | (u16::from(rcode) & flag::RCODE_MASK);
         if self.recursion_desired {
             flags |= flag::RD;
         }

@@ -55,12 +55,18 @@
 //!   the query's EDNS buffer size (or 512 bytes without EDNS) sets TC instead, and the resolver
 //!   retries over TCP, which the stack carries as any TCP flow. TC is left to the upstream.
 //!
+//! With an egress policy (`set_policy`), a query for a name the policy does not allow is
+//! answered REFUSED at once and never relayed (`DnsStats::refused`), and each relayed answer's
+//! A/AAAA records open their addresses before the answer reaches the sandbox (`gate.rs`).
+//!
 //! Not done: the source port of each upstream socket is fixed for the process's life (one
 //! socket per upstream, not per query), so an off-path spoofer guessing answers faces the
 //! 16-bit id only; upstreams are usually on loopback, where that matters little. Every query
 //! starts at upstream 0, even when it has just failed for the previous query.
 
+pub mod answer;
 pub mod front;
+mod gate;
 pub mod message;
 mod pending;
 mod tcp;
@@ -75,7 +81,8 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 
 use crate::egress::Egress;
-use message::{Packet, Query};
+use crate::policy::Shared;
+use message::{Packet, Query, RCODE_REFUSED, RCODE_SERVFAIL};
 use pending::{Pending, Table};
 
 /// How long one upstream has to answer before the query fails over to the next. Resolvers
@@ -122,6 +129,8 @@ pub struct DnsStats {
     pub unmatched: u64,
     /// Queries longer than 512 bytes: relayed, but answered SERVFAIL rather than failed over.
     pub oversized: u64,
+    /// Queries the egress policy refused (answered REFUSED, never relayed).
+    pub refused: u64,
 }
 
 /// One upstream resolver.
@@ -141,6 +150,8 @@ pub struct Forwarder {
     /// When a socket was left with a backlog: `next_timer` reports it, so it is due at once.
     backlog_since: Option<Instant>,
     stats: DnsStats,
+    /// The egress policy, when one is in force (`set_policy`).
+    policy: Option<Shared>,
 }
 
 impl Forwarder {
@@ -182,6 +193,7 @@ impl Forwarder {
             scratch: vec![0; RECV_BUF].into_boxed_slice(),
             backlog_since: None,
             stats: DnsStats::default(),
+            policy: None,
         })
     }
 
@@ -194,6 +206,12 @@ impl Forwarder {
     /// `on_readable` on every event it raises, error events included.
     pub fn socket_mut(&mut self, index: usize) -> Option<&mut UdpSocket> {
         self.upstreams.get_mut(index).map(|u| &mut u.sock)
+    }
+
+    /// Puts queries and answers under the egress policy (`gate`): names it does not allow
+    /// are answered REFUSED, and allowed answers open their addresses.
+    pub fn set_policy(&mut self, policy: Shared) {
+        self.policy = Some(policy);
     }
 
     /// Counters.
@@ -212,8 +230,9 @@ impl Forwarder {
         eg: &mut Egress,
         now: Instant,
     ) {
-        let query = match Packet::new_checked(payload).and_then(|p| Query::parse(&p)) {
-            Ok(q) => q,
+        let parsed = Packet::new_checked(payload).and_then(|p| Query::parse(&p).map(|q| (p, q)));
+        let (packet, query) = match parsed {
+            Ok(pq) => pq,
             Err(error) => {
                 self.stats.malformed += 1;
                 tracing::trace!(%error, %sandbox, "dns query dropped");
@@ -221,6 +240,13 @@ impl Forwarder {
             }
         };
         self.stats.queries += 1;
+        if let Some(policy) = &self.policy {
+            if !gate::allow_query(policy, &packet) {
+                self.stats.refused += 1;
+                emit_rcode(eg, sandbox, server, &query, payload, RCODE_REFUSED);
+                return;
+            }
+        }
         if self.upstreams.is_empty() {
             self.servfail_direct(sandbox, server, &query, payload, eg);
             return;
@@ -260,7 +286,7 @@ impl Forwarder {
                 return;
             };
             match up.sock.recv(&mut self.scratch) {
-                Ok(len) => self.on_answer(index, len, eg),
+                Ok(len) => self.on_answer(index, len, eg, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) => {
                     self.stats.upstream_errors += 1;
@@ -276,7 +302,7 @@ impl Forwarder {
     }
 
     /// One datagram of `len` bytes in `scratch`, from upstream `index`.
-    fn on_answer(&mut self, index: usize, len: usize, eg: &mut Egress) {
+    fn on_answer(&mut self, index: usize, len: usize, eg: &mut Egress, now: Instant) {
         let Some((slot, p)) = self.match_answer(index, len) else {
             self.stats.unmatched += 1;
             tracing::trace!(
@@ -287,6 +313,9 @@ impl Forwarder {
             return;
         };
         let answer = self.scratch.get(..len).unwrap_or_default();
+        if let (Some(policy), Ok(packet)) = (&self.policy, Packet::new_checked(answer)) {
+            gate::learn(policy, &packet, now);
+        }
         let sent = eg.udp_datagram(p.server, p.sandbox, |out| {
             // An answer longer than `out` is longer than the MTU: the egress counts and drops
             // it by the returned length (see `Egress::udp_datagram`).
@@ -416,7 +445,8 @@ impl Forwarder {
     /// Answers `slot`'s query SERVFAIL and frees the slot.
     fn servfail(&mut self, slot: usize, eg: &mut Egress) {
         if let Some(p) = self.table.get(slot) {
-            emit_servfail(eg, p.sandbox, p.server, &p.query, self.table.bytes(slot));
+            let bytes = self.table.bytes(slot);
+            emit_rcode(eg, p.sandbox, p.server, &p.query, bytes, RCODE_SERVFAIL);
             self.stats.servfail += 1;
         }
         self.table.free(slot);
@@ -431,7 +461,7 @@ impl Forwarder {
         payload: &[u8],
         eg: &mut Egress,
     ) {
-        emit_servfail(eg, sandbox, server, query, payload);
+        emit_rcode(eg, sandbox, server, query, payload, RCODE_SERVFAIL);
         self.stats.servfail += 1;
     }
 }
@@ -455,14 +485,15 @@ fn send_first(
     None
 }
 
-/// Emits the SERVFAIL answer to `query`, built from `head` (its bytes, at least its header
-/// and question; the id in them is replaced by the query's).
-fn emit_servfail(
+/// Emits the SERVFAIL (or REFUSED, by `rcode`) answer to `query`, built from `head` (its
+/// bytes, at least its header and question; the id in them is replaced by the query's).
+fn emit_rcode(
     eg: &mut Egress,
     sandbox: SocketAddr,
     server: SocketAddr,
     query: &Query,
     head: &[u8],
+    rcode: u8,
 ) {
     let sent = eg.udp_datagram(server, sandbox, |out| {
         let len = query.head_len();
@@ -471,11 +502,11 @@ fn emit_servfail(
         };
         dst.copy_from_slice(src);
         query
-            .emit_servfail(dst, query.id)
+            .emit_rcode(dst, query.id, rcode)
             .map_err(|_| io::ErrorKind::InvalidInput.into())
     });
     if let Err(error) = sent {
-        tracing::trace!(%error, "dns SERVFAIL not emitted");
+        tracing::trace!(%error, rcode, "dns error answer not emitted");
     }
 }
 

@@ -13,6 +13,10 @@
 //! concurrent connections (more are closed at once, counted), `IDLE_TIMEOUT` per connection,
 //! and one query at a time per connection (answers come back in order, as RFC 7766 allows).
 //!
+//! Under an egress policy (`start_under`), a query for a name the policy does not allow is
+//! answered REFUSED without reaching an upstream, and an answer's addresses are learnt before
+//! it is written back (`gate.rs`), as for UDP.
+//!
 //! The relay listens on 127.0.0.1 with a port of the kernel's choice. Any local user could
 //! connect to it, which gives them nothing they lack: it only relays to the host's own
 //! resolvers, which they can already reach.
@@ -24,8 +28,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::message::{same_question, Packet, Query};
+use super::message::{same_question, Packet, Query, RCODE_REFUSED, RCODE_SERVFAIL};
 use super::{ATTEMPT_TIMEOUT, MAX_UPSTREAMS, TOTAL_TIMEOUT};
+use crate::policy::Shared as Policy;
 
 /// Connections served at once; a sandbox rarely has more than a few TCP queries in flight.
 const MAX_CONNECTIONS: usize = 16;
@@ -68,6 +73,8 @@ pub struct TcpDnsStats {
     pub malformed: AtomicU64,
     /// Connections closed at once because `MAX_CONNECTIONS` were open.
     pub refused: AtomicU64,
+    /// Queries the egress policy refused (answered REFUSED, never relayed).
+    pub policy_refused: AtomicU64,
 }
 
 /// The running relay; dropping it stops accepting (open connections end on their own).
@@ -85,17 +92,18 @@ struct Shared {
     timeouts: Timeouts,
     stats: Arc<TcpDnsStats>,
     open: AtomicUsize,
+    policy: Option<Policy>,
 }
 
 impl TcpRelay {
     /// Starts the relay for `upstreams` on a thread named "dns-tcp".
     pub fn start(upstreams: &[SocketAddr]) -> io::Result<TcpRelay> {
-        TcpRelay::start_with(upstreams, Timeouts::default())
+        TcpRelay::start_under(upstreams, Timeouts::default(), None)
     }
 
     /// Same, with explicit timeouts.
     pub fn start_with(upstreams: &[SocketAddr], timeouts: Timeouts) -> io::Result<TcpRelay> {
-        TcpRelay::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstreams, timeouts)
+        TcpRelay::start_under(upstreams, timeouts, None)
     }
 
     /// Same, listening on `bind` (port 0: the kernel's choice) instead of 127.0.0.1; kernel
@@ -104,6 +112,25 @@ impl TcpRelay {
         bind: SocketAddr,
         upstreams: &[SocketAddr],
         timeouts: Timeouts,
+    ) -> io::Result<TcpRelay> {
+        TcpRelay::start_at(bind, upstreams, timeouts, None)
+    }
+
+    /// Same, under the egress `policy` when given (see `gate`).
+    pub fn start_under(
+        upstreams: &[SocketAddr],
+        timeouts: Timeouts,
+        policy: Option<Policy>,
+    ) -> io::Result<TcpRelay> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        TcpRelay::start_at(loopback, upstreams, timeouts, policy)
+    }
+
+    fn start_at(
+        bind: SocketAddr,
+        upstreams: &[SocketAddr],
+        timeouts: Timeouts,
+        policy: Option<Policy>,
     ) -> io::Result<TcpRelay> {
         let listener = TcpListener::bind(bind)?;
         let addr = listener.local_addr()?;
@@ -114,6 +141,7 @@ impl TcpRelay {
             timeouts,
             stats: stats.clone(),
             open: AtomicUsize::new(0),
+            policy,
         });
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -195,15 +223,25 @@ fn serve(mut client: TcpStream, shared: &Shared) {
             continue;
         };
         shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let answer = match ask_upstreams(query, q, shared) {
-            Some(answer) => {
+        let refused = shared.policy.as_ref().is_some_and(|policy| {
+            Packet::new_checked(query).is_ok_and(|p| !super::gate::allow_query(policy, &p))
+        });
+        let answer = match (refused, ask_upstreams(query, q, shared, refused)) {
+            (false, Some(answer)) => {
                 shared.stats.answers.fetch_add(1, Ordering::Relaxed);
+                if let (Some(policy), Ok(p)) = (&shared.policy, Packet::new_checked(&answer[..])) {
+                    super::gate::learn(policy, &p, Instant::now());
+                }
                 answer
             }
-            None => {
-                shared.stats.servfail.fetch_add(1, Ordering::Relaxed);
+            (refused, _) => {
+                let (rcode, counter) = match refused {
+                    true => (RCODE_REFUSED, &shared.stats.policy_refused),
+                    false => (RCODE_SERVFAIL, &shared.stats.servfail),
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let mut head = query.get(..q.head_len()).unwrap_or_default().to_vec();
-                match q.emit_servfail(&mut head, q.id) {
+                match q.emit_rcode(&mut head, q.id, rcode) {
                     Ok(n) => head.get(..n).unwrap_or_default().to_vec(),
                     Err(_) => return,
                 }
@@ -215,8 +253,11 @@ fn serve(mut client: TcpStream, shared: &Shared) {
     }
 }
 
-/// The first upstream's valid answer to `query`, within the total bound.
-fn ask_upstreams(query: &[u8], q: Query, shared: &Shared) -> Option<Vec<u8>> {
+/// The first upstream's valid answer to `query`, within the total bound; none when `skip`.
+fn ask_upstreams(query: &[u8], q: Query, shared: &Shared, skip: bool) -> Option<Vec<u8>> {
+    if skip {
+        return None;
+    }
     let deadline = Instant::now() + shared.timeouts.total;
     for &upstream in &shared.upstreams {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -15,6 +15,8 @@ impl EventLoop {
             refused = d.refused,
             table_full = d.table_full,
             forward_refused = d.forward_refused,
+            egress_denied = d.denied,
+            icmp_limited = self.denials.limited,
             no_link = e.no_link,
             too_big = e.too_big,
             sink_errors = e.sink_errors,
@@ -29,6 +31,7 @@ impl EventLoop {
                 malformed = s.malformed,
                 dropped = s.dropped,
                 timeouts = s.timeouts,
+                policy_refused = s.refused,
                 "dns forwarder"
             );
         }
@@ -41,6 +44,7 @@ impl EventLoop {
                 servfail = n(&s.servfail),
                 malformed = n(&s.malformed),
                 refused = n(&s.refused),
+                policy_refused = n(&s.policy_refused),
                 "dns over tcp"
             );
         }

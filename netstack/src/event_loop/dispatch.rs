@@ -1,9 +1,11 @@
 //! Routing of frames read from the tap: parse once, then to the control plane, or to the TCP,
 //! UDP or ICMP flow of their 5-tuple (whichever side opened it), opening flows (and host
 //! sockets) on first sight of a sandbox SYN, datagram or echo request.
-//! Part of `event_loop`; decides nothing about addresses itself (`nat` does).
+//! Part of `event_loop`; decides nothing about addresses itself (`nat` does), nor about what
+//! is allowed (each new flow the sandbox opens asks the egress policy: `policy.rs`).
 
 use super::*;
+use crate::policy::Proto as RuleProto;
 
 /// DNS port (RFC 1035): UDP to the DNS address on it goes to the forwarder.
 const DNS_PORT: u16 = 53;
@@ -61,7 +63,7 @@ impl EventLoop {
                 src_port,
                 dst_port,
                 payload,
-            } => self.udp_input(meta, src_port, dst_port, payload, now),
+            } => self.udp_input(frame, meta, src_port, dst_port, payload, now),
             L4::EchoRequest { .. } | L4::Other if self.is_ours(meta.dst) => {
                 self.control.input(frame, &mut self.egress, now)
             }
@@ -69,7 +71,9 @@ impl EventLoop {
                 // Neighbour and router solicitations go to multicast addresses.
                 self.control.input(frame, &mut self.egress, now)
             }
-            L4::EchoRequest { ident, message, .. } => self.ping_input(meta, ident, message, now),
+            L4::EchoRequest { ident, message, .. } => {
+                self.ping_input(frame, meta, ident, message, now)
+            }
             L4::Other => self.drops.refused += 1,
         }
     }
@@ -116,6 +120,10 @@ impl EventLoop {
                 return tcp::reset_stray(ep, seg, &mut self.egress);
             }
         };
+        // The DNS relay is our own service: names are policed inside it.
+        if !to_dns && !self.egress_allowed(RuleProto::Tcp, ep.remote, now) {
+            return tcp::reset_stray(ep, seg, &mut self.egress);
+        }
         let Some((slot, evicted)) = self.flows.reserve() else {
             self.drops.table_full += 1;
             return tcp::reset_stray(ep, seg, &mut self.egress);
@@ -148,6 +156,7 @@ impl EventLoop {
             }
         }
         self.insert_tcp(slot, key, flow, host, now);
+        self.mark_outbound(slot, !to_dns);
     }
 
     /// Registers a flow's host socket (no Nagle: segments from the sandbox are already
@@ -170,6 +179,7 @@ impl EventLoop {
         now: Instant,
     ) {
         let timer = flow.next_timer();
+        self.mark_outbound(slot, false);
         self.flows
             .insert(slot, key, Flow::Tcp(Box::new(flow), host));
         self.arm(now + self.cfg.tcp_idle_timeout);
@@ -197,7 +207,15 @@ impl EventLoop {
         }
     }
 
-    fn udp_input(&mut self, meta: IpMeta, sport: u16, dport: u16, payload: &[u8], now: Instant) {
+    fn udp_input(
+        &mut self,
+        frame: &[u8],
+        meta: IpMeta,
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+        now: Instant,
+    ) {
         self.flow_traffic = true;
         if dport == crate::dhcp::SERVER_PORT && self.is_dhcp_server(meta.dst) {
             if let Some(dhcp) = self.dhcp.as_mut() {
@@ -245,6 +263,9 @@ impl EventLoop {
                 return;
             }
         };
+        if !self.datagram_allowed(key, now) {
+            return self.deny_datagram(frame, meta, now);
+        }
         let opened = UdpFlow::open(ep, target, nat::source_for(&self.cfg, target), now);
         match opened {
             Ok(mut flow) => {
@@ -261,7 +282,7 @@ impl EventLoop {
         }
     }
 
-    fn ping_input(&mut self, meta: IpMeta, ident: u16, message: &[u8], now: Instant) {
+    fn ping_input(&mut self, frame: &[u8], meta: IpMeta, ident: u16, message: &[u8], now: Instant) {
         self.flow_traffic = true;
         let sandbox = SocketAddr::new(meta.src, ident);
         let remote = SocketAddr::new(meta.dst, 0);
@@ -283,6 +304,9 @@ impl EventLoop {
                 return;
             }
         };
+        if !self.datagram_allowed(key, now) {
+            return self.deny_datagram(frame, meta, now);
+        }
         match PingFlow::open(meta.src, meta.dst, ident, source, now) {
             Ok(mut flow) => {
                 flow.send_from_sandbox(message, now);

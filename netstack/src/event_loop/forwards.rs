@@ -158,6 +158,9 @@ impl EventLoop {
                 Command::List(reply) => {
                     let _ = reply.send(self.forwards.entries());
                 }
+                Command::Egress(req, reply) => {
+                    let _ = reply.send(self.egress_command(req, Instant::now()));
+                }
             }
         }
     }

@@ -5,8 +5,9 @@
 //! Each iteration: wait for I/O or the next flow deadline; drain the tap (up to `TAP_BATCH`
 //! frames) dispatching each frame once; handle host socket readiness (flows, and forwards,
 //! whose new connections and datagrams open host-initiated flows: `forwards.rs`); apply queued
-//! commands (`command`); then flush the ACKs owed to flows touched in this batch (one per
+//! commands (`command`, egress policy changes in `policy.rs`); then flush the ACKs owed to flows touched in this batch (one per
 //! flow, not one per frame); then run due timers.
+//! The egress policy (`policy.rs`) is asked once per flow the sandbox opens, never per frame.
 //! We use mio directly rather than tokio tasks: one epoll_wait per batch with tokens that map
 //! straight to flow slots, and no per-flow task, waker or allocation.
 
@@ -53,6 +54,8 @@ pub struct DropStats {
     /// Connections or datagrams on a forward that could not become a flow (address clash,
     /// table full, socket error).
     pub forward_refused: u64,
+    /// New flows the egress policy denied.
+    pub denied: u64,
 }
 
 /// Writes frames to the tap fd.
@@ -116,6 +119,12 @@ pub struct EventLoop {
     sandbox_mac: link::SandboxMac,
     /// Drop counters.
     pub drops: DropStats,
+    /// Rate limit and buffer of the ICMP errors that answer policy denials.
+    denials: policy::Denials,
+    /// Per flow slot: the TCP flow in it was opened by the sandbox (policed), not a forward.
+    outbound: Vec<bool>,
+    /// When expired DNS answers are next forgotten.
+    policy_purge_at: Option<Instant>,
 }
 
 impl EventLoop {
@@ -152,7 +161,11 @@ impl EventLoop {
         tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
         let dns = dns_forwarder(&cfg, reg)?;
         let dns_tcp = match cfg.dns {
-            true => Some(crate::dns::TcpRelay::start(&cfg.dns_upstreams)?),
+            true => Some(crate::dns::TcpRelay::start_under(
+                &cfg.dns_upstreams,
+                crate::dns::Timeouts::default(),
+                cfg.policy.clone(),
+            )?),
             false => None,
         };
         let mut egress = Egress::new(mtu, mac, sink, vnet);
@@ -165,6 +178,7 @@ impl EventLoop {
             .dhcp_server
             .then(|| crate::dhcp::Server::new(&cfg.addr, cfg.dns));
         let max = cfg.max_flows;
+        let denials = policy::Denials::new(egress.headroom(), Instant::now());
         Ok(EventLoop {
             poll,
             tap,
@@ -188,6 +202,9 @@ impl EventLoop {
             clock: TcpClock::new(),
             sandbox_mac,
             drops: DropStats::default(),
+            denials,
+            outbound: vec![false; max],
+            policy_purge_at: None,
             forwards: Forwards::new(),
             commands,
             dns,
@@ -469,6 +486,7 @@ impl EventLoop {
                 self.arm(t);
             }
         }
+        self.policy_timer(now);
         self.scan.clear();
         self.scan.extend(self.flows.occupied());
         let mut scan = std::mem::take(&mut self.scan);
@@ -562,6 +580,9 @@ fn dns_forwarder(
         return Ok(None);
     }
     let mut dns = crate::dns::Forwarder::new(&cfg.dns_upstreams, Instant::now())?;
+    if let Some(policy) = &cfg.policy {
+        dns.set_policy(policy.clone());
+    }
     for i in 0..dns.socket_count() {
         if let Some(sock) = dns.socket_mut(i) {
             reg.register(sock, token(Tok::Dns(i))?, Interest::READABLE)?;
@@ -616,6 +637,7 @@ mod counters;
 mod dispatch;
 mod forwards;
 mod link;
+mod policy;
 mod spin;
 #[cfg(test)]
 mod tests;

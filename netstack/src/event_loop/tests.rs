@@ -422,4 +422,5 @@ mod dhcp;
 mod dns;
 mod forward;
 mod hostile;
+mod policy;
 mod ra;

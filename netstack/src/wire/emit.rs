@@ -125,8 +125,11 @@ pub fn udp_payload_offset(ip: IpAddr) -> usize {
     ETH_LEN + ip_len(ip) + UDP_LEN
 }
 
+/// Length of an ICMP or ICMPv6 error's own header (type, code, checksum, 4 unused bytes).
+pub const ICMP_ERROR_HEADER: usize = 8;
+
 /// Writes Ethernet and IP headers for an L4 part of `l4_len` bytes; returns the L4 offset.
-fn l2_l3(
+pub(super) fn l2_l3(
     buf: &mut [u8],
     l2: L2,
     src: IpAddr,

@@ -4,6 +4,7 @@
 
 pub mod emit;
 pub mod frame;
+pub mod prohibited;
 pub mod vnet;
 
 pub use emit::{EmitError, L2};

@@ -358,3 +358,82 @@ fn completeness_waits_for_a_whole_value_or_a_syntax_error() {
     assert!(is_complete(b"}"));
     assert!(is_complete(b"{\"execute\" 1"));
 }
+
+#[test]
+fn egress_commands_parse_and_each_bad_argument_has_its_text() {
+    use crate::policy::{Action, EgressError, RuleError};
+    assert_eq!(
+        parse_default(r#"{"execute":"list_egress"}"#),
+        Ok(Request::ListEgress)
+    );
+    let req = parse_default(
+        r#"{"execute":"add_egress_rule","arguments":{"action":"deny","rule":"198.51.100.0/24:80","index":0}}"#,
+    );
+    assert_eq!(
+        req,
+        Ok(Request::AddEgressRule {
+            rule: Rule::parse(Action::Deny, "198.51.100.0/24:80").unwrap(),
+            index: Some(0)
+        })
+    );
+    assert_eq!(
+        parse_default(r#"{"execute":"remove_egress_rule","arguments":{"id":3}}"#),
+        Ok(Request::RemoveEgressRule(3))
+    );
+    let cases = [
+        (r#"{"execute":"add_egress_rule","arguments":{"action":"permit","rule":"x.org"}}"#,
+         "bad request: add_egress_rule: bad arguments.action"),
+        (r#"{"execute":"add_egress_rule","arguments":{"action":"allow","rule":"x.org:http"}}"#,
+         "bad request: add_egress_rule: bad arguments.rule: port must be a number from 1 to 65535"),
+        (r#"{"execute":"add_egress_rule","arguments":{"action":"allow"}}"#,
+         "bad request: add_egress_rule: bad arguments.rule: empty rule"),
+        (r#"{"execute":"add_egress_rule","arguments":{"action":"allow","rule":"x.org","index":-1}}"#,
+         "bad request: add_egress_rule: bad arguments.index"),
+        (r#"{"execute":"remove_egress_rule","arguments":{"id":0}}"#,
+         "bad request: remove_egress_rule: bad arguments.id"),
+    ];
+    for (text, desc) in cases {
+        assert_eq!(parse_default(text).unwrap_err().desc(), desc, "{text}");
+    }
+    let e = RequestError::EgressFailed("list_egress", EgressError::NoPolicy);
+    assert!(e
+        .desc()
+        .starts_with("bad request: list_egress: no egress policy in force"));
+    let e = RequestError::EgressFailed("remove_egress_rule", EgressError::UnknownId(9));
+    assert_eq!(
+        e.desc(),
+        "bad request: remove_egress_rule: bad arguments.id"
+    );
+    let _ = RuleError::Empty;
+}
+
+#[test]
+fn egress_replies_are_compact_json() {
+    use crate::policy::{Action, EgressReply, PolicyStats, RuleEntry};
+    let listing = EgressReply::Listing {
+        default: Action::Deny,
+        rules: vec![RuleEntry {
+            id: 1,
+            rule: Rule::parse(Action::Allow, "pypi.org:443").unwrap(),
+        }],
+        stats: PolicyStats {
+            allowed: 3,
+            denied: 1,
+            ..PolicyStats::default()
+        },
+        closed: 0,
+    };
+    assert_eq!(
+        String::from_utf8(Reply::Egress(listing).to_json()).unwrap(),
+        r#"{"return":{"egress":"deny","rules":[{"id":1,"action":"allow","rule":"pypi.org:443"}],"allowed":3,"denied":1,"queries_refused":0,"closed":0}}"#
+    );
+    assert_eq!(
+        Reply::Egress(EgressReply::Added { id: 2, closed: 1 }).to_json(),
+        br#"{"return":{"id":2,"closed":1}}"#
+    );
+    let failed = Reply::Failed(RequestError::BadEgressArgument(EgressArgument::Index));
+    assert_eq!(
+        failed.to_json(),
+        br#"{"error":{"desc":"bad request: add_egress_rule: bad arguments.index"}}"#
+    );
+}

@@ -48,6 +48,9 @@ impl FakeControl {
     }
 }
 
+/// No policy: the trait's default answer.
+impl crate::policy::EgressControl for FakeControl {}
+
 impl ForwardControl for FakeControl {
     fn add(&self, spec: ForwardSpec) -> Result<u32, ForwardError> {
         let mut s = self.state();
