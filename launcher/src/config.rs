@@ -206,6 +206,9 @@ pub struct RunConfig {
     pub keep_caps: bool,
     /// Signal the command gets when the launcher dies (`--kill-child`, default SIGKILL).
     pub kill_child: Signal,
+    /// With a new pid namespace, our init is its pid 1 and the program its child (`--init`);
+    /// otherwise the program itself is pid 1, as under `unshare --pid --fork`.
+    pub init: bool,
     /// Namespace files to bind-mount (real root only).
     pub ns_files: Vec<NsFile>,
     /// Keep the sandbox after the command exits, recorded in this directory (`--persist`).

@@ -9,7 +9,8 @@
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
 //!   command channel; --api-socket thread
-//!   send 'g'; start netstack thread  ------->  --pid: fork init (pid 1) -> fork command
+//!   send 'g'; start netstack thread  ------->  --pid: stay as relay -> fork pid 1, which execs
+//!                                                the command (--init: forks it, stays init)
 //!                                              else: stay as monitor (subreaper) -> fork command
 //!   forward signals; reap; exit with status    mounts (resolv.conf), hostname, root, wd; creds;
 //!                                              exec argv
@@ -162,7 +163,7 @@ fn persist_and_bind(
         let mut k = Linux;
         if let Some(dir) = &cfg.persist {
             let mut rec = Record::claim(dir)?;
-            let h = fork_holder(parent, child.as_raw(), &plan.holder_types)?;
+            let h = fork_holder(parent, child.as_raw(), &plan.holder_types, cfg.ns.time)?;
             holder = Some(h);
             rec.write_pids(h.as_raw(), parent)?;
             if caller.uid == 0 {

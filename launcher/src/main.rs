@@ -7,6 +7,7 @@
 mod child;
 mod cli;
 mod config;
+mod descendants;
 mod detach;
 mod exec;
 mod fsview;

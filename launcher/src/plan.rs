@@ -17,6 +17,7 @@ use crate::config::{Join, JoinNsType, Propagation, RunConfig};
 use crate::fsview::{FsPlan, ResolvMount};
 use crate::idmap::{self, IdMapPlan, MapText, RangeSpec, Setgroups, SubIds};
 use crate::persist;
+use crate::pidns::PidOne;
 use crate::resolv;
 use crate::sandbox::{self, CredPlan, JoinPlan, MapWrite, NsPlan};
 
@@ -50,8 +51,8 @@ pub struct Plan {
     pub fs: FsPlan,
     /// Credentials just before exec.
     pub creds: CredPlan,
-    /// Fork our own init (new pid namespace).
-    pub init: bool,
+    /// A new pid namespace, and who is its pid 1 (`None`: no new pid namespace).
+    pub pid1: Option<PidOne>,
     /// Fork a plain child (joined pid namespace).
     pub relay: bool,
     /// Maps the parent writes with the setuid helpers, if the child cannot.
@@ -96,7 +97,7 @@ fn new_sandbox_plan(
         join_unshare: CloneFlags::empty(),
         fs: fs_plan(cfg, cfg.ns.mount, resolv_conf),
         creds: cred_plan(cfg),
-        init: cfg.ns.pid,
+        pid1: PidOne::of(cfg),
         relay: false,
         helper,
         holder_types: holder_types(cfg, mount_ns),
@@ -213,7 +214,7 @@ fn join_plan(cfg: &RunConfig, j: &Join) -> anyhow::Result<Plan> {
         join_unshare: cfg.ns.flags(),
         fs: fs_plan(cfg, cfg.ns.mount || joined_mnt, None),
         creds: cred_plan(cfg),
-        init: cfg.ns.pid,
+        pid1: PidOne::of(cfg),
         relay: types.contains(&JoinNsType::Pid) && !cfg.ns.pid,
         helper: None,
         holder_types: Vec::new(),

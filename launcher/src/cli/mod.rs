@@ -45,9 +45,16 @@ pub struct Args {
     /// New network namespace: always on; FILE bind-mounts it (real root only)
     #[arg(short = 'n', long = "net", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "net")]
     net: Option<Option<PathBuf>>,
-    /// New PID namespace; our small init is pid 1 and the program its child
+    /// New PID namespace; the program is its pid 1 (as unshare --pid --fork): it must reap
+    /// orphans, and ignores the forwarded signals it has no handler for (SIGTERM, SIGINT);
+    /// see --init
     #[arg(short = 'p', long = "pid", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "pid")]
     pid: Option<Option<PathBuf>>,
+    /// Put our small init in front of the program as pid 1 of the new PID namespace (the
+    /// program is pid 2): it forwards signals, reaps orphans and exits with the program's
+    /// status, as docker run --init; implies --pid
+    #[arg(long)]
+    init: bool,
     /// New user namespace: always on; FILE bind-mounts it (real root only)
     #[arg(short = 'U', long = "user", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "user")]
     user: Option<Option<PathBuf>>,
@@ -221,7 +228,7 @@ pub fn validate(
         mount: args.mount.is_some() || args.mount_proc.is_some(),
         uts: args.uts.is_some() || args.hostname.is_some(),
         ipc: args.ipc.is_some(),
-        pid: args.pid.is_some(),
+        pid: args.pid.is_some() || args.init,
         cgroup: args.cgroup.is_some(),
         time: args.time.is_some(),
     };
@@ -356,16 +363,6 @@ pub fn validate(
             ns.mount = !matches!(&join, Some(Join::Files(f)) if f.iter().any(|(t, _)| *t == JoinNsType::Mount));
         }
     }
-    if args.persist.is_some() && (ns.pid || ns.time) {
-        return Err(usage(
-            "--persist",
-            if ns.pid {
-                "cannot keep a pid namespace (it dies with its init); drop --pid"
-            } else {
-                "cannot keep a time namespace entered only at exec; drop --time"
-            },
-        ));
-    }
 
     let idmap = ids::id_map_plan(&args.ids, caller, subids)?;
     // Kernel mode's rules belong to the launcher's run: a sandbox that outlives it cannot keep
@@ -407,6 +404,7 @@ pub fn validate(
         setgid: args.setgid,
         keep_caps: args.keep_caps,
         kill_child,
+        init: args.init,
         ns_files,
         persist: args.persist,
         detach: args.detach,
@@ -574,10 +572,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn persist_refuses_pid_namespace() {
-        assert!(run(&["--persist=/tmp/b", "-p", "true"])
-            .expect_err("pid")
-            .starts_with("--persist: cannot keep a pid namespace"));
+    fn init_implies_a_pid_namespace_and_pid_alone_leaves_the_program_pid_1() {
+        let c = run(&["--init", "true"]).expect("valid");
+        assert!(c.ns.pid && c.init);
+        let c = run(&["--pid", "true"]).expect("valid");
+        assert!(c.ns.pid && !c.init);
+        assert!(!run(&["true"]).expect("valid").ns.pid);
+    }
+
+    #[test]
+    fn persist_takes_pid_and_time_namespaces() {
+        let c = run(&["--persist=/tmp/b", "-p", "-T", "true"]).expect("valid");
+        assert!(c.ns.pid && c.ns.time);
         let c = run(&["--persist=/tmp/b", "--detach", "sleep", "1"]).expect("valid");
         assert!(c.detach);
         assert_eq!(c.persist, Some(PathBuf::from("/tmp/b")));
