@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! launcher (parent, host namespaces)          child (new user+net [+mnt,uts,ipc,pid,cgroup,time])
+//!   preflight (sysctls, AppArmor, tun)
 //!   read resolv.conf; plan; bind --publish
 //!   block signals; socketpair; fork  ------->  drop --publish sockets; pdeathsig; unshare;
 //!   ['M': newuidmap/newgidmap PID; 'm'] <----  id maps (or ask: 'M')
@@ -38,6 +39,7 @@ use crate::holder::{finish_persist, fork_holder};
 use crate::network::{self, Network, Prepared, Serving};
 use crate::persist::{self, bind_ns_files, Record};
 use crate::plan::{self, Plan};
+use crate::preflight;
 use crate::resolv;
 use crate::supervise::{self, kill_and_reap, Signals, Status};
 use crate::sys::process::{self, Forked};
@@ -46,6 +48,11 @@ use rr_ns::fdpass::Channel;
 
 /// Runs the sandbox; returns the command's status (or an error already worded for the user).
 pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
+    if cfg.join.is_none() {
+        // A new sandbox: refuse now, naming the host setting, rather than half-way through.
+        let tun = !cfg.net.kernel;
+        preflight::check(&preflight::Facts::read(caller.uid, tun))?;
+    }
     let host_resolv_conf = if cfg.join.is_none() {
         resolv::read_host_file()
     } else {

@@ -22,6 +22,7 @@ mod network;
 mod persist;
 mod pidns;
 mod plan;
+mod preflight;
 mod resolv;
 mod sandbox;
 mod supervise;
