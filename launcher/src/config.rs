@@ -26,6 +26,8 @@ pub enum Mode {
     Cleanup,
     /// Print shell completions to stdout (`--completions SHELL`).
     Completions(clap_complete::Shell),
+    /// Print the man page as roff to stdout (`--man-page`).
+    ManPage,
 }
 
 /// Namespace types beyond the always-new user and network namespaces.

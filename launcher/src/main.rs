@@ -1,5 +1,5 @@
 //! `rootless-run`: parses the command line, sets up logging, and hands over to `launch` (or
-//! `persist::stop`, or prints completions). Prints the final one-line error and picks the
+//! `persist::stop`, or prints completions or the man page). Prints the final one-line error and picks the
 //! exit status (1 setup failed, 2 usage, 126/127 exec, else the command's).
 //! Nothing else lives here.
 #![deny(unsafe_code)]
@@ -17,6 +17,7 @@ mod idmap;
 mod kernel;
 mod kernelnet;
 mod launch;
+mod manpage;
 mod monitor;
 mod network;
 mod persist;
@@ -30,6 +31,8 @@ mod supervise;
 mod sys;
 
 use std::ffi::OsString;
+
+use anyhow::Context;
 
 use config::Mode;
 use supervise::Status;
@@ -100,6 +103,9 @@ fn main() {
             );
             Ok(Status::Exited(0))
         }
+        Mode::ManPage => manpage::write(&mut std::io::stdout())
+            .context("cannot write the man page")
+            .map(|()| Status::Exited(0)),
         Mode::Stop(dir) => persist::stop(&dir).map(|()| Status::Exited(0)),
         Mode::Cleanup => kernelnet::cleanup().map(|()| Status::Exited(0)),
         Mode::Run(cfg) => launch::run(&cfg, &caller),

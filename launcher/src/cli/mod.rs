@@ -138,6 +138,9 @@ pub struct Args {
     /// Print shell completions for SHELL to stdout and exit
     #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff; e.g. `rootless-run --man-page | man -l -`) and exit
+    #[arg(long, exclusive = true)]
+    man_page: bool,
     /// The program and its arguments; options after the program belong to it
     #[arg(value_name = "program", trailing_var_arg = true)]
     command: Vec<OsString>,
@@ -196,6 +199,9 @@ pub fn validate(
 ) -> Result<Mode, UsageError> {
     if let Some(shell) = args.completions {
         return Ok(Mode::Completions(shell));
+    }
+    if args.man_page {
+        return Ok(Mode::ManPage);
     }
     if let Some(dir) = args.stop {
         return Ok(Mode::Stop(dir));
@@ -608,5 +614,8 @@ pub(crate) mod tests {
             m.expect("valid"),
             Mode::Completions(clap_complete::Shell::Bash)
         );
+        let a = argv(&["--man-page"]);
+        let m = validate(&a, parse(&a).expect("parses"), &caller(), Default::default);
+        assert_eq!(m.expect("valid"), Mode::ManPage);
     }
 }
