@@ -12,7 +12,8 @@ use std::process::Command;
 use rr_tests::child::{run, Outcome, TIMEOUT};
 use rr_tests::sandbox::{argv, built_dir, command, Harness};
 
-const REMEDY: &str = "run `sudo scripts/provision` (it installs man-db, lintian and apparmor)";
+const REMEDY: &str =
+    "run `scripts/provision` as root (it installs man-db, lintian, apparmor and bash-completion)";
 
 /// The repository's root.
 fn repo() -> PathBuf {
@@ -214,7 +215,12 @@ fn fingerprint(path: &str) -> String {
 #[test]
 fn package_passes_lintian_installs_works_and_removes_cleanly() {
     let h = Harness::new();
-    for tool in ["/usr/bin/lintian", "/usr/bin/dpkg-deb", "/usr/bin/apt-get"] {
+    for tool in [
+        "/usr/bin/lintian",
+        "/usr/bin/dpkg-deb",
+        "/usr/bin/apt-get",
+        "/usr/share/bash-completion/bash_completion",
+    ] {
         require_tool(tool);
     }
     let installed = sh("dpkg-query -W -f='${db:Status-Abbrev}' rootless-run 2>/dev/null");
@@ -262,6 +268,12 @@ fn package_passes_lintian_installs_works_and_removes_cleanly() {
             "{want} not installed: {files:?}"
         );
     }
+    // bash-completion's own loader finds both scripts where the package put them.
+    let loaded = ok(sh("XDG_DATA_DIRS=/usr/share bash --norc -c '\
+        . /usr/share/bash-completion/bash_completion && \
+        __load_completion rootless-run && __load_completion rr-slirp4netns && \
+        complete -p rootless-run rr-slirp4netns'"));
+    assert_eq!(loaded.lines().count(), 2, "{loaded}");
     let page = ok(sh("man -M /usr/share/man -w rootless-run"));
     assert_eq!(page.trim(), "/usr/share/man/man1/rootless-run.1.gz");
     let ping = argv(&[

@@ -1,5 +1,6 @@
 //! The sandbox child's whole path, fork to exec, against the recording fake: the exact kernel
-//! calls (channel messages and forks included) for a plain run, `--pid`, `--mount-proc` with
+//! calls (channel messages and forks included) for a plain run, `--pid` (the program is pid 1),
+//! `--init` (our init is, the program pid 2), `--mount-proc` with
 //! `--root`, the generated resolv.conf, `--join`, and the ways setup stops early.
 //! The run configuration comes from the command line (`cli`); the plan is written out here, as
 //! `plan::make_plan` would make it, so the tests read no host files.
@@ -217,15 +218,21 @@ fn mount_proc_fs() -> FsPlan {
     }
 }
 
-#[test]
-fn pid_namespace_program_is_pid_1_and_execs_after_mounting_proc() {
-    let cfg = cfg(&["--keep-resolv-conf", "--pid", "--mount-proc", "--", "true"]);
+/// Runs `--keep-resolv-conf FLAG --mount-proc -- true` (FLAG a new pid namespace) to its exec;
+/// returns the recorder and the calls expected up to pid 1's mounts.
+fn run_in_pid_namespace(flag: &str) -> (Recorder, Vec<Call>) {
+    let cfg = cfg(&["--keep-resolv-conf", flag, "--mount-proc", "--", "true"]);
     let extra = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
     let plan = new_sandbox(extra, mount_proc_fs(), PidOne::of(&cfg));
     let mut k = child(&[tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");
-    let mut want = pid_namespace_calls(extra);
+    (k, pid_namespace_calls(extra))
+}
+
+#[test]
+fn pid_namespace_program_is_pid_1_and_execs_after_mounting_proc() {
+    let (k, mut want) = run_in_pid_namespace("--pid");
     // The program's --kill-child tie: its parent, the relay, is outside (getppid() says 0).
     want.extend(exec_calls());
     assert_eq!(k.calls, want);
@@ -234,13 +241,7 @@ fn pid_namespace_program_is_pid_1_and_execs_after_mounting_proc() {
 
 #[test]
 fn pid_namespace_with_init_forks_the_command_as_pid_2() {
-    let cfg = cfg(&["--keep-resolv-conf", "--init", "--mount-proc", "--", "true"]);
-    let extra = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
-    let plan = new_sandbox(extra, mount_proc_fs(), PidOne::of(&cfg));
-    let mut k = child(&[tag::GO]);
-    let err = run_child(&mut k, &cfg, &plan);
-    assert_reached_exec(&err, "true");
-    let mut want = pid_namespace_calls(extra);
+    let (k, mut want) = run_in_pid_namespace("--init");
     want.extend([Call::Getpid, Call::Fork]);
     want.extend(exec_calls());
     assert_eq!(k.calls, want);
