@@ -1,8 +1,9 @@
 //! Who is pid 1 of the sandbox's pid namespace (issue 13, items 1 and 7), as the unprivileged
 //! test user: under `--pid` the program itself, as util-linux `unshare --pid --fork` has it
 //! (so it ignores a signal it has no handler for, even its own SIGTERM); under `--init` our
-//! init, which reaps orphans. The launcher's death still takes the whole namespace with it,
-//! and the program's status passes through either way.
+//! init (its reaping of orphans: launcher/tests/options.rs, `init_reaps_orphans`). The
+//! launcher's death still takes the whole namespace with it, and the program's status passes
+//! through either way.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -74,19 +75,6 @@ fn pid_1_ignores_its_own_sigterm_and_init_gives_the_default_back() {
         128 + Signal::SIGTERM as i32,
         "SIGTERM death passes through as 143\n{out}"
     );
-}
-
-#[test]
-fn init_reaps_orphans() {
-    let h = Harness::new();
-    // The inner shell starts `true` in the background and exits at once, so `true` is
-    // orphaned and reparented to pid 1; the substitution returns once both have exited (the
-    // pipe's last writer gone). Only pid 1 can reap it; until then /proc/PID stays (a
-    // zombie). The loop waits for that event; if nobody reaps, the run's timeout fails it.
-    let script = "p=$(sh -c 'true & echo $!'); while [ -e /proc/$p ]; do :; done; echo reaped";
-    let out = sh(&h, &["--init", "--mount-proc"], script);
-    assert_eq!(out.shell_status(), 0, "{out}");
-    assert!(out.stdout.ends_with("reaped\n"), "{out}");
 }
 
 #[test]
