@@ -1,7 +1,7 @@
 //! The sandbox's first process, from the fork to the command: tie to the launcher, enter the
 //! namespaces (new: unshare, id maps, tap0 and its configuration; or joined), hand the tap over
-//! with READY, wait for "go", then start the command in a pid namespace (`pidns`) or under
-//! the monitor (`monitor`).
+//! with READY, wait for "go", then start the command in a pid namespace (`pidns`: the program
+//! or, with `--init`, our init is its pid 1) or under the monitor (`monitor`).
 //! Called by `launch::fork_child` in the forked child; never returns there (exits with the
 //! command's status). The order of kernel calls inside each phase is `sandbox`'s and
 //! `fsview`'s; the channel protocol is `handshake`'s. Every kernel call whose order matters
@@ -48,7 +48,8 @@ pub fn run<K: Kernel>(
     sandbox::tie_to_parent(k, Signal::SIGKILL, parent)?;
     // The monitor lists processes through the caller's /proc, whatever the command's mount
     // namespace and root become.
-    let proc = if plan.init || plan.relay {
+    let in_pid_ns = plan.pid1.is_some() || plan.relay;
+    let proc = if in_pid_ns {
         None
     } else {
         Some(ProcDir::open().context("cannot open /proc")?)
@@ -65,8 +66,8 @@ pub fn run<K: Kernel>(
             .context("--detach: cannot redirect stdio")?;
     }
 
-    if plan.init || plan.relay {
-        return pidns::run(k, plan, &cfg.argv, old_mask);
+    if in_pid_ns {
+        return pidns::run(k, plan, &cfg.argv, parent, old_mask);
     }
     let proc = proc.context("no /proc handle for the monitor")?;
     monitor::run(k, plan, &cfg.argv, proc, parent, old_mask)

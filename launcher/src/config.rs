@@ -28,6 +28,8 @@ pub enum Mode {
     Completions(clap_complete::Shell),
     /// Print the egress policy the options make and exit (`--print-policy`).
     PrintPolicy(Box<RunConfig>),
+    /// Print the man page as roff to stdout (`--man-page`).
+    ManPage,
 }
 
 /// Namespace types beyond the always-new user and network namespaces.
@@ -208,6 +210,9 @@ pub struct RunConfig {
     pub keep_caps: bool,
     /// Signal the command gets when the launcher dies (`--kill-child`, default SIGKILL).
     pub kill_child: Signal,
+    /// With a new pid namespace, our init is its pid 1 and the program its child (`--init`);
+    /// otherwise the program itself is pid 1, as under `unshare --pid --fork`.
+    pub init: bool,
     /// Namespace files to bind-mount (real root only).
     pub ns_files: Vec<NsFile>,
     /// Keep the sandbox after the command exits, recorded in this directory (`--persist`).

@@ -1,10 +1,12 @@
-//! The `--persist` holder: a child of the launcher that enters the sandbox's namespaces and
+//! The `--persist` holder: a child of the launcher that enters the sandbox's namespaces (the
+//! new time namespace included; never the pid namespace, which ends with its pid 1) and
 //! sleeps, keeping them alive after the command exits; and the launcher's wait for `--stop`
 //! that ends it.
 //! Called by `launch`. The record directory and the namespace comparison are `persist`'s; this
 //! file only forks, waits and kills.
 
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
@@ -12,6 +14,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::config::JoinNsType;
+use crate::kernel::Kernel;
 use crate::persist::Record;
 use crate::sandbox::{self, JoinPlan};
 use crate::supervise::{self, kill_and_reap, Signals, Status};
@@ -20,7 +23,15 @@ use crate::sys::Linux;
 
 /// The `--persist` holder: a child of ours that enters the sandbox's namespaces and sleeps,
 /// keeping them alive after the command exits. Dies with us (PR_SET_PDEATHSIG).
-pub fn fork_holder(parent: i32, sandbox: i32, types: &[JoinNsType]) -> anyhow::Result<Pid> {
+/// `sandbox`'s pid namespace is never among `types`: it ends with its pid 1 whatever holds
+/// it. With `time`, the holder also enters the new time namespace, which the sandbox's first
+/// process created for its children only (its ns/time_for_children).
+pub fn fork_holder(
+    parent: i32,
+    sandbox: i32,
+    types: &[JoinNsType],
+    time: bool,
+) -> anyhow::Result<Pid> {
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     match process::fork().context("cannot fork the persist holder")? {
@@ -43,15 +54,8 @@ pub fn fork_holder(parent: i32, sandbox: i32, types: &[JoinNsType]) -> anyhow::R
         Forked::Child => {
             drop(ready_r);
             let mut k = Linux;
-            let r = sandbox::tie_to_parent(&mut k, Signal::SIGKILL, parent).and_then(|()| {
-                sandbox::join(
-                    &mut k,
-                    &JoinPlan::Pid {
-                        pid: sandbox,
-                        types: types.to_vec(),
-                    },
-                )
-            });
+            let r = sandbox::tie_to_parent(&mut k, Signal::SIGKILL, parent)
+                .and_then(|()| enter(&mut k, sandbox, types, time));
             if let Err(e) = r {
                 tracing::error!(error = %format!("{e:#}"), "persist holder cannot enter the sandbox");
                 std::process::exit(1);
@@ -66,6 +70,22 @@ pub fn fork_holder(parent: i32, sandbox: i32, types: &[JoinNsType]) -> anyhow::R
             process::wait_forever(&process::supervised_set())
         }
     }
+}
+
+/// The holder's way in: the namespaces `types` of process `sandbox`, then (`time`) the time
+/// namespace its children get.
+fn enter(k: &mut Linux, sandbox: i32, types: &[JoinNsType], time: bool) -> anyhow::Result<()> {
+    let plan = JoinPlan::Pid {
+        pid: sandbox,
+        types: types.to_vec(),
+    };
+    sandbox::join(k, &plan)?;
+    if time {
+        let path = PathBuf::from(format!("/proc/{sandbox}/ns/time_for_children"));
+        k.setns_file(&path, JoinNsType::Time.flag())
+            .context("cannot enter the sandbox's time namespace")?;
+    }
+    Ok(())
 }
 
 /// `--persist`, once the command has exited: unless `--stop` ended it, keeps the sandbox

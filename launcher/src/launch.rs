@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! launcher (parent, host namespaces)          child (new user+net [+mnt,uts,ipc,pid,cgroup,time])
+//!   preflight (sysctls, AppArmor, tun)
 //!   read resolv.conf; plan; bind --publish
 //!   block signals; socketpair; fork  ------->  drop --publish sockets; pdeathsig; unshare;
 //!   ['M': newuidmap/newgidmap PID; 'm'] <----  id maps (or ask: 'M')
@@ -10,7 +11,8 @@
 //!   [fork holder for --persist]
 //!   command channel; --api-socket thread
 //!   [kernel mode: DNS forwarder threads, DNAT]
-//!   send 'g'; start netstack thread  ------->  --pid: fork init (pid 1) -> fork command
+//!   send 'g'; start netstack thread  ------->  --pid: stay as relay -> fork pid 1, which execs
+//!                                                the command (--init: forks it, stays init)
 //!                                              else: stay as monitor (subreaper) -> fork command
 //!   forward signals; reap; exit with status    mounts (resolv.conf), hostname, root, wd; creds;
 //!                                              exec argv
@@ -38,6 +40,7 @@ use crate::holder::{finish_persist, fork_holder};
 use crate::network::{self, Network, Prepared, Serving};
 use crate::persist::{self, bind_ns_files, Record};
 use crate::plan::{self, Plan};
+use crate::preflight;
 use crate::resolv;
 use crate::supervise::{self, kill_and_reap, Signals, Status};
 use crate::sys::process::{self, Forked};
@@ -46,6 +49,11 @@ use rr_ns::fdpass::Channel;
 
 /// Runs the sandbox; returns the command's status (or an error already worded for the user).
 pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
+    if cfg.join.is_none() {
+        // A new sandbox: refuse now, naming the host setting, rather than half-way through.
+        let tun = !cfg.net.kernel;
+        preflight::check(&preflight::Facts::read(caller.uid, tun))?;
+    }
     let host_resolv_conf = if cfg.join.is_none() {
         resolv::read_host_file()
     } else {
@@ -165,7 +173,7 @@ fn persist_and_bind(
         let mut k = Linux;
         if let Some(dir) = &cfg.persist {
             let mut rec = Record::claim(dir)?;
-            let h = fork_holder(parent, child.as_raw(), &plan.holder_types)?;
+            let h = fork_holder(parent, child.as_raw(), &plan.holder_types, cfg.ns.time)?;
             holder = Some(h);
             rec.write_pids(h.as_raw(), parent)?;
             if caller.uid == 0 {

@@ -1,5 +1,5 @@
 //! `rootless-run`: parses the command line, sets up logging, and hands over to `launch` (or
-//! `persist::stop`, or prints completions). Prints the final one-line error and picks the
+//! `persist::stop`, or prints completions or the man page). Prints the final one-line error and picks the
 //! exit status (1 setup failed, 2 usage, 126/127 exec, else the command's).
 //! Nothing else lives here.
 #![deny(unsafe_code)]
@@ -7,6 +7,7 @@
 mod child;
 mod cli;
 mod config;
+mod descendants;
 mod detach;
 mod egress;
 mod exec;
@@ -17,11 +18,13 @@ mod idmap;
 mod kernel;
 mod kernelnet;
 mod launch;
+mod manpage;
 mod monitor;
 mod network;
 mod persist;
 mod pidns;
 mod plan;
+mod preflight;
 mod resolv;
 mod sandbox;
 mod supervise;
@@ -29,6 +32,8 @@ mod supervise;
 mod sys;
 
 use std::ffi::OsString;
+
+use anyhow::Context;
 
 use config::Mode;
 use supervise::Status;
@@ -99,6 +104,9 @@ fn main() {
             );
             Ok(Status::Exited(0))
         }
+        Mode::ManPage => manpage::write(&mut std::io::stdout())
+            .context("cannot write the man page")
+            .map(|()| Status::Exited(0)),
         Mode::Stop(dir) => persist::stop(&dir).map(|()| Status::Exited(0)),
         Mode::Cleanup => kernelnet::cleanup().map(|()| Status::Exited(0)),
         Mode::Run(cfg) => launch::run(&cfg, &caller),

@@ -12,7 +12,6 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::{JoinNsType, NsFile};
 use crate::kernel::{Kernel, Mount};
-use crate::sys::process;
+use crate::sys::pidfd::PidFd;
 
 /// File in DIR naming the holder's pid.
 pub const HOLDER_FILE: &str = "pid";
@@ -216,7 +215,7 @@ fn bind_ns_file<K: Kernel>(k: &mut K, pid: i32, f: &NsFile) -> anyhow::Result<()
 pub fn stop(dir: &Path) -> anyhow::Result<()> {
     let ctx = || format!("--stop={}", dir.display());
     let pid = read_pid(&dir.join(LAUNCHER_FILE)).with_context(ctx)?;
-    let pidfd = process::pidfd_open(pid)
+    let pidfd = PidFd::open(pid)
         .map_err(io::Error::from)
         .with_context(|| format!("the launcher (pid {pid}) is not running"))
         .with_context(ctx)?;
@@ -235,19 +234,22 @@ pub fn stop(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", dir.join(STOP_FILE).display()))
         .with_context(ctx)?;
     let signal = |sig| {
-        process::pidfd_signal(pidfd.as_fd(), sig)
+        pidfd
+            .signal(sig)
             .map_err(io::Error::from)
             .with_context(|| format!("cannot signal pid {pid}"))
             .with_context(ctx)
     };
     signal(Signal::SIGTERM)?;
-    let exited = process::wait_pidfd(pidfd.as_fd(), STOP_TIMEOUT)
+    let exited = pidfd
+        .wait(STOP_TIMEOUT)
         .map_err(io::Error::from)
         .with_context(ctx)?;
     if !exited {
         tracing::warn!(pid, "launcher did not stop in time; killing it");
         signal(Signal::SIGKILL)?;
-        process::wait_pidfd(pidfd.as_fd(), STOP_TIMEOUT)
+        pidfd
+            .wait(STOP_TIMEOUT)
             .map_err(io::Error::from)
             .with_context(ctx)?;
         // It had no chance to clean up (its holder died with it): remove the record.

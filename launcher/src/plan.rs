@@ -2,8 +2,8 @@
 //! create or join, how the id maps get written (by the child, or by the parent through
 //! newuidmap/newgidmap), the filesystem view (with the generated resolv.conf, for which a new
 //! sandbox gets a private mount namespace even when none was asked for) and the credentials.
-//! Called by `launch::run` once, before any fork. Reads only what deciding needs (the
-//! user-namespace sysctl, /etc/subuid and /etc/subgid for `auto` ranges, a joined sandbox's
+//! Called by `launch::run` once, before any fork (after `preflight`). Reads only what deciding
+//! needs (/etc/subuid and /etc/subgid for `auto` ranges, a joined sandbox's
 //! /proc entries, the sandbox root's /etc/resolv.conf symlinks); never forks, writes or
 //! changes a namespace. Keep it one short function per part of the plan.
 
@@ -17,11 +17,9 @@ use crate::config::{Join, JoinNsType, Propagation, RunConfig};
 use crate::fsview::{FsPlan, ResolvMount};
 use crate::idmap::{self, IdMapPlan, MapText, RangeSpec, Setgroups, SubIds};
 use crate::persist;
+use crate::pidns::PidOne;
 use crate::resolv;
 use crate::sandbox::{self, CredPlan, JoinPlan, MapWrite, NsPlan};
-
-/// Where a sysctl that disables user namespaces for everyone lives.
-const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";
 
 /// Id maps that the parent writes with the setuid helpers.
 #[derive(Debug, Clone)]
@@ -50,8 +48,8 @@ pub struct Plan {
     pub fs: FsPlan,
     /// Credentials just before exec.
     pub creds: CredPlan,
-    /// Fork our own init (new pid namespace).
-    pub init: bool,
+    /// A new pid namespace, and who is its pid 1 (`None`: no new pid namespace).
+    pub pid1: Option<PidOne>,
     /// Fork a plain child (joined pid namespace).
     pub relay: bool,
     /// Maps the parent writes with the setuid helpers, if the child cannot.
@@ -75,7 +73,6 @@ fn new_sandbox_plan(
     caller: &Caller,
     host_resolv_conf: &str,
 ) -> anyhow::Result<Plan> {
-    check_userns_enabled()?;
     let (maps, helper) = resolve_maps(&cfg.idmap, caller)?;
     let resolv_conf = resolv::mount_plan(&cfg.net, cfg.root.as_deref(), host_resolv_conf);
     // The generated resolv.conf needs a mount namespace; one made for it alone is private
@@ -96,7 +93,7 @@ fn new_sandbox_plan(
         join_unshare: CloneFlags::empty(),
         fs: fs_plan(cfg, cfg.ns.mount, resolv_conf),
         creds: cred_plan(cfg),
-        init: cfg.ns.pid,
+        pid1: PidOne::of(cfg),
         relay: false,
         helper,
         holder_types: holder_types(cfg, mount_ns),
@@ -213,7 +210,7 @@ fn join_plan(cfg: &RunConfig, j: &Join) -> anyhow::Result<Plan> {
         join_unshare: cfg.ns.flags(),
         fs: fs_plan(cfg, cfg.ns.mount || joined_mnt, None),
         creds: cred_plan(cfg),
-        init: cfg.ns.pid,
+        pid1: PidOne::of(cfg),
         relay: types.contains(&JoinNsType::Pid) && !cfg.ns.pid,
         helper: None,
         holder_types: Vec::new(),
@@ -292,42 +289,5 @@ fn cred_plan(cfg: &RunConfig) -> CredPlan {
         keep_caps: cfg.keep_caps,
         setgroups_allowed: cfg.idmap.setgroups == Some(Setgroups::Allow),
         kill_child: cfg.kill_child,
-    }
-}
-
-fn check_userns_enabled() -> anyhow::Result<()> {
-    let limit = std::fs::read_to_string(MAX_USER_NAMESPACES).unwrap_or_default();
-    userns_limit_check(&limit)
-}
-
-/// Refuses up front when the sysctl disables user namespaces (unshare would fail with ENOSPC,
-/// whose meaning is far from obvious).
-fn userns_limit_check(limit: &str) -> anyhow::Result<()> {
-    if limit.trim() == "0" {
-        bail!(
-            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
-             (enable them: sysctl -w user.max_user_namespaces=15000)"
-        );
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zero_max_user_namespaces_is_refused_with_the_sysctl_named() {
-        let e = userns_limit_check("0\n").expect_err("disabled");
-        assert_eq!(
-            e.to_string(),
-            "user namespaces are disabled: sysctl user.max_user_namespaces is 0 \
-             (enable them: sysctl -w user.max_user_namespaces=15000)"
-        );
-        assert!(userns_limit_check("96365\n").is_ok());
-        assert!(
-            userns_limit_check("").is_ok(),
-            "unreadable: let unshare decide"
-        );
     }
 }

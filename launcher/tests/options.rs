@@ -108,18 +108,31 @@ fn hostname_is_set_inside_and_does_not_leak() {
     assert_eq!(before, after);
 }
 
+/// What a pid namespace's shell sees: its pid, pid 1's name, how many processes /proc lists.
+const PID_NS_VIEW: &str = "echo $$; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'";
+
 #[test]
-fn pid_namespace_has_our_init_as_pid_1_and_proc_shows_only_the_sandbox() {
+fn pid_namespace_has_the_program_as_pid_1_like_unshare() {
     let env = Env::new();
-    let out = env.rr(&[
+    let ours = env.rr(&[
         "--pid",
         "--fork",
         "--mount-proc",
         "--",
         "sh",
         "-c",
-        "echo $$; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'",
+        PID_NS_VIEW,
     ]);
+    let theirs = env.unshare(&["-Urpf", "--mount-proc", "sh", "-c", PID_NS_VIEW]);
+    assert_eq!(ours.ok(), theirs.ok());
+    let f = fields(ours.ok());
+    assert_eq!((f[0][0].as_str(), f[1][0].as_str()), ("1", "sh"));
+}
+
+#[test]
+fn init_is_pid_1_with_the_program_as_pid_2_and_proc_shows_only_the_sandbox() {
+    let env = Env::new();
+    let out = env.rr(&["--init", "--mount-proc", "--", "sh", "-c", PID_NS_VIEW]);
     let f = fields(out.ok());
     assert_eq!(f[0], ["2"], "the command is pid 2 under our init");
     assert_eq!(f[1], ["rootless-run"], "pid 1 is our init");
@@ -135,7 +148,7 @@ fn init_reaps_orphans() {
     // orphan of pid 1. If pid 1 does not reap it, /proc/PID stays (a zombie) and the loop
     // spins until the test's timeout fails it.
     let script = r#"o=$( (sh -c 'echo $$' &) ); while [ -e /proc/$o ]; do :; done; echo reaped $o"#;
-    let out = env.rr(&["-p", "--mount-proc", "--", "sh", "-c", script]);
+    let out = env.rr(&["--init", "--mount-proc", "--", "sh", "-c", script]);
     assert!(out.ok().starts_with("reaped "), "{out:?}");
 }
 
@@ -231,11 +244,18 @@ fn exit_status_and_fatal_signals_pass_through_like_unshare() {
     let theirs = env.unshare(&["-Urf", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(ours.status.signal(), Some(15), "re-raised: {ours:?}");
     assert_eq!(ours.code(), theirs.code());
+    // As pid 1 (--pid) the shell is immune to its own SIGTERM, as under unshare; under our
+    // init (pid 2) it dies of it, and the init reports 128 + 15.
+    let ours = env.rr(&["-p", "--", "sh", "-c", "kill -TERM $$; exit 7"]);
+    let theirs = env.unshare(&["-Urpf", "sh", "-c", "kill -TERM $$; exit 7"]);
+    assert_eq!((ours.code(), theirs.code()), (7, 7));
     assert_eq!(
-        env.rr(&["-p", "--", "sh", "-c", "kill -TERM $$"]).code(),
+        env.rr(&["--init", "--", "sh", "-c", "kill -TERM $$"])
+            .code(),
         143
     );
     assert_eq!(env.rr(&["-p", "--", "sh", "-c", "exit 42"]).code(), 42);
+    assert_eq!(env.rr(&["--init", "--", "sh", "-c", "exit 42"]).code(), 42);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The sandbox child's whole path, fork to exec, against the recording fake: the exact kernel
-//! calls (channel messages and forks included) for a plain run, `--pid`, `--mount-proc` with
+//! calls (channel messages and forks included) for a plain run, `--pid` (the program is pid 1),
+//! `--init` (our init is, the program pid 2), `--mount-proc` with
 //! `--root`, the generated resolv.conf, `--join`, and the ways setup stops early.
 //! The run configuration comes from the command line (`cli`); the plan is written out here, as
 //! `plan::make_plan` would make it, so the tests read no host files.
@@ -17,6 +18,7 @@ use crate::fsview::{FsPlan, ResolvMount};
 use crate::handshake::tag;
 use crate::kernel::fake::{Call, Recorder};
 use crate::kernel::{Mount, ProcFile};
+use crate::pidns::PidOne;
 use crate::sandbox::{CredPlan, MapWrite, ParentGone};
 use crate::sys::process::ExecError;
 
@@ -35,7 +37,7 @@ fn cfg(opts: &[&str]) -> RunConfig {
 }
 
 /// A new sandbox with the extra `unshare` flags, alice's own id maps and the view `fs`.
-fn new_sandbox(unshare: CloneFlags, fs: FsPlan, init: bool) -> Plan {
+fn new_sandbox(unshare: CloneFlags, fs: FsPlan, pid1: Option<PidOne>) -> Plan {
     Plan {
         ns: Some(NsPlan {
             unshare: USER_NET | unshare,
@@ -49,7 +51,7 @@ fn new_sandbox(unshare: CloneFlags, fs: FsPlan, init: bool) -> Plan {
         join_unshare: CloneFlags::empty(),
         fs,
         creds: creds(),
-        init,
+        pid1,
         relay: false,
         helper: None,
         holder_types: Vec::new(),
@@ -164,7 +166,7 @@ fn private_root() -> Call {
 #[test]
 fn plain_run_hands_over_tap0_then_monitors_the_command_it_forks() {
     let cfg = cfg(&["--keep-resolv-conf", "--mtu", "9000", "--", "true"]);
-    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), None);
     let mut k = child(&[tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");
@@ -178,35 +180,69 @@ fn plain_run_hands_over_tap0_then_monitors_the_command_it_forks() {
     assert_eq!((k.pid, k.ppid), (CHILD + 1, CHILD));
 }
 
-#[test]
-fn pid_namespace_init_mounts_proc_after_forking_into_it_then_forks_the_command() {
-    let cfg = cfg(&["--keep-resolv-conf", "--pid", "--mount-proc", "--", "true"]);
-    let fs = FsPlan {
+/// The relay's set-up outside the pid namespace (a catchable death signal, no subreaper),
+/// then the fork into it and the lifeline check of the process there.
+fn relay_calls() -> Vec<Call> {
+    let mut calls = vec![Call::Block(monitor::DEATH_SIGNAL)];
+    calls.extend(tie(monitor::DEATH_SIGNAL));
+    // Into the pid namespace: the relay stays outside, so the tie is the lifeline.
+    calls.extend([
+        Call::Fork,
+        Call::Pdeathsig(Signal::SIGKILL),
+        Call::LifelineCheck,
+    ]);
+    calls
+}
+
+/// `--pid --mount-proc`: the calls up to pid 1's mounts of proc and sysfs, included.
+fn pid_namespace_calls(extra: CloneFlags) -> Vec<Call> {
+    let mut want = tie(Signal::SIGKILL).to_vec();
+    want.extend(enter_calls(extra));
+    want.extend(tap_calls(netstack::config::DEFAULT_MTU));
+    want.extend(relay_calls());
+    want.extend([
+        // pid 1: proc of the new namespace.
+        private_root(),
+        mount(Some("proc"), Path::new("/proc"), Some("proc"), FS_FLAGS),
+        mount(Some("sysfs"), Path::new("/sys"), Some("sysfs"), FS_FLAGS),
+    ]);
+    want
+}
+
+fn mount_proc_fs() -> FsPlan {
+    FsPlan {
         mount_ns: true,
         propagation: Some(Propagation::Private),
         mount_proc: Some("/proc".into()),
         ..Default::default()
-    };
+    }
+}
+
+/// Runs `--keep-resolv-conf FLAG --mount-proc -- true` (FLAG a new pid namespace) to its exec;
+/// returns the recorder and the calls expected up to pid 1's mounts.
+fn run_in_pid_namespace(flag: &str) -> (Recorder, Vec<Call>) {
+    let cfg = cfg(&["--keep-resolv-conf", flag, "--mount-proc", "--", "true"]);
     let extra = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
-    let plan = new_sandbox(extra, fs, true);
+    let plan = new_sandbox(extra, mount_proc_fs(), PidOne::of(&cfg));
     let mut k = child(&[tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");
-    let mut want = tie(Signal::SIGKILL).to_vec();
-    want.extend(enter_calls(extra));
-    want.extend(tap_calls(netstack::config::DEFAULT_MTU));
-    want.extend([
-        // Into the pid namespace: the parent stays outside, so the tie is the lifeline.
-        Call::Fork,
-        Call::Pdeathsig(Signal::SIGKILL),
-        Call::LifelineCheck,
-        // pid 1: proc of the new namespace, then the command as its child.
-        private_root(),
-        mount(Some("proc"), Path::new("/proc"), Some("proc"), FS_FLAGS),
-        mount(Some("sysfs"), Path::new("/sys"), Some("sysfs"), FS_FLAGS),
-        Call::Getpid,
-        Call::Fork,
-    ]);
+    (k, pid_namespace_calls(extra))
+}
+
+#[test]
+fn pid_namespace_program_is_pid_1_and_execs_after_mounting_proc() {
+    let (k, mut want) = run_in_pid_namespace("--pid");
+    // The program's --kill-child tie: its parent, the relay, is outside (getppid() says 0).
+    want.extend(exec_calls());
+    assert_eq!(k.calls, want);
+    assert_eq!((k.pid, k.ppid), (1, 0), "the program itself is pid 1");
+}
+
+#[test]
+fn pid_namespace_with_init_forks_the_command_as_pid_2() {
+    let (k, mut want) = run_in_pid_namespace("--init");
+    want.extend([Call::Getpid, Call::Fork]);
     want.extend(exec_calls());
     assert_eq!(k.calls, want);
     assert_eq!((k.pid, k.ppid), (2, 1), "the command is the init's child");
@@ -231,7 +267,7 @@ fn mount_proc_with_root_binds_proc_inside_the_new_root_before_pivot_root() {
         mount_proc: Some("/proc".into()),
         ..Default::default()
     };
-    let plan = new_sandbox(CloneFlags::CLONE_NEWNS, fs, false);
+    let plan = new_sandbox(CloneFlags::CLONE_NEWNS, fs, None);
     let mut k = child(&[tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");
@@ -270,7 +306,7 @@ fn generated_resolv_conf_is_mounted_by_the_command_process_before_credentials() 
         }),
         ..Default::default()
     };
-    let plan = new_sandbox(CloneFlags::CLONE_NEWNS, fs, false);
+    let plan = new_sandbox(CloneFlags::CLONE_NEWNS, fs, None);
     let mut k = child(&[tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");
@@ -313,7 +349,7 @@ fn join_enters_with_one_setns_then_relays_into_the_joined_pid_namespace() {
             ..Default::default()
         },
         creds: creds(),
-        init: false,
+        pid1: None,
         relay: true,
         helper: None,
         holder_types: Vec::new(),
@@ -329,10 +365,8 @@ fn join_enters_with_one_setns_then_relays_into_the_joined_pid_namespace() {
         // No tap: the joined sandbox's network is not ours.
         Call::Send(tag::READY, 0),
         Call::Recv,
-        Call::Fork,
-        Call::Pdeathsig(Signal::SIGKILL),
-        Call::LifelineCheck,
     ]);
+    want.extend(relay_calls());
     // The command's parent (the relay) is outside its pid namespace: getppid() says 0.
     want.extend(exec_calls());
     assert_eq!(k.calls, want);
@@ -355,7 +389,7 @@ fn join_unshares_the_new_namespaces_after_entering_and_before_ready() {
             ..Default::default()
         },
         creds: creds(),
-        init: false,
+        pid1: None,
         relay: false,
         helper: None,
         holder_types: Vec::new(),
@@ -378,7 +412,7 @@ fn join_unshares_the_new_namespaces_after_entering_and_before_ready() {
 #[test]
 fn helper_maps_are_asked_for_over_the_channel_between_unshare_and_the_tie() {
     let cfg = cfg(&["--keep-resolv-conf", "--", "true"]);
-    let mut plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let mut plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), None);
     if let Some(ns) = &mut plan.ns {
         ns.maps = MapWrite::Helper;
     }
@@ -400,7 +434,7 @@ fn helper_maps_are_asked_for_over_the_channel_between_unshare_and_the_tie() {
 #[test]
 fn launcher_gone_before_go_stops_the_child_before_any_fork() {
     let cfg = cfg(&["--keep-resolv-conf", "--", "true"]);
-    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), None);
     // EOF instead of "go".
     let mut k = child(&[]);
     let err = run_child(&mut k, &cfg, &plan);
@@ -412,7 +446,7 @@ fn launcher_gone_before_go_stops_the_child_before_any_fork() {
 #[test]
 fn a_reply_other_than_maps_done_is_refused() {
     let cfg = cfg(&["--keep-resolv-conf", "--", "true"]);
-    let mut plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let mut plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), None);
     if let Some(ns) = &mut plan.ns {
         ns.maps = MapWrite::Helper;
     }
@@ -430,7 +464,11 @@ fn relay_gone_stops_the_pid_namespace_child_before_its_mounts() {
         mount_proc: Some("/proc".into()),
         ..Default::default()
     };
-    let plan = new_sandbox(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID, fs, true);
+    let plan = new_sandbox(
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID,
+        fs,
+        Some(PidOne::Program),
+    );
     let mut k = child(&[tag::GO]);
     k.lifeline_cut = true;
     let err = run_child(&mut k, &cfg, &plan);
@@ -441,7 +479,7 @@ fn relay_gone_stops_the_pid_namespace_child_before_its_mounts() {
 #[test]
 fn detach_points_stdio_at_dev_null_only_after_go() {
     let cfg = cfg(&["--detach", "--keep-resolv-conf", "--", "true"]);
-    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), None);
     let mut k = child(&[tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");
@@ -459,7 +497,7 @@ fn kernel_mode_asks_for_the_veth_then_configures_eth0_with_the_lease_and_sends_n
         v6: "fd00::101".parse().expect("literal"),
     };
     cfg.net.leased = Some(leased);
-    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), false);
+    let plan = new_sandbox(CloneFlags::empty(), FsPlan::default(), None);
     let mut k = child(&[tag::VETH_DONE, tag::GO]);
     let err = run_child(&mut k, &cfg, &plan);
     assert_reached_exec(&err, "true");

@@ -46,9 +46,16 @@ pub struct Args {
     /// New network namespace: always on; FILE bind-mounts it (real root only)
     #[arg(short = 'n', long = "net", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "net")]
     net: Option<Option<PathBuf>>,
-    /// New PID namespace; our small init is pid 1 and the program its child
+    /// New PID namespace; the program is its pid 1 (as unshare --pid --fork): it must reap
+    /// orphans, and ignores the forwarded signals it has no handler for (SIGTERM, SIGINT);
+    /// see --init
     #[arg(short = 'p', long = "pid", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "pid")]
     pid: Option<Option<PathBuf>>,
+    /// Put our small init in front of the program as pid 1 of the new PID namespace (the
+    /// program is pid 2): it forwards signals, reaps orphans and exits with the program's
+    /// status, as docker run --init; implies --pid
+    #[arg(long)]
+    init: bool,
     /// New user namespace: always on; FILE bind-mounts it (real root only)
     #[arg(short = 'U', long = "user", value_name = "FILE", num_args = 0..=1, require_equals = true, overrides_with = "user")]
     user: Option<Option<PathBuf>>,
@@ -134,6 +141,9 @@ pub struct Args {
     /// Print shell completions for SHELL to stdout and exit
     #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff; e.g. `rootless-run --man-page | man -l -`) and exit
+    #[arg(long, exclusive = true)]
+    man_page: bool,
     /// The program and its arguments; options after the program belong to it
     #[arg(value_name = "program", trailing_var_arg = true)]
     command: Vec<OsString>,
@@ -194,6 +204,9 @@ pub fn validate(
     if let Some(shell) = args.completions {
         return Ok(Mode::Completions(shell));
     }
+    if args.man_page {
+        return Ok(Mode::ManPage);
+    }
     if let Some(dir) = args.stop {
         return Ok(Mode::Stop(dir));
     }
@@ -225,7 +238,7 @@ pub fn validate(
         mount: args.mount.is_some() || args.mount_proc.is_some(),
         uts: args.uts.is_some() || args.hostname.is_some(),
         ipc: args.ipc.is_some(),
-        pid: args.pid.is_some(),
+        pid: args.pid.is_some() || args.init,
         cgroup: args.cgroup.is_some(),
         time: args.time.is_some(),
     };
@@ -360,16 +373,6 @@ pub fn validate(
             ns.mount = !matches!(&join, Some(Join::Files(f)) if f.iter().any(|(t, _)| *t == JoinNsType::Mount));
         }
     }
-    if args.persist.is_some() && (ns.pid || ns.time) {
-        return Err(usage(
-            "--persist",
-            if ns.pid {
-                "cannot keep a pid namespace (it dies with its init); drop --pid"
-            } else {
-                "cannot keep a time namespace entered only at exec; drop --time"
-            },
-        ));
-    }
 
     let idmap = ids::id_map_plan(&args.ids, caller, subids)?;
     // Kernel mode's rules belong to the launcher's run: a sandbox that outlives it cannot keep
@@ -419,6 +422,7 @@ pub fn validate(
         setgid: args.setgid,
         keep_caps: args.keep_caps,
         kill_child,
+        init: args.init,
         ns_files,
         persist: args.persist,
         detach: args.detach,
@@ -586,10 +590,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn persist_refuses_pid_namespace() {
-        assert!(run(&["--persist=/tmp/b", "-p", "true"])
-            .expect_err("pid")
-            .starts_with("--persist: cannot keep a pid namespace"));
+    fn init_implies_a_pid_namespace_and_pid_alone_leaves_the_program_pid_1() {
+        let c = run(&["--init", "true"]).expect("valid");
+        assert!(c.ns.pid && c.init);
+        let c = run(&["--pid", "true"]).expect("valid");
+        assert!(c.ns.pid && !c.init);
+        assert!(!run(&["true"]).expect("valid").ns.pid);
+    }
+
+    #[test]
+    fn persist_takes_pid_and_time_namespaces() {
+        let c = run(&["--persist=/tmp/b", "-p", "-T", "true"]).expect("valid");
+        assert!(c.ns.pid && c.ns.time);
         let c = run(&["--persist=/tmp/b", "--detach", "sleep", "1"]).expect("valid");
         assert!(c.detach);
         assert_eq!(c.persist, Some(PathBuf::from("/tmp/b")));
@@ -614,5 +626,8 @@ pub(crate) mod tests {
             m.expect("valid"),
             Mode::Completions(clap_complete::Shell::Bash)
         );
+        let a = argv(&["--man-page"]);
+        let m = validate(&a, parse(&a).expect("parses"), &caller(), Default::default);
+        assert_eq!(m.expect("valid"), Mode::ManPage);
     }
 }

@@ -22,7 +22,7 @@ use crate::config::PolicyConfig;
 const MAX_POLICY_FILE: u64 = 64 << 20;
 
 /// Help heading of the options below.
-const HEADING: &str = "Egress policy (first matching rule wins; docs/egress.md)";
+const HEADING: &str = "Egress policy options";
 
 /// The egress policy options.
 #[derive(Debug, clap::Args)]

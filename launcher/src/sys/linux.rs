@@ -71,7 +71,7 @@ impl Kernel for Linux {
     }
 
     fn setns_pid(&mut self, pid: i32, flags: CloneFlags) -> Result<(), KernelError> {
-        let fd = super::process::pidfd_open(pid)
+        let fd = super::pidfd::PidFd::open(pid)
             .map_err(|e| KernelError::new("pidfd_open", pid.to_string(), e))?;
         nix::sched::setns(&fd, flags).map_err(|e| KernelError::new("setns", pid.to_string(), e))
     }

@@ -5,6 +5,7 @@
 
 pub mod caps;
 pub mod linux;
+pub mod pidfd;
 pub mod process;
 
 pub use linux::Linux;

@@ -1,13 +1,12 @@
-//! Process plumbing: fork, exec, signal masks and dispositions, pidfds, waiting, re-raising a
-//! child's fatal signal, stdio redirection for `--detach`, and listing /proc for the monitor.
+//! Process plumbing: fork, exec, signal masks and dispositions, re-raising a child's fatal
+//! signal, stdio redirection for `--detach`, and listing /proc for the monitor.
 //! Called by the launcher's process code (`launch`, `child`, `pidns`, `monitor`, `holder`,
 //! `detach`), `supervise` and `persist`; decides nothing.
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
@@ -154,49 +153,6 @@ pub fn exec(argv: &[OsString]) -> Result<Infallible, ExecError> {
     })
 }
 
-/// pidfd_open(2): an fd that refers to `pid` for as long as we hold it.
-pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// pidfd_send_signal(2).
-pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> {
-    // SAFETY: a NULL siginfo means "as kill(2) would"; no memory is passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
-}
-
-/// Waits until the process behind `pidfd` exits; false on timeout.
-pub fn wait_pidfd(pidfd: BorrowedFd<'_>, timeout: Duration) -> nix::Result<bool> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(n) => return Ok(n > 0),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Kills ourselves with `sig` the way the shell expects from a child that died of it:
 /// default disposition, unblocked, then raised. Returns only if we survived it.
 pub fn reraise(sig: Signal) {
@@ -312,40 +268,42 @@ impl ProcDir {
         .map(ProcDir)
     }
 
+    /// The contents of /proc/PID/stat, if that process is visible.
+    pub fn stat(&self, pid: i32) -> Option<String> {
+        use nix::fcntl::OFlag;
+        use std::io::Read;
+        let path = format!("{pid}/stat");
+        let fd = nix::fcntl::openat(
+            self.0.as_fd(),
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        let mut text = String::new();
+        std::fs::File::from(fd).read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
     /// `(pid, contents of /proc/PID/stat)` of every process visible; processes that exit
     /// during the scan are left out.
     pub fn stats(&self) -> nix::Result<Vec<(i32, String)>> {
         use nix::fcntl::OFlag;
-        use std::io::Read;
-        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
         let mut dir = nix::dir::Dir::openat(
             self.0.as_fd(),
             ".",
-            flags | OFlag::O_DIRECTORY,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY,
             nix::sys::stat::Mode::empty(),
         )?;
         let mut out = Vec::new();
         for entry in dir.iter() {
             let entry = entry?;
-            let Some(pid) = entry
+            let pid = entry
                 .file_name()
                 .to_str()
                 .ok()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let path = format!("{pid}/stat");
-            let Ok(fd) = nix::fcntl::openat(
-                self.0.as_fd(),
-                path.as_str(),
-                flags,
-                nix::sys::stat::Mode::empty(),
-            ) else {
-                continue;
-            };
-            let mut text = String::new();
-            if std::fs::File::from(fd).read_to_string(&mut text).is_ok() {
+                .and_then(|n| n.parse::<i32>().ok());
+            if let Some((pid, text)) = pid.and_then(|p| Some((p, self.stat(p)?))) {
                 out.push((pid, text));
             }
         }
