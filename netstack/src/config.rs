@@ -3,10 +3,14 @@
 //! beyond reading /etc/resolv.conf for the default DNS upstreams.
 //! The constants are the defaults; `Addressing` derives the actual addresses from `--cidr`
 //! and `--cidr6` the way slirp4netns does (gateway = network + 2, DNS = + 3, sandbox = + 100).
+//! `Aliases` add addresses that stand for the gateway, the DNS forwarder or the host itself
+//! (the pasta drop-in's addressing; none by default).
 //! Adding a knob here means adding the flag that sets it and the docs that describe it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+
+use crate::alias::{AliasTo, Aliases};
 
 /// Sandbox address configured on tap0 (slirp4netns: network + 100).
 pub const SANDBOX_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
@@ -72,6 +76,7 @@ pub struct Addressing {
     net_v4: Ipv4Addr,
     prefix_v4: u8,
     net_v6: Ipv6Addr,
+    aliases: Aliases,
 }
 
 impl Default for Addressing {
@@ -80,6 +85,7 @@ impl Default for Addressing {
             net_v4: Ipv4Addr::new(10, 0, 2, 0),
             prefix_v4: PREFIX_LEN_V4,
             net_v6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
+            aliases: Aliases::default(),
         }
     }
 }
@@ -126,6 +132,16 @@ impl Addressing {
             net_v6: net,
             ..self
         })
+    }
+
+    /// The addressing with `aliases` (pasta's gateway, DNS forward and guest addresses).
+    pub fn with_aliases(self, aliases: Aliases) -> Addressing {
+        Addressing { aliases, ..self }
+    }
+
+    /// The aliases (empty unless `with_aliases`).
+    pub fn aliases(&self) -> &Aliases {
+        &self.aliases
     }
 
     fn host_v4(&self, host: u8) -> Ipv4Addr {
@@ -193,14 +209,34 @@ impl Addressing {
         }
     }
 
-    /// Whether `ip` is the gateway.
+    /// Whether `ip` is the gateway (or an alias of it).
     pub fn is_gateway(&self, ip: IpAddr) -> bool {
-        ip == IpAddr::V4(self.gateway_v4()) || ip == IpAddr::V6(self.gateway_v6())
+        ip == IpAddr::V4(self.gateway_v4())
+            || ip == IpAddr::V6(self.gateway_v6())
+            || self.aliases.lookup(ip) == Some(AliasTo::Gateway)
     }
 
-    /// Whether `ip` is the DNS forwarder's address.
+    /// Whether `ip` is the DNS forwarder's address (or an alias of it).
     pub fn is_dns(&self, ip: IpAddr) -> bool {
-        ip == IpAddr::V4(self.dns_v4()) || ip == IpAddr::V6(self.dns_v6())
+        ip == IpAddr::V4(self.dns_v4())
+            || ip == IpAddr::V6(self.dns_v6())
+            || self.aliases.lookup(ip) == Some(AliasTo::Dns)
+    }
+
+    /// The host address `ip` stands for, when it is a host alias (`--map-guest-addr`).
+    pub fn host_alias(&self, ip: IpAddr) -> Option<IpAddr> {
+        match self.aliases.lookup(ip) {
+            Some(AliasTo::Host(host)) => Some(host),
+            _ => None,
+        }
+    }
+
+    /// The address a host client the sandbox cannot route back to appears from: the host
+    /// alias of `ip`'s family if there is one, else the gateway.
+    pub fn host_face_for(&self, ip: IpAddr) -> IpAddr {
+        self.aliases
+            .host_face_for(ip)
+            .unwrap_or_else(|| self.gateway_for(ip))
     }
 
     /// Whether `ip` lies inside either virtual network (network, broadcast and every host).

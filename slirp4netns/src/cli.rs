@@ -8,7 +8,7 @@
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
-use crate::getopt::{Getopt, HasArg, OptSpec};
+use rr_getopt::{Getopt, HasArg, OptSpec};
 
 /// slirp4netns's default MTU (its `DEFAULT_MTU`; rootlesskit and podman pass 65520).
 pub const DEFAULT_MTU: u32 = 1500;

@@ -11,7 +11,6 @@ mod banner;
 mod cli;
 mod config;
 mod confine;
-mod getopt;
 mod help;
 mod inherit;
 mod lifecycle;

@@ -1,6 +1,8 @@
-//! A getopt_long(3) work-alike (GNU semantics) for slirp4netns's command line: every form a
-//! client may send parses as glibc parses it, and every mistake gets glibc's message.
-//! Called by `cli` with its option table; knows no option by name and prints nothing.
+//! A getopt_long(3) work-alike (GNU semantics) for the drop-ins' command lines (slirp4netns's
+//! and pasta's): every form a client may send parses as glibc parses it, and every mistake
+//! gets glibc's message.
+//! Called by each drop-in's `cli` with its option table; knows no option by name and prints
+//! nothing. Moved here from rr-slirp4netns when rr-pasta needed the same parser.
 //!
 //! Why not clap (STYLE.md asks for it): slirp4netns's parser acts on each option where it
 //! stands, so `--help` after a bad `--mtu` is an error and before it is help, and deprecated
@@ -17,8 +19,11 @@
 //! options cluster (`-c6`, `-cm1500`); a short option taking an argument takes the rest of its
 //! word or else the next word. `--name=value` or `--name value` for long ones. With
 //! `posixly_correct` the first operand ends the options, as glibc does when POSIXLY_CORRECT is
-//! set. Under 200 lines; `W;` and optional arguments are not supported (slirp4netns uses
-//! neither).
+//! set, or as pasta's optstring asks with its leading '+'. Under 200 lines; `W;` and optional
+//! arguments are not supported (neither drop-in uses them).
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -81,6 +86,8 @@ impl fmt::Display for GetoptError {
         }
     }
 }
+
+impl std::error::Error for GetoptError {}
 
 /// An iterator over the options of `args` (argv without argv[0]), in order; each item is an
 /// option's id with its value. Operands are collected for `operands` once it is exhausted.
