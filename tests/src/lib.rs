@@ -20,6 +20,7 @@ pub mod frames;
 pub mod host_client;
 pub mod pattern;
 pub mod peer_echo;
+pub mod pasta;
 pub mod podman;
 pub mod ports;
 pub mod preflight;
