@@ -76,7 +76,9 @@ pub struct Addressing {
     net_v4: Ipv4Addr,
     prefix_v4: u8,
     net_v6: Ipv6Addr,
-    aliases: Aliases,
+    /// Set once per process by the pasta drop-in (`with_aliases`); a reference keeps
+    /// `Addressing` small and `Copy` for everyone else.
+    aliases: Option<&'static Aliases>,
 }
 
 impl Default for Addressing {
@@ -85,7 +87,7 @@ impl Default for Addressing {
             net_v4: Ipv4Addr::new(10, 0, 2, 0),
             prefix_v4: PREFIX_LEN_V4,
             net_v6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
-            aliases: Aliases::default(),
+            aliases: None,
         }
     }
 }
@@ -134,14 +136,17 @@ impl Addressing {
         })
     }
 
-    /// The addressing with `aliases` (pasta's gateway, DNS forward and guest addresses).
-    pub fn with_aliases(self, aliases: Aliases) -> Addressing {
-        Addressing { aliases, ..self }
+    /// The addressing with `aliases` (pasta's gateway, DNS forward and guest addresses; the
+    /// caller leaks them once per process, e.g. `Box::leak`).
+    pub fn with_aliases(self, aliases: &'static Aliases) -> Addressing {
+        Addressing {
+            aliases: Some(aliases),
+            ..self
+        }
     }
 
-    /// The aliases (empty unless `with_aliases`).
-    pub fn aliases(&self) -> &Aliases {
-        &self.aliases
+    fn alias(&self, ip: IpAddr) -> Option<AliasTo> {
+        self.aliases.and_then(|a| a.lookup(ip))
     }
 
     fn host_v4(&self, host: u8) -> Ipv4Addr {
@@ -213,19 +218,19 @@ impl Addressing {
     pub fn is_gateway(&self, ip: IpAddr) -> bool {
         ip == IpAddr::V4(self.gateway_v4())
             || ip == IpAddr::V6(self.gateway_v6())
-            || self.aliases.lookup(ip) == Some(AliasTo::Gateway)
+            || self.alias(ip) == Some(AliasTo::Gateway)
     }
 
     /// Whether `ip` is the DNS forwarder's address (or an alias of it).
     pub fn is_dns(&self, ip: IpAddr) -> bool {
         ip == IpAddr::V4(self.dns_v4())
             || ip == IpAddr::V6(self.dns_v6())
-            || self.aliases.lookup(ip) == Some(AliasTo::Dns)
+            || self.alias(ip) == Some(AliasTo::Dns)
     }
 
     /// The host address `ip` stands for, when it is a host alias (`--map-guest-addr`).
     pub fn host_alias(&self, ip: IpAddr) -> Option<IpAddr> {
-        match self.aliases.lookup(ip) {
+        match self.alias(ip) {
             Some(AliasTo::Host(host)) => Some(host),
             _ => None,
         }
@@ -235,7 +240,7 @@ impl Addressing {
     /// alias of `ip`'s family if there is one, else the gateway.
     pub fn host_face_for(&self, ip: IpAddr) -> IpAddr {
         self.aliases
-            .host_face_for(ip)
+            .and_then(|a| a.host_face_for(ip))
             .unwrap_or_else(|| self.gateway_for(ip))
     }
 

@@ -131,7 +131,7 @@ mod tests {
             .add(ip("169.254.1.2"), AliasTo::Host(ip("192.0.2.1")))
             .unwrap();
         let mut c = cfg();
-        c.addr = c.addr.with_aliases(aliases);
+        c.addr = c.addr.with_aliases(Box::leak(Box::new(aliases)));
         let t = |d: &str| host_target(&c, d.parse().unwrap());
         assert_eq!(t("192.0.2.254:80"), Ok("127.0.0.1:80".parse().unwrap()));
         assert_eq!(t("169.254.1.1:53"), Ok("127.0.0.53:53".parse().unwrap()));

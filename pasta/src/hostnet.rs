@@ -144,7 +144,7 @@ fn host_addrs() -> Result<Vec<(String, HostAddr)>, HostNetError> {
                 }
                 _ => return None,
             };
-            (!found.addr.is_loopback()).then(|| (ifa.interface_name, found))
+            (!found.addr.is_loopback()).then_some((ifa.interface_name, found))
         })
         .collect())
 }

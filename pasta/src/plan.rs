@@ -8,6 +8,7 @@
 //!   route is `onlink`, so a gateway outside a replaced prefix still works;
 //! - each gateway gets a permanent neighbour entry with the stack's MAC, so the kernel never
 //!   has to resolve it (the stack answers ARP/NDP only for its own hidden addresses).
+//!
 //! What the namespace cannot reach: other hosts on the copied prefix are resolved by ARP/NDP,
 //! which nobody answers (documented in docs/pasta-compat.md).
 //! Called by `run` (new) and `attach`'s child (apply).

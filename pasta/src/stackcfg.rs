@@ -65,7 +65,8 @@ pub fn stack_config(o: &Options, plan: &Plan) -> Result<StackConfig, StackCfgErr
     let addr = Addressing::default()
         .with_cidr_v4(HIDDEN_V4)?
         .with_cidr_v6(HIDDEN_V6)?
-        .with_aliases(aliases);
+        // Once per process: the stack reads them for as long as it runs.
+        .with_aliases(Box::leak(Box::new(aliases)));
     let dns_upstreams = match o.dns_host.is_empty() {
         true => netstack::config::host_resolvers(),
         false => o

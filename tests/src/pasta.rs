@@ -51,5 +51,11 @@ pub fn podman_like(h: &Harness, pasta: &str, env: &[(&str, String)], script: &st
         prelude.push_str(&format!("{k}='{v}'\n"));
     }
     let full = format!("{prelude}{script}");
-    h.as_user(&argv(&["/usr/bin/unshare", "-Urm", "/bin/sh", "-euc", &full]))
+    h.as_user(&argv(&[
+        "/usr/bin/unshare",
+        "-Urm",
+        "/bin/sh",
+        "-euc",
+        &full,
+    ]))
 }

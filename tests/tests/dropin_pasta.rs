@@ -32,16 +32,26 @@ fn podman_argv_copies_the_host_addressing_returns_once_ready_and_quits_with_the_
          nsenter --net=$NS ip -6 route show\n\
          umount $NS; rm $NS\n{HELPER_GONE}"
     );
-    let out = run("pasta as podman", &mut podman_like(&h, &pasta, &[], &script), TIMEOUT);
+    let out = run(
+        "pasta as podman",
+        &mut podman_like(&h, &pasta, &[], &script),
+        TIMEOUT,
+    );
     let s = &out.stdout;
     assert!(s.contains("status 0 output []"), "{out:?}");
-    assert!(s.contains("ext0    inet 192.0.2.1/24"), "host address copied: {out:?}");
+    assert!(
+        s.contains("ext0    inet 192.0.2.1/24"),
+        "host address copied: {out:?}"
+    );
     assert!(s.contains("ext0    inet6 2001:db8::1/64"), "{out:?}");
     assert!(s.contains("mtu 65520"), "{out:?}");
     assert!(s.contains("1: lo: <LOOPBACK,UP"), "lo up: {out:?}");
     assert!(s.contains("default via 192.0.2.254 dev ext0"), "{out:?}");
     assert!(s.contains("default via 2001:db8::fe dev ext0"), "{out:?}");
-    assert!(s.contains("helper gone"), "the helper quits with its file: {out:?}");
+    assert!(
+        s.contains("helper gone"),
+        "the helper quits with its file: {out:?}"
+    );
 }
 
 #[test]
@@ -72,14 +82,30 @@ fn map_gw_guest_addr_and_a_published_port_reach_the_host_and_keep_the_client() {
         umount $NS; rm $NS\n"
         .to_owned()
         + HELPER_GONE;
-    let out = run("pasta as podman", &mut podman_like(&h, &pasta, &env, &script), TIMEOUT);
+    let out = run(
+        "pasta as podman",
+        &mut podman_like(&h, &pasta, &env, &script),
+        TIMEOUT,
+    );
     let s = &out.stdout;
     let lo = echo.port();
-    assert!(s.contains(&format!("nomap tcp 169.254.1.2:{host_port} connected")), "{out:?}");
-    assert!(!s.contains(&format!("nomap tcp 192.0.2.254:{lo} connected")), "{out:?}");
-    assert!(s.contains(&format!("map tcp 192.0.2.254:{lo} connected")), "{out:?}");
+    assert!(
+        s.contains(&format!("nomap tcp 169.254.1.2:{host_port} connected")),
+        "{out:?}"
+    );
+    assert!(
+        !s.contains(&format!("nomap tcp 192.0.2.254:{lo} connected")),
+        "{out:?}"
+    );
+    assert!(
+        s.contains(&format!("map tcp 192.0.2.254:{lo} connected")),
+        "{out:?}"
+    );
     assert!(s.contains("client "), "{out:?}");
-    assert!(s.contains("peer 169.254.1.2:"), "a loopback client shows as the host: {out:?}");
+    assert!(
+        s.contains("peer 169.254.1.2:"),
+        "a loopback client shows as the host: {out:?}"
+    );
     assert!(s.contains("helper gone"), "{out:?}");
     drop(host);
 }
@@ -95,6 +121,10 @@ fn an_unsupported_option_is_one_line_naming_it_and_exit_1() {
         out.stderr_lines(),
         ["pasta: -c/--conf-path: not supported by rr-pasta (see docs/pasta-compat.md)"]
     );
-    let out = run("pasta --version", &mut h.as_user(&argv(&[&pasta, "--version"])), TIMEOUT);
+    let out = run(
+        "pasta --version",
+        &mut h.as_user(&argv(&[&pasta, "--version"])),
+        TIMEOUT,
+    );
     assert!(out.stdout.starts_with("pasta rr-pasta-"), "{out:?}");
 }
