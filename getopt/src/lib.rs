@@ -49,6 +49,50 @@ pub struct OptSpec<Id> {
     pub id: Id,
 }
 
+impl<Id> OptSpec<Id> {
+    /// An option with a long name and, if `short` is given, a letter: one row of a drop-in's
+    /// option table, usable in a `const` table.
+    pub const fn long(short: Option<char>, long: &'static str, has_arg: HasArg, id: Id) -> Self {
+        OptSpec {
+            short,
+            long: Some(long),
+            has_arg,
+            id,
+        }
+    }
+}
+
+/// The command line as `main` needs it: the words after the program name, argv[0] as given
+/// (getopt-style messages and usage lines use it) and its file name (our own messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv {
+    /// argv without argv[0].
+    pub args: Vec<String>,
+    /// argv[0] as given (`default` when there is none).
+    pub argv0: String,
+    /// argv[0]'s file name.
+    pub prog: String,
+}
+
+impl Argv {
+    /// This process's argv; the word that is not UTF-8 as the error.
+    pub fn from_env(default: &str) -> Result<Argv, std::ffi::OsString> {
+        let mut words = std::env::args_os()
+            .map(|a| a.into_string())
+            .collect::<Result<Vec<String>, _>>()?
+            .into_iter();
+        let argv0 = words.next().unwrap_or_else(|| default.to_owned());
+        let prog = std::path::Path::new(&argv0)
+            .file_name()
+            .map_or_else(|| argv0.clone(), |n| n.to_string_lossy().into_owned());
+        Ok(Argv {
+            args: words.collect(),
+            argv0,
+            prog,
+        })
+    }
+}
+
 /// A parse failure, displayed as glibc's message after "PROG: ".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetoptError {

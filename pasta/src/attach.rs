@@ -1,7 +1,8 @@
 //! Getting the tap fd out of the target namespace, configured as `plan` says:
 //! ```text
 //! parent: Target::open (errors here, before anything forks)
-//!         Channel::pair; fork ------------------------> child (dies with the parent)
+//!         Channel::pair; fork ------------------------> child (rr_ns::forked: dies with
+//!                                                       the parent)
 //!         waitpid(child)                                join the userns, then the netns
 //!                                                       open the tap named plan.ifname
 //!                                                       plan.apply (lo, link, addresses,
@@ -15,7 +16,6 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::Context;
-use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use rr_ns::enter::Target;
 use rr_ns::fdpass::Channel;
@@ -33,19 +33,7 @@ pub fn tap(plan: &Plan, target: &Target, prog: &str) -> anyhow::Result<OwnedFd> 
     match fork().context("cannot fork the namespace child")? {
         Forked::Child => {
             drop(ours);
-            let orphaned = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
-                || nix::unistd::getppid() != parent;
-            let status = match orphaned {
-                true => 1,
-                false => match child(plan, target, &theirs) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        eprintln!("{prog}: {e:#}");
-                        1
-                    }
-                },
-            };
-            std::process::exit(status)
+            rr_ns::forked::child_main(prog, parent, || child(plan, target, &theirs))
         }
         Forked::Parent(pid) => {
             drop(theirs);

@@ -17,7 +17,6 @@ mod stackcfg;
 mod watch;
 
 use std::io::Write;
-use std::path::Path;
 
 /// Exit status of every failure (pasta's EXIT_FAILURE; podman looks for 1 to retry without
 /// `--map-guest-addr`).
@@ -29,18 +28,12 @@ fn print_stdout(text: &str) {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args_os()
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|bad| {
+    let rr_getopt::Argv { args, argv0, prog } =
+        rr_getopt::Argv::from_env("pasta").unwrap_or_else(|bad| {
             eprintln!("pasta: argument {bad:?} is not valid UTF-8");
             std::process::exit(EXIT_FAILURE)
         });
-    let argv0 = argv.first().cloned().unwrap_or_else(|| "pasta".into());
-    let prog = Path::new(&argv0)
-        .file_name()
-        .map_or_else(|| argv0.clone(), |n| n.to_string_lossy().into_owned());
-    let options = match cli::parse(argv.get(1..).unwrap_or_default()) {
+    let options = match cli::parse(&args) {
         Ok(cli::Action::Help) => return print_stdout(&help::usage(&argv0)),
         Ok(cli::Action::Version) => return print_stdout(&help::version()),
         Ok(cli::Action::Run(o)) => o,
