@@ -34,3 +34,4 @@ pub mod steps;
 #[allow(unsafe_code)]
 mod sys;
 pub mod topology;
+pub mod trixie;
