@@ -301,3 +301,185 @@ fn af(ip: IpAddr) -> AddressFamily {
         IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, Action};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn options(extra: &[&str]) -> Options {
+        let mut words = vec!["--config-net", "--netns", "/x"];
+        words.extend_from_slice(extra);
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        match parse(&words) {
+            Ok(Action::Run(o)) => *o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn host() -> (Template, Template) {
+        let v4 = Template {
+            ifname: "ext0".into(),
+            addrs: vec![HostAddr {
+                addr: ip("192.0.2.1"),
+                prefix: 24,
+            }],
+            routes: vec![
+                HostRoute {
+                    dst: ip("0.0.0.0"),
+                    prefix: 0,
+                    gateway: ip("192.0.2.254"),
+                    metric: 0,
+                },
+                HostRoute {
+                    dst: ip("198.51.100.0"),
+                    prefix: 24,
+                    gateway: ip("192.0.2.253"),
+                    metric: 5,
+                },
+            ],
+        };
+        let v6 = Template {
+            ifname: "ext0".into(),
+            addrs: vec![HostAddr {
+                addr: ip("2001:db8::1"),
+                prefix: 64,
+            }],
+            routes: vec![HostRoute {
+                dst: ip("::"),
+                prefix: 0,
+                gateway: ip("2001:db8::fe"),
+                metric: 1024,
+            }],
+        };
+        (v4, v6)
+    }
+
+    #[test]
+    fn the_hosts_addresses_and_gateway_routes_are_copied_under_its_name() {
+        let (v4, v6) = host();
+        let p = Plan::new(&options(&[]), Some(&v4), Some(&v6)).unwrap();
+        assert_eq!(p.ifname, "ext0");
+        assert_eq!(p.mtu, 65520);
+        assert_eq!(p.addrs.len(), 2);
+        assert_eq!(p.routes.len(), 3);
+        assert_eq!(
+            p.gateways(),
+            [ip("192.0.2.254"), ip("192.0.2.253"), ip("2001:db8::fe")]
+        );
+        assert_eq!(
+            p.host_addrs,
+            [Some(ip("192.0.2.1")), Some(ip("2001:db8::1"))]
+        );
+        assert_eq!(p.ns_addr_for(true), Some(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn address_netmask_and_gateway_replace_one_family_only() {
+        let (v4, v6) = host();
+        let o = options(&[
+            "-a",
+            "10.0.2.100",
+            "-n",
+            "24",
+            "-g",
+            "10.0.2.2",
+            "-I",
+            "eth0",
+        ]);
+        let p = Plan::new(&o, Some(&v4), Some(&v6)).unwrap();
+        assert_eq!(p.ifname, "eth0");
+        assert_eq!(
+            p.addrs[0],
+            HostAddr {
+                addr: ip("10.0.2.100"),
+                prefix: 24
+            }
+        );
+        assert_eq!(p.gateways(), [ip("10.0.2.2"), ip("2001:db8::fe")]);
+        assert_eq!(
+            p.host_addrs[0],
+            Some(ip("192.0.2.1")),
+            "the host keeps its address"
+        );
+        // -a alone keeps the host's gateway, and the default prefix when the host has none.
+        let p = Plan::new(&options(&["-a", "10.9.9.9"]), Some(&v4), None).unwrap();
+        assert_eq!(
+            p.addrs,
+            [HostAddr {
+                addr: ip("10.9.9.9"),
+                prefix: 24
+            }]
+        );
+        assert_eq!(p.gateways(), [ip("192.0.2.254")]);
+    }
+
+    #[test]
+    fn families_can_be_left_out_and_nothing_to_copy_is_an_error() {
+        let (v4, v6) = host();
+        let p = Plan::new(&options(&["-4"]), Some(&v4), Some(&v6)).unwrap();
+        assert!(p.addrs.iter().all(|a| a.addr.is_ipv4()));
+        assert!(matches!(
+            Plan::new(&options(&[]), None, None),
+            Err(PlanError::NoAddress)
+        ));
+        assert!(matches!(
+            Plan::new(&options(&["-g", "2001:db8::9"]), Some(&v4), None),
+            Err(PlanError::GatewayFamily(_))
+        ));
+    }
+
+    #[test]
+    fn the_batch_adds_neighbours_before_the_onlink_routes_through_them() {
+        let (v4, _) = host();
+        let p = Plan::new(
+            &options(&["--ns-mac-addr", "02:00:00:00:00:09"]),
+            Some(&v4),
+            None,
+        )
+        .unwrap();
+        let batch = p.requests(7, [0x52, 0x55, 10, 0, 2, 2]);
+        let kinds: Vec<&str> = batch
+            .iter()
+            .map(|(_, m)| match m {
+                RouteNetlinkMessage::SetLink(_) => "link",
+                RouteNetlinkMessage::NewAddress(_) => "addr",
+                RouteNetlinkMessage::NewNeighbour(_) => "neigh",
+                RouteNetlinkMessage::NewRoute(_) => "route",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["link", "link", "addr", "neigh", "neigh", "route", "route"]
+        );
+        let RouteNetlinkMessage::SetLink(link) = &batch[1].1 else {
+            unreachable!()
+        };
+        assert_eq!(link.header.index, 7);
+        assert!(link.attributes.contains(&LinkAttribute::Mtu(65520)));
+        assert!(link
+            .attributes
+            .contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9])));
+        let RouteNetlinkMessage::NewNeighbour(n) = &batch[3].1 else {
+            unreachable!()
+        };
+        assert_eq!(n.header.state, NeighbourState::Permanent);
+        assert!(n
+            .attributes
+            .contains(&NeighbourAttribute::LinkLayerAddress(vec![
+                0x52, 0x55, 10, 0, 2, 2
+            ])));
+        let RouteNetlinkMessage::NewRoute(r) = &batch[6].1 else {
+            unreachable!()
+        };
+        assert_eq!(r.header.flags, RouteFlags::Onlink);
+        assert_eq!(r.header.destination_prefix_length, 24);
+        assert!(r.attributes.contains(&RouteAttribute::Priority(5)));
+        assert_eq!(batch[6].0, CREATE_EXCL);
+    }
+}

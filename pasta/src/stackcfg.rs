@@ -95,3 +95,72 @@ pub fn stack_config(o: &Options, plan: &Plan) -> Result<StackConfig, StackCfgErr
         ..StackConfig::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, Action};
+    use crate::hostnet::{HostAddr, HostRoute, Template};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn config(extra: &[&str]) -> StackConfig {
+        let mut words = vec!["--config-net", "--netns", "/x"];
+        words.extend_from_slice(extra);
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let Ok(Action::Run(o)) = parse(&words) else {
+            panic!("parse")
+        };
+        let t = Template {
+            ifname: "ext0".into(),
+            addrs: vec![HostAddr {
+                addr: ip("192.0.2.1"),
+                prefix: 24,
+            }],
+            routes: vec![HostRoute {
+                dst: ip("0.0.0.0"),
+                prefix: 0,
+                gateway: ip("192.0.2.254"),
+                metric: 0,
+            }],
+        };
+        let plan = Plan::new(&o, Some(&t), None).unwrap();
+        stack_config(&o, &plan).unwrap()
+    }
+
+    #[test]
+    fn podmans_options_give_dns_and_the_host_but_not_its_loopback() {
+        let c = config(&[
+            "--dns-forward",
+            "169.254.1.1",
+            "--no-map-gw",
+            "--map-guest-addr",
+            "169.254.1.2",
+        ]);
+        assert!(!c.host_loopback && c.dns);
+        assert!(c.addr.is_dns(ip("169.254.1.1")));
+        assert!(!c.addr.is_gateway(ip("192.0.2.254")));
+        assert_eq!(c.addr.host_alias(ip("169.254.1.2")), Some(ip("192.0.2.1")));
+        assert_eq!(c.addr.host_face_for(ip("192.0.2.1")), ip("169.254.1.2"));
+        assert!(!c.dhcp_server && !c.router_advertisements);
+    }
+
+    #[test]
+    fn map_gw_makes_the_gateway_the_hosts_loopback() {
+        let c = config(&["--map-gw"]);
+        assert!(c.host_loopback && !c.dns);
+        assert!(c.addr.is_gateway(ip("192.0.2.254")));
+        let c = config(&[
+            "--no-map-gw",
+            "--map-host-loopback",
+            "169.254.1.3",
+            "--dns-host",
+            "127.0.0.9",
+        ]);
+        assert!(c.host_loopback);
+        assert!(c.addr.is_gateway(ip("169.254.1.3")));
+        assert_eq!(c.dns_upstreams, ["127.0.0.9:53".parse().unwrap()]);
+    }
+}
