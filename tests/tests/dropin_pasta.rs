@@ -24,8 +24,9 @@ fn podman_argv_copies_the_host_addressing_returns_once_ready_and_quits_with_the_
     let h = Harness::new();
     let pasta = install(&h);
     let script = format!(
-        "out=$($PASTA $PODMAN_ARGS --netns $NS --map-guest-addr 169.254.1.2 2>&1) && rc=0 || rc=$?\n\
+        "out=$($PASTA $PODMAN_ARGS --pid $D/pid --netns $NS --map-guest-addr 169.254.1.2 2>&1) && rc=0 || rc=$?\n\
          echo \"status $rc output [$out]\"\n\
+         grep -qa -- \"[/]${{NS#/}}\" /proc/$(cat $D/pid)/cmdline && echo 'pid file names the helper'\n\
          nsenter --net=$NS ip -o addr show\n\
          nsenter --net=$NS ip -o link show\n\
          nsenter --net=$NS ip route show\n\
@@ -39,6 +40,10 @@ fn podman_argv_copies_the_host_addressing_returns_once_ready_and_quits_with_the_
     );
     let s = &out.stdout;
     assert!(s.contains("status 0 output []"), "{out:?}");
+    assert!(
+        s.contains("pid file names the helper"),
+        "podman 6's --pid FILE: {out:?}"
+    );
     assert!(
         s.contains("ext0    inet 192.0.2.1/24"),
         "host address copied: {out:?}"
