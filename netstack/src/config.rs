@@ -4,10 +4,14 @@
 //! The constants are the defaults; `Addressing` derives the actual addresses from `--cidr`
 //! and `--cidr6` the way slirp4netns does (gateway = network + 2, DNS = + 3, sandbox = + 100).
 //! `policy` is the one live object here: the egress policy's shared enforcer.
+//! `Aliases` add addresses that stand for the gateway, the DNS forwarder or the host itself
+//! (the pasta drop-in's addressing; none by default).
 //! Adding a knob here means adding the flag that sets it and the docs that describe it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+
+use crate::alias::{AliasTo, Aliases};
 
 /// Sandbox address configured on tap0 (slirp4netns: network + 100).
 pub const SANDBOX_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
@@ -73,6 +77,9 @@ pub struct Addressing {
     net_v4: Ipv4Addr,
     prefix_v4: u8,
     net_v6: Ipv6Addr,
+    /// Set once per process by the pasta drop-in (`with_aliases`); a reference keeps
+    /// `Addressing` small and `Copy` for everyone else.
+    aliases: Option<&'static Aliases>,
 }
 
 impl Default for Addressing {
@@ -81,6 +88,7 @@ impl Default for Addressing {
             net_v4: Ipv4Addr::new(10, 0, 2, 0),
             prefix_v4: PREFIX_LEN_V4,
             net_v6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
+            aliases: None,
         }
     }
 }
@@ -127,6 +135,19 @@ impl Addressing {
             net_v6: net,
             ..self
         })
+    }
+
+    /// The addressing with `aliases` (pasta's gateway, DNS forward and guest addresses; the
+    /// caller leaks them once per process, e.g. `Box::leak`).
+    pub fn with_aliases(self, aliases: &'static Aliases) -> Addressing {
+        Addressing {
+            aliases: Some(aliases),
+            ..self
+        }
+    }
+
+    fn alias(&self, ip: IpAddr) -> Option<AliasTo> {
+        self.aliases.and_then(|a| a.lookup(ip))
     }
 
     fn host_v4(&self, host: u8) -> Ipv4Addr {
@@ -194,14 +215,34 @@ impl Addressing {
         }
     }
 
-    /// Whether `ip` is the gateway.
+    /// Whether `ip` is the gateway (or an alias of it).
     pub fn is_gateway(&self, ip: IpAddr) -> bool {
-        ip == IpAddr::V4(self.gateway_v4()) || ip == IpAddr::V6(self.gateway_v6())
+        ip == IpAddr::V4(self.gateway_v4())
+            || ip == IpAddr::V6(self.gateway_v6())
+            || self.alias(ip) == Some(AliasTo::Gateway)
     }
 
-    /// Whether `ip` is the DNS forwarder's address.
+    /// Whether `ip` is the DNS forwarder's address (or an alias of it).
     pub fn is_dns(&self, ip: IpAddr) -> bool {
-        ip == IpAddr::V4(self.dns_v4()) || ip == IpAddr::V6(self.dns_v6())
+        ip == IpAddr::V4(self.dns_v4())
+            || ip == IpAddr::V6(self.dns_v6())
+            || self.alias(ip) == Some(AliasTo::Dns)
+    }
+
+    /// The host address `ip` stands for, when it is a host alias (`--map-guest-addr`).
+    pub fn host_alias(&self, ip: IpAddr) -> Option<IpAddr> {
+        match self.alias(ip) {
+            Some(AliasTo::Host(host)) => Some(host),
+            _ => None,
+        }
+    }
+
+    /// The address a host client the sandbox cannot route back to appears from: the host
+    /// alias of `ip`'s family if there is one, else the gateway.
+    pub fn host_face_for(&self, ip: IpAddr) -> IpAddr {
+        self.aliases
+            .and_then(|a| a.host_face_for(ip))
+            .unwrap_or_else(|| self.gateway_for(ip))
     }
 
     /// Whether `ip` lies inside either virtual network (network, broadcast and every host).

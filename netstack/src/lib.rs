@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alias;
 pub mod api;
 pub mod config;
 pub mod netconf;

@@ -2,7 +2,9 @@
 //! Called once per new flow by the flow table; pure functions of the config, no I/O.
 //! `source_for` picks the address outbound sockets bind to (`--outbound-addr[6]`).
 //!
-//! - the gateway (10.0.2.2 / fd00::2) is the host's loopback (127.0.0.1 / ::1), same port,
+//! - a host alias (`--map-guest-addr` of the pasta drop-in) is the host address it stands
+//!   for, same port;
+//! - the gateway (10.0.2.2 / fd00::2, and its aliases) is the host's loopback (127.0.0.1 / ::1), same port,
 //!   unless host loopback is disabled;
 //! - the DNS address (10.0.2.3 / fd00::3) port 53 is the first upstream resolver (TCP; UDP
 //!   queries go to the `dns` forwarder instead), unless DNS is disabled;
@@ -39,6 +41,9 @@ pub enum Refused {
 /// The host address to connect or send to for `dst` as the sandbox addressed it.
 pub fn host_target(cfg: &StackConfig, dst: SocketAddr) -> Result<SocketAddr, Refused> {
     let ip = dst.ip();
+    if let Some(host) = cfg.addr.host_alias(ip) {
+        return Ok(SocketAddr::new(host, dst.port()));
+    }
     if cfg.addr.is_gateway(ip) {
         if !cfg.host_loopback {
             return Err(Refused::HostLoopbackDisabled);
@@ -113,6 +118,29 @@ mod tests {
         assert_eq!(t, Ok("127.0.0.1:8000".parse().unwrap()));
         let t = host_target(&cfg(), "[fd00::2]:22".parse().unwrap());
         assert_eq!(t, Ok("[::1]:22".parse().unwrap()));
+    }
+
+    #[test]
+    fn aliases_reach_the_host_loopback_the_dns_upstream_and_the_host_itself() {
+        use crate::alias::{AliasTo, Aliases};
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut aliases = Aliases::default();
+        aliases.add(ip("192.0.2.254"), AliasTo::Gateway).unwrap();
+        aliases.add(ip("169.254.1.1"), AliasTo::Dns).unwrap();
+        aliases
+            .add(ip("169.254.1.2"), AliasTo::Host(ip("192.0.2.1")))
+            .unwrap();
+        let mut c = cfg();
+        c.addr = c.addr.with_aliases(Box::leak(Box::new(aliases)));
+        let t = |d: &str| host_target(&c, d.parse().unwrap());
+        assert_eq!(t("192.0.2.254:80"), Ok("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(t("169.254.1.1:53"), Ok("127.0.0.53:53".parse().unwrap()));
+        assert_eq!(t("169.254.1.1:80"), Err(Refused::NoDns));
+        assert_eq!(t("169.254.1.2:8080"), Ok("192.0.2.1:8080".parse().unwrap()));
+        assert_eq!(t("192.0.2.253:80"), Ok("192.0.2.253:80".parse().unwrap()));
+        c.host_loopback = false;
+        let t = host_target(&c, "192.0.2.254:80".parse().unwrap());
+        assert_eq!(t, Err(Refused::HostLoopbackDisabled));
     }
 
     #[test]

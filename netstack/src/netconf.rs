@@ -351,7 +351,9 @@ pub fn requests(plan: &Plan) -> Result<Vec<(Step, RouteNetlinkMessage)>, Netconf
     Ok(out)
 }
 
-fn link_up(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+/// RTM_SETLINK for interface `index`: up, with `attributes` (MTU, MAC address, ...). Also
+/// used by the pasta drop-in's own batch (`transact`).
+pub fn link_up(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg.header.flags = LinkFlags::Up;
@@ -367,7 +369,9 @@ fn family(addr: IpAddr) -> AddressFamily {
     }
 }
 
-fn address(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
+/// RTM_NEWADDR of `addr/prefix_len` on interface `index` (IPv6: nodad). Also used by the
+/// pasta drop-in's own batch (`transact`).
+pub fn address(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.family = family(addr);
     msg.header.prefix_len = prefix_len;

@@ -19,7 +19,6 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::Context;
-use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use rr_ns::enter::Target;
@@ -98,22 +97,7 @@ fn from_child(cfg: &Config, prog: &str, target: &Target) -> anyhow::Result<Owned
     match fork().context("cannot fork the namespace child")? {
         Forked::Child => {
             drop(ours);
-            // A parent killed now leaves nobody to serve the namespace: go with it rather
-            // than configure it for nothing.
-            let orphaned = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
-                || nix::unistd::getppid() != parent;
-            let status = if orphaned {
-                1
-            } else {
-                match child(cfg, target, &theirs) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        eprintln!("{prog}: {e:#}");
-                        1
-                    }
-                }
-            };
-            std::process::exit(status)
+            rr_ns::forked::child_main(prog, parent, || child(cfg, target, &theirs))
         }
         Forked::Parent(pid) => {
             drop(theirs);
@@ -184,6 +168,8 @@ fn receive_tap(chan: &Channel) -> Result<OwnedFd, AttachError> {
 mod tests {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
+
+    use nix::sys::signal::Signal;
 
     use super::*;
 

@@ -8,7 +8,7 @@
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
-use crate::getopt::{Getopt, HasArg, OptSpec};
+use rr_getopt::{Getopt, HasArg, OptSpec};
 
 /// slirp4netns's default MTU (its `DEFAULT_MTU`; rootlesskit and podman pass 65520).
 pub const DEFAULT_MTU: u32 = 1500;
@@ -43,44 +43,35 @@ enum Opt {
     TargetType,
 }
 
-const fn spec(short: Option<char>, long: &'static str, has_arg: HasArg, id: Opt) -> OptSpec<Opt> {
-    OptSpec {
-        short,
-        long: Some(long),
-        has_arg,
-        id,
-    }
-}
-
 /// slirp4netns's `longopts` and short set `ce:r:m:a:6hv`, in its order (the order matters
 /// only for the list in an "ambiguous" message).
 const SPECS: &[OptSpec<Opt>] = &[
-    spec(Some('c'), "configure", HasArg::No, Opt::Configure),
-    spec(Some('e'), "exit-fd", HasArg::Required, Opt::ExitFd),
-    spec(Some('r'), "ready-fd", HasArg::Required, Opt::ReadyFd),
-    spec(Some('m'), "mtu", HasArg::Required, Opt::Mtu),
-    spec(None, "cidr", HasArg::Required, Opt::Cidr),
-    spec(
+    OptSpec::long(Some('c'), "configure", HasArg::No, Opt::Configure),
+    OptSpec::long(Some('e'), "exit-fd", HasArg::Required, Opt::ExitFd),
+    OptSpec::long(Some('r'), "ready-fd", HasArg::Required, Opt::ReadyFd),
+    OptSpec::long(Some('m'), "mtu", HasArg::Required, Opt::Mtu),
+    OptSpec::long(None, "cidr", HasArg::Required, Opt::Cidr),
+    OptSpec::long(
         None,
         "disable-host-loopback",
         HasArg::No,
         Opt::DisableHostLoopback,
     ),
-    spec(None, "no-host-loopback", HasArg::No, Opt::NoHostLoopback),
-    spec(None, "netns-type", HasArg::Required, Opt::NetnsType),
-    spec(None, "userns-path", HasArg::Required, Opt::UsernsPath),
-    spec(Some('a'), "api-socket", HasArg::Required, Opt::ApiSocket),
-    spec(Some('6'), "enable-ipv6", HasArg::No, Opt::EnableIpv6),
-    spec(None, "enable-sandbox", HasArg::No, Opt::EnableSandbox),
-    spec(None, "create-sandbox", HasArg::No, Opt::CreateSandbox),
-    spec(None, "enable-seccomp", HasArg::No, Opt::EnableSeccomp),
-    spec(Some('h'), "help", HasArg::No, Opt::Help),
-    spec(Some('v'), "version", HasArg::No, Opt::Version),
-    spec(None, "outbound-addr", HasArg::Required, Opt::OutboundAddr),
-    spec(None, "outbound-addr6", HasArg::Required, Opt::OutboundAddr6),
-    spec(None, "disable-dns", HasArg::No, Opt::DisableDns),
-    spec(None, "macaddress", HasArg::Required, Opt::MacAddress),
-    spec(None, "target-type", HasArg::Required, Opt::TargetType),
+    OptSpec::long(None, "no-host-loopback", HasArg::No, Opt::NoHostLoopback),
+    OptSpec::long(None, "netns-type", HasArg::Required, Opt::NetnsType),
+    OptSpec::long(None, "userns-path", HasArg::Required, Opt::UsernsPath),
+    OptSpec::long(Some('a'), "api-socket", HasArg::Required, Opt::ApiSocket),
+    OptSpec::long(Some('6'), "enable-ipv6", HasArg::No, Opt::EnableIpv6),
+    OptSpec::long(None, "enable-sandbox", HasArg::No, Opt::EnableSandbox),
+    OptSpec::long(None, "create-sandbox", HasArg::No, Opt::CreateSandbox),
+    OptSpec::long(None, "enable-seccomp", HasArg::No, Opt::EnableSeccomp),
+    OptSpec::long(Some('h'), "help", HasArg::No, Opt::Help),
+    OptSpec::long(Some('v'), "version", HasArg::No, Opt::Version),
+    OptSpec::long(None, "outbound-addr", HasArg::Required, Opt::OutboundAddr),
+    OptSpec::long(None, "outbound-addr6", HasArg::Required, Opt::OutboundAddr6),
+    OptSpec::long(None, "disable-dns", HasArg::No, Opt::DisableDns),
+    OptSpec::long(None, "macaddress", HasArg::Required, Opt::MacAddress),
+    OptSpec::long(None, "target-type", HasArg::Required, Opt::TargetType),
 ];
 
 /// What the first operand names.

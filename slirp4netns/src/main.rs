@@ -11,7 +11,6 @@ mod banner;
 mod cli;
 mod config;
 mod confine;
-mod getopt;
 mod help;
 mod inherit;
 mod lifecycle;
@@ -19,7 +18,6 @@ mod outbound;
 mod run;
 
 use std::io::Write;
-use std::path::Path;
 
 use cli::Action;
 
@@ -33,25 +31,13 @@ fn print_stdout(text: &str) {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args_os()
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
+    let rr_getopt::Argv { args, argv0, prog } = rr_getopt::Argv::from_env("slirp4netns")
         .unwrap_or_else(|bad| {
             eprintln!("slirp4netns: argument {bad:?} is not valid UTF-8");
             std::process::exit(EXIT_FAILURE)
         });
-    // getopt's messages and the usage line use argv[0] as given; ours use its file name.
-    let argv0 = argv
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "slirp4netns".into());
-    let prog = Path::new(&argv0)
-        .file_name()
-        .map_or_else(|| argv0.clone(), |n| n.to_string_lossy().into_owned());
     let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
-    let parsed = cli::parse(argv.get(1..).unwrap_or_default(), posixly_correct, &|p| {
-        p.exists()
-    });
+    let parsed = cli::parse(&args, posixly_correct, &|p| p.exists());
     for line in &parsed.notices {
         print_stdout(&format!("{line}\n"));
     }

@@ -20,6 +20,7 @@ pub mod fifo;
 pub mod frames;
 pub mod host_client;
 pub mod modes;
+pub mod pasta;
 pub mod pattern;
 pub mod peer_echo;
 pub mod podman;
@@ -35,3 +36,4 @@ pub mod steps;
 #[allow(unsafe_code)]
 mod sys;
 pub mod topology;
+pub mod trixie;

@@ -6,8 +6,9 @@
 //! Which address the sandbox sees (`visible_source`): a client on a non-loopback host address
 //! arrives as itself (address and port), so servers in the sandbox log and filter real
 //! clients. A client on the host's loopback, or whose address the sandbox could not route back
-//! (inside the virtual network, link-local), arrives from the gateway (10.0.2.2 / fd00::2)
-//! with its own port, never as the sandbox's own 127.0.0.1: a service that trusts its
+//! (inside the virtual network, link-local, or the sandbox's own address: pasta's addressing
+//! copies the host's) arrives from the gateway (10.0.2.2 / fd00::2), or from the host alias
+//! (pasta's `--map-guest-addr`) when there is one, with its own port, never as the sandbox's own 127.0.0.1: a service that trusts its
 //! loopback is not opened to every local user. Two loopback clients with the same port
 //! (127.0.0.1:P and 127.0.0.2:P) would share a key; the second is refused.
 //!
@@ -362,13 +363,14 @@ impl EventLoop {
         };
         let routable = !(ip.is_loopback()
             || ip.is_unspecified()
+            || ip == guest.ip()
             || self.cfg.addr.contains(ip)
             || is_link_local(ip)
             || ip.is_ipv4() != guest.is_ipv4());
         let ip = if routable {
             ip
         } else {
-            self.cfg.addr.gateway_for(guest.ip())
+            self.cfg.addr.host_face_for(guest.ip())
         };
         SocketAddr::new(ip, peer.port())
     }

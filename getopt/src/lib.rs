@@ -1,6 +1,8 @@
-//! A getopt_long(3) work-alike (GNU semantics) for slirp4netns's command line: every form a
-//! client may send parses as glibc parses it, and every mistake gets glibc's message.
-//! Called by `cli` with its option table; knows no option by name and prints nothing.
+//! A getopt_long(3) work-alike (GNU semantics) for the drop-ins' command lines (slirp4netns's
+//! and pasta's): every form a client may send parses as glibc parses it, and every mistake
+//! gets glibc's message.
+//! Called by each drop-in's `cli` with its option table; knows no option by name and prints
+//! nothing. Moved here from rr-slirp4netns when rr-pasta needed the same parser.
 //!
 //! Why not clap (STYLE.md asks for it): slirp4netns's parser acts on each option where it
 //! stands, so `--help` after a bad `--mtu` is an error and before it is help, and deprecated
@@ -17,8 +19,11 @@
 //! options cluster (`-c6`, `-cm1500`); a short option taking an argument takes the rest of its
 //! word or else the next word. `--name=value` or `--name value` for long ones. With
 //! `posixly_correct` the first operand ends the options, as glibc does when POSIXLY_CORRECT is
-//! set. Under 200 lines; `W;` and optional arguments are not supported (slirp4netns uses
-//! neither).
+//! set, or as pasta's optstring asks with its leading '+'. Under 200 lines; `W;` and optional
+//! arguments are not supported (neither drop-in uses them).
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -42,6 +47,50 @@ pub struct OptSpec<Id> {
     pub has_arg: HasArg,
     /// The caller's name for it.
     pub id: Id,
+}
+
+impl<Id> OptSpec<Id> {
+    /// An option with a long name and, if `short` is given, a letter: one row of a drop-in's
+    /// option table, usable in a `const` table.
+    pub const fn long(short: Option<char>, long: &'static str, has_arg: HasArg, id: Id) -> Self {
+        OptSpec {
+            short,
+            long: Some(long),
+            has_arg,
+            id,
+        }
+    }
+}
+
+/// The command line as `main` needs it: the words after the program name, argv[0] as given
+/// (getopt-style messages and usage lines use it) and its file name (our own messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv {
+    /// argv without argv[0].
+    pub args: Vec<String>,
+    /// argv[0] as given (`default` when there is none).
+    pub argv0: String,
+    /// argv[0]'s file name.
+    pub prog: String,
+}
+
+impl Argv {
+    /// This process's argv; the word that is not UTF-8 as the error.
+    pub fn from_env(default: &str) -> Result<Argv, std::ffi::OsString> {
+        let mut words = std::env::args_os()
+            .map(|a| a.into_string())
+            .collect::<Result<Vec<String>, _>>()?
+            .into_iter();
+        let argv0 = words.next().unwrap_or_else(|| default.to_owned());
+        let prog = std::path::Path::new(&argv0)
+            .file_name()
+            .map_or_else(|| argv0.clone(), |n| n.to_string_lossy().into_owned());
+        Ok(Argv {
+            args: words.collect(),
+            argv0,
+            prog,
+        })
+    }
 }
 
 /// A parse failure, displayed as glibc's message after "PROG: ".
@@ -81,6 +130,8 @@ impl fmt::Display for GetoptError {
         }
     }
 }
+
+impl std::error::Error for GetoptError {}
 
 /// An iterator over the options of `args` (argv without argv[0]), in order; each item is an
 /// option's id with its value. Operands are collected for `operands` once it is exhausted.
