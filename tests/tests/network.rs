@@ -64,7 +64,8 @@ fn sandbox_has_slirp4netns_addressing(mode: Mode) {
     let fx = Fixture::new(mode);
     let dev = fx.ifname();
     let script = format!(
-        "ip -o -4 addr show dev {dev}; ip -o link show dev {dev}; ip -4 route show default"
+        "ip -o -4 addr show dev {dev}; ip -o link show dev {dev}; ip -4 route show default; \
+         echo tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse)"
     );
     let sh = ["/bin/sh", "-c", &script].map(String::from);
     let out = run(
@@ -77,6 +78,8 @@ fn sandbox_has_slirp4netns_addressing(mode: Mode) {
         "inet 10.0.2.100/24",
         "mtu 65520",
         &format!("default via 10.0.2.2 dev {dev}"),
+        // TIME_WAIT reuse for the sandbox's own connections (netstack::netconf).
+        "tw_reuse=1",
     ] {
         assert!(
             out.stdout.contains(want),
