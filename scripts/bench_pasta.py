@@ -4,7 +4,8 @@
 Usage (as root; re-executes itself under scripts/sealed-netns):
     scripts/bench_pasta.py                          # 3 rounds, 4 s per run, MTU 65520 and 1500
     scripts/bench_pasta.py --rounds 1 --duration 2  # a short smoke
-    scripts/bench_pasta.py --rr-pasta target/release/rr-pasta
+    scripts/bench_pasta.py --rr-pasta PATH         # default: the build of scripts/build-release rr-pasta
+    scripts/bench --podman                          # the same, run by scripts/bench after its own table
 
 Both tools run in the Debian trixie root that scripts/trixie-root builds (podman 5.4, its own pasta),
 entered as tests/src/trixie-enter.sh enters it for tests/tests/dropin_pasta_podman.rs: as the user rrtest,
@@ -49,7 +50,7 @@ def inner_script(duration):
     net = "pasta:--map-gw"
     run = "podman run --rm --network %s localhost/bench" % net
     run1500 = "podman run --rm --network %s,-m,1500 localhost/bench" % net
-    d = duration
+    d = "%g" % duration
     return f"""set -eu
 tar -C /rr/img -c . | podman import -q - localhost/bench >/dev/null
 echo "HELPER $(podman info --format '{{{{.Host.Pasta.Executable}}}}')"
@@ -162,15 +163,22 @@ def inner(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=int, default=4)
-    p.add_argument("--rr-pasta", default=os.path.join(REPO, "target/release/rr-pasta"))
+    p.add_argument("--duration", type=float, default=4)
+    p.add_argument("--rr-pasta", default=None, help="default: build it with scripts/build-release rr-pasta")
     args = p.parse_args()
+    if args.rr_pasta is None and os.environ.get("RR_SEALED_NETNS") != "1":
+        r = subprocess.run([os.path.join(REPO, "scripts", "build-release"), "rr-pasta"], cwd=REPO,
+                           stdout=subprocess.PIPE, text=True)  # fmt: skip
+        if r.returncode != 0:
+            die("building rr-pasta failed; give --rr-pasta PATH")
+        args.rr_pasta = r.stdout.strip()
+        sys.argv += ["--rr-pasta", args.rr_pasta]
     if os.geteuid() != 0:
         die("run as root: it enters the trixie root and a sealed network namespace")
     if not os.path.exists(os.path.join(ROOT, ".rr-trixie-root")):
         die("no trixie root at %s: run sudo scripts/trixie-root" % ROOT)
     if not os.path.exists(args.rr_pasta):
-        die("%s missing: cargo build --release -p rr-pasta, or give --rr-pasta PATH" % args.rr_pasta)
+        die("%s missing: scripts/build-release rr-pasta, or give --rr-pasta PATH" % args.rr_pasta)
     args.rr_pasta = os.path.abspath(args.rr_pasta)
     for b in ["iperf3", "ldd", "unshare"]:
         if not shutil.which(b):
