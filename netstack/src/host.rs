@@ -5,6 +5,13 @@
 //! host side of a sandbox-initiated flow (bound to `--outbound-addr` when set).
 //! Needs TCP support for SO_PEEK_OFF (Linux 6.10 and later); on older kernels a flow's first
 //! peek fails and the flow is reset (a discard-buffer fallback is future work).
+//!
+//! Every host socket is made with SO_LINGER {on, 0}, so that whatever closes it, the helper's
+//! death included (SIGKILL, a crash: the kernel closes the fds), its peer sees RST, never a
+//! clean FIN that would make a cut-off upload look complete (issue 14). The linger is
+//! cleared (l_onoff 0) on the graceful path only: when the sandbox's FIN is passed on
+//! (`shutdown_write`), its stream toward the host is complete, so a later close sends FIN and
+//! keeps the bytes still queued for the peer rather than discarding them with a RST.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
@@ -40,8 +47,10 @@ const HOST_SNDBUF: usize = 4 << 20;
 const HOST_RCVBUF: usize = 4 << 20;
 
 impl HostTcp {
-    /// Wraps a socket from `TcpStream::connect`.
+    /// Wraps a socket from `connect` or a forward's accept, setting SO_LINGER {on, 0} (see the
+    /// module header).
     pub fn new(stream: TcpStream) -> HostTcp {
+        set_linger(&stream, true);
         if let Err(error) = setsockopt(&stream, sockopt::SndBuf, &HOST_SNDBUF) {
             tracing::debug!(%error, "SO_SNDBUF not raised");
         }
@@ -128,9 +137,13 @@ impl HostSocket for HostTcp {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         match self.stream.shutdown(Shutdown::Write) {
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-            other => other,
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => return Err(e),
+            _ => {}
         }
+        // The sandbox finished its stream: from here a close is a FIN, as it would be anyway
+        // after the peer's FIN, and bytes still queued for the peer are delivered.
+        set_linger(&self.stream, false);
+        Ok(())
     }
 
     fn send_space(&mut self) -> usize {
@@ -139,12 +152,49 @@ impl HostSocket for HostTcp {
     }
 
     fn abort(&mut self) {
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        if let Err(error) = setsockopt(&self.stream, sockopt::Linger, &linger) {
-            tracing::debug!(%error, "SO_LINGER 0 failed; peer sees FIN instead of RST");
-        }
+        // Set from the start; again here for a flow whose sandbox side finished first.
+        set_linger(&self.stream, true);
+    }
+}
+
+/// SO_LINGER {on, 0} (`reset`: a close sends RST) or {off} (a close sends FIN).
+fn set_linger(stream: &TcpStream, reset: bool) {
+    let linger = libc::linger {
+        l_onoff: i32::from(reset),
+        l_linger: 0,
+    };
+    if let Err(error) = setsockopt(stream, sockopt::Linger, &linger) {
+        tracing::debug!(%error, reset, "SO_LINGER not set");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linger(host: &HostTcp) -> (i32, i32) {
+        let l = getsockopt(&host.stream, sockopt::Linger).expect("SO_LINGER");
+        (l.l_onoff, l.l_linger)
+    }
+
+    #[test]
+    fn host_sockets_reset_on_close_until_the_sandbox_finishes_its_stream() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        let mut host = HostTcp::new(TcpStream::from_std(client));
+        assert_eq!(
+            linger(&host),
+            (1, 0),
+            "a killed helper must reset its peers"
+        );
+        host.shutdown_write().expect("shutdown");
+        assert_eq!(
+            linger(&host).0,
+            0,
+            "after the sandbox's FIN a close is a FIN"
+        );
+        host.abort();
+        assert_eq!(linger(&host), (1, 0), "an abort resets again");
     }
 }

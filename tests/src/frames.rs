@@ -4,6 +4,9 @@
 //! would keep those on its own loopback), after learning the gateway's MAC by ARP; and
 //! `rr-probe sniff` reports every IP packet, of any protocol or port, addressed into a set of
 //! prefixes, on every interface of the namespace it runs in (the bait side of the leak test).
+//! `segment` and `datagram` build any TCP segment or UDP datagram for the hostile-sandbox
+//! tests (`rr-probe forge-rst-syn` ...), and `Link::next_data_segment` reads a flow's sequence
+//! number off the wire.
 //! Frames are built and read with smoltcp's wire Reprs (checksums computed and verified there).
 //! Needs CAP_NET_RAW in the namespace's owning user namespace; nothing here panics on a frame.
 
@@ -33,7 +36,7 @@ const HOP_LIMIT: u8 = 64;
 /// Payload of crafted UDP datagrams.
 pub const BAIT_PAYLOAD: &[u8] = b"rr-bait";
 /// Sequence number of crafted SYNs: any value works, a fixed one reads well in a capture.
-const SYN_SEQ: i32 = 0x5252_0000;
+const SYN_SEQ: u32 = 0x5252_0000;
 /// Window of crafted SYNs.
 const SYN_WINDOW: u16 = 64240;
 /// MSS option of crafted SYNs (Ethernet MTU less 40 bytes of headers).
@@ -185,6 +188,59 @@ impl Link {
     }
 }
 
+impl Link {
+    /// The next TCP segment with payload from `src` to `dst` seen on the link (ours going out
+    /// included), as its sequence number and payload length, within `timeout`.
+    pub fn next_data_segment(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<(u32, usize)> {
+        let deadline = Instant::now() + timeout;
+        let pick = |f: &[u8]| tcp_segment_of(f, src, dst).filter(|&(_, len)| len > 0);
+        recv_until(&self.fd, deadline, pick)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no TCP segment {src} -> {dst} within {timeout:?}"),
+            )
+        })
+    }
+}
+
+/// Sequence number and payload length of `frame` if it is a TCP segment from `src` to `dst`.
+fn tcp_segment_of(frame: &[u8], src: SocketAddr, dst: SocketAddr) -> Option<(u32, usize)> {
+    let (s, d, proto, payload) = ip_parts(frame)?;
+    if proto != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(payload).ok()?;
+    let seen = (
+        SocketAddr::new(s, tcp.src_port()),
+        SocketAddr::new(d, tcp.dst_port()),
+    );
+    (seen == (src, dst)).then(|| (tcp.seq_number().0 as u32, tcp.payload().len()))
+}
+
+/// Source, destination, protocol and payload of the IP packet in an Ethernet frame.
+fn ip_parts(frame: &[u8]) -> Option<(IpAddr, IpAddr, IpProtocol, &[u8])> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            let (s, d, p) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+            let payload = eth.payload().get(usize::from(ip.header_len())..)?;
+            Some((s.into(), d.into(), p, payload))
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            let (s, d, p) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+            Some((s.into(), d.into(), p, eth.payload().get(ip.header_len()..)?))
+        }
+        _ => None,
+    }
+}
+
 fn packet_socket() -> io::Result<OwnedFd> {
     socket(
         AddressFamily::Packet,
@@ -298,49 +354,89 @@ pub fn craft(
     sport: u16,
     target: Target,
 ) -> Result<Vec<u8>, String> {
-    if src.is_ipv4() != target.dst.is_ipv4() {
-        return Err(format!("{target}: source {src} is of the other family"));
+    let from = SocketAddr::new(src, sport);
+    match target.proto {
+        Proto::Tcp => segment(src_mac, dst_mac, from, target.dst, TcpControl::Syn, SYN_SEQ),
+        Proto::Udp => datagram(src_mac, dst_mac, from, target.dst, BAIT_PAYLOAD),
     }
-    let caps = ChecksumCapabilities::default();
-    let (s, d) = (src.into(), target.dst.ip().into());
-    let (proto, transport) = match target.proto {
-        Proto::Tcp => {
-            let repr = TcpRepr {
-                src_port: sport,
-                dst_port: target.dst.port(),
-                control: TcpControl::Syn,
-                seq_number: TcpSeqNumber(SYN_SEQ),
-                ack_number: None,
-                window_len: SYN_WINDOW,
-                window_scale: None,
-                max_seg_size: Some(SYN_MSS),
-                sack_permitted: false,
-                sack_ranges: [None; 3],
-                timestamp: None,
-                payload: &[],
-            };
-            let mut buf = vec![0u8; repr.buffer_len()];
-            repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), &s, &d, &caps);
-            (IpProtocol::Tcp, buf)
-        }
-        Proto::Udp => {
-            let repr = UdpRepr {
-                src_port: sport,
-                dst_port: target.dst.port(),
-            };
-            let mut buf = vec![0u8; repr.header_len() + BAIT_PAYLOAD.len()];
-            repr.emit(
-                &mut UdpPacket::new_unchecked(&mut buf[..]),
-                &s,
-                &d,
-                BAIT_PAYLOAD.len(),
-                |p| p.copy_from_slice(BAIT_PAYLOAD),
-                &caps,
-            );
-            (IpProtocol::Udp, buf)
-        }
+}
+
+/// An Ethernet frame carrying a TCP segment from `src` to `dst` with `control` (SYN, RST,
+/// ..) at sequence number `seq`, no ACK: what a hostile sandbox forges against a flow.
+pub fn segment(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: SocketAddr,
+    dst: SocketAddr,
+    control: TcpControl,
+    seq: u32,
+) -> Result<Vec<u8>, String> {
+    same_family(src, dst)?;
+    let repr = TcpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: None,
+        window_len: SYN_WINDOW,
+        window_scale: None,
+        max_seg_size: (control == TcpControl::Syn).then_some(SYN_MSS),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
     };
-    let (ethertype, packet) = match (src, target.dst.ip()) {
+    let (s, d) = (src.ip().into(), dst.ip().into());
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), &s, &d, &caps);
+    ip_frame(src_mac, dst_mac, src.ip(), dst.ip(), IpProtocol::Tcp, &buf)
+}
+
+/// An Ethernet frame carrying a UDP datagram of `payload` from `src` to `dst`.
+pub fn datagram(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    same_family(src, dst)?;
+    let repr = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
+    let (s, d) = (src.ip().into(), dst.ip().into());
+    let mut buf = vec![0u8; repr.header_len() + payload.len()];
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut buf[..]),
+        &s,
+        &d,
+        payload.len(),
+        |p| p.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
+    ip_frame(src_mac, dst_mac, src.ip(), dst.ip(), IpProtocol::Udp, &buf)
+}
+
+/// Checksums over mixed families make no sense (smoltcp panics on them): refuse first.
+fn same_family(src: SocketAddr, dst: SocketAddr) -> Result<(), String> {
+    match src.is_ipv4() == dst.is_ipv4() {
+        true => Ok(()),
+        false => Err(format!("{dst}: source {src} is of the other family")),
+    }
+}
+
+/// `transport` in an IPv4 or IPv6 packet from `src` to `dst`, in an Ethernet frame.
+fn ip_frame(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: IpProtocol,
+    transport: &[u8],
+) -> Result<Vec<u8>, String> {
+    let (ethertype, packet) = match (src, dst) {
         (IpAddr::V4(src_addr), IpAddr::V4(dst_addr)) => {
             let repr = Ipv4Repr {
                 src_addr,
@@ -350,8 +446,9 @@ pub fn craft(
                 hop_limit: HOP_LIMIT,
             };
             let mut buf = vec![0u8; repr.buffer_len() + transport.len()];
+            let caps = ChecksumCapabilities::default();
             repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
-            buf[repr.buffer_len()..].copy_from_slice(&transport);
+            buf[repr.buffer_len()..].copy_from_slice(transport);
             (EthernetProtocol::Ipv4, buf)
         }
         (IpAddr::V6(src_addr), IpAddr::V6(dst_addr)) => {
@@ -364,10 +461,10 @@ pub fn craft(
             };
             let mut buf = vec![0u8; repr.buffer_len() + transport.len()];
             repr.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-            buf[repr.buffer_len()..].copy_from_slice(&transport);
+            buf[repr.buffer_len()..].copy_from_slice(transport);
             (EthernetProtocol::Ipv6, buf)
         }
-        _ => return Err(format!("{target}: source {src} is of the other family")),
+        _ => return Err(format!("{dst}: source {src} is of the other family")),
     };
     Ok(ethernet(src_mac, dst_mac, ethertype, &packet))
 }
@@ -375,25 +472,7 @@ pub fn craft(
 /// What `sniff` reports of one IP packet: `PROTO SRC -> DST` with ports for TCP and UDP and
 /// the TCP flags, e.g. `tcp 10.0.2.100:41000 -> 10.0.2.3:53 SYN`.
 pub fn describe(frame: &[u8]) -> Option<(IpAddr, String)> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    let (src, dst, proto, payload): (IpAddr, IpAddr, IpProtocol, &[u8]) = match eth.ethertype() {
-        EthernetProtocol::Ipv4 => {
-            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-            let (s, d, p) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
-            (
-                s.into(),
-                d.into(),
-                p,
-                &eth.payload()[usize::from(ip.header_len())..],
-            )
-        }
-        EthernetProtocol::Ipv6 => {
-            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
-            let (s, d, p) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
-            (s.into(), d.into(), p, &eth.payload()[ip.header_len()..])
-        }
-        _ => return None,
-    };
+    let (src, dst, proto, payload) = ip_parts(frame)?;
     let text = match proto {
         IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
             Ok(t) => format!(

@@ -19,6 +19,7 @@ pub mod egress_net;
 pub mod fifo;
 pub mod frames;
 pub mod host_client;
+pub mod hostile;
 pub mod modes;
 pub mod pasta;
 pub mod pattern;

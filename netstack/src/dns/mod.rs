@@ -466,6 +466,25 @@ impl Forwarder {
     }
 }
 
+/// The DNS query in `payload`, if it is one the forwarder would take (see `message::Query`).
+pub fn parse_query(payload: &[u8]) -> Option<Query> {
+    Packet::new_checked(payload)
+        .and_then(|p| Query::parse(&p))
+        .ok()
+}
+
+/// Answers `query` (parsed from `payload`) SERVFAIL from `server` to `sandbox` at once, for a
+/// query the stack cannot carry (`event_loop::exhaustion`).
+pub fn servfail_now(
+    eg: &mut Egress,
+    sandbox: SocketAddr,
+    server: SocketAddr,
+    query: &Query,
+    payload: &[u8],
+) {
+    emit_rcode(eg, sandbox, server, query, payload, RCODE_SERVFAIL);
+}
+
 /// Sends `bytes` on the first upstream socket from `first` on that takes them; its index.
 fn send_first(
     upstreams: &mut [Upstream],

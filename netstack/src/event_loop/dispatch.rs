@@ -2,13 +2,15 @@
 //! UDP or ICMP flow of their 5-tuple (whichever side opened it), opening flows (and host
 //! sockets) on first sight of a sandbox SYN, datagram or echo request.
 //! Part of `event_loop`; decides nothing about addresses itself (`nat` does), nor about what
-//! is allowed (each new flow the sandbox opens asks the egress policy: `policy.rs`).
+//! is allowed (each new flow the sandbox opens asks the egress policy: `policy.rs`). New
+//! datagram flows spend a budget (`bucket.rs`); a datagram that gets no flow or socket is
+//! answered at once (`exhaustion.rs`); the table's bounds and eviction are `flows`'.
 
 use super::*;
 use crate::policy::Proto as RuleProto;
 
 /// DNS port (RFC 1035): UDP to the DNS address on it goes to the forwarder.
-const DNS_PORT: u16 = 53;
+pub(super) const DNS_PORT: u16 = 53;
 
 impl EventLoop {
     #[cfg(not(feature = "fault-injection"))]
@@ -124,7 +126,7 @@ impl EventLoop {
         if !to_dns && !self.egress_allowed(RuleProto::Tcp, ep.remote, now) {
             return tcp::reset_stray(ep, seg, &mut self.egress);
         }
-        let Some((slot, evicted)) = self.flows.reserve() else {
+        let Some((slot, evicted)) = self.flows.reserve(Need::HalfOpen) else {
             self.drops.table_full += 1;
             return tcp::reset_stray(ep, seg, &mut self.egress);
         };
@@ -181,8 +183,11 @@ impl EventLoop {
         let timer = flow.next_timer();
         self.mark_outbound(slot, false);
         self.flows
-            .insert(slot, key, Flow::Tcp(Box::new(flow), host));
+            .insert(slot, key, Flow::Tcp(Box::new(flow), host), now);
         self.arm(now + self.cfg.tcp_idle_timeout);
+        if let Some(t) = self.flows.half_open_deadline(slot) {
+            self.arm(t);
+        }
         if let Some(t) = timer {
             self.arm(t);
         }
@@ -266,19 +271,31 @@ impl EventLoop {
         if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
-        let opened = UdpFlow::open(ep, target, nat::source_for(&self.cfg, target), now);
+        if !self.new_udp.take(now) {
+            tracing::trace!(?key, "new udp flow over budget, datagram dropped");
+            return;
+        }
+        let Some(slot) = self.reserve_slot(key) else {
+            return self.refuse_datagram(frame, meta, (sport, dport), payload, now);
+        };
+        let source = nat::source_for(&self.cfg, target);
+        let opened = UdpFlow::open(ep, target, source, now).and_then(|mut flow| {
+            let reg = self.poll.registry();
+            reg.register(&mut flow.sock, Tok::flow(slot), Interest::READABLE)?;
+            Ok(flow)
+        });
         match opened {
             Ok(mut flow) => {
                 flow.send_from_sandbox(payload, now);
-                let registered = self.add_flow(key, |slot, reg| {
-                    reg.register(&mut flow.sock, Tok::flow(slot), Interest::READABLE)
-                });
-                if let Some(slot) = registered {
-                    self.flows.insert(slot, key, Flow::Udp(flow));
-                    self.arm(now + self.cfg.udp_idle_timeout);
-                }
+                self.flows.insert(slot, key, Flow::Udp(flow), now);
+                self.arm(now + self.cfg.udp_idle_timeout);
             }
-            Err(error) => tracing::debug!(%target, %error, "udp socket failed"),
+            Err(error) => {
+                // EMFILE, ENFILE, ENOBUFS: no socket for it now; say so at once.
+                tracing::debug!(%target, %error, "udp socket failed");
+                self.flows.release(slot);
+                self.refuse_datagram(frame, meta, (sport, dport), payload, now);
+            }
         }
     }
 
@@ -307,42 +324,40 @@ impl EventLoop {
         if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
-        match PingFlow::open(meta.src, meta.dst, ident, source, now) {
+        if !self.new_ping.take(now) {
+            tracing::trace!(?key, "new echo flow over budget, request dropped");
+            return;
+        }
+        let Some(slot) = self.reserve_slot(key) else {
+            return;
+        };
+        let opened = PingFlow::open(meta.src, meta.dst, ident, source, now).and_then(|mut flow| {
+            let reg = self.poll.registry();
+            reg.register(&mut flow.sock, Tok::flow(slot), Interest::READABLE)?;
+            Ok(flow)
+        });
+        match opened {
             Ok(mut flow) => {
                 flow.send_from_sandbox(message, now);
-                let registered = self.add_flow(key, |slot, reg| {
-                    reg.register(&mut flow.sock, Tok::flow(slot), Interest::READABLE)
-                });
-                if let Some(slot) = registered {
-                    self.flows.insert(slot, key, Flow::Ping(flow));
-                    self.arm(now + self.cfg.udp_idle_timeout);
-                }
+                self.flows.insert(slot, key, Flow::Ping(flow), now);
+                self.arm(now + self.cfg.udp_idle_timeout);
             }
             Err(error) => {
                 // Typically EACCES: our gid is outside net.ipv4.ping_group_range.
                 tracing::debug!(remote = %meta.dst, %error, "no ping socket; echo request dropped");
+                self.flows.release(slot);
             }
         }
     }
 
-    /// Reserves a slot and registers a socket for it; `None` when full or registration fails.
-    fn add_flow<F>(&mut self, key: FlowKey, register: F) -> Option<usize>
-    where
-        F: FnOnce(usize, &mio::Registry) -> io::Result<()>,
-    {
-        let Some((slot, evicted)) = self.flows.reserve() else {
+    /// A free slot for `key`, evicting as the table's rules say; `None` (counted) when full.
+    fn reserve_slot(&mut self, key: FlowKey) -> Option<usize> {
+        let Some((slot, evicted)) = self.flows.reserve(Need::Other) else {
             self.drops.table_full += 1;
             tracing::debug!(?key, "flow table full");
             return None;
         };
         drop(evicted); // closing the socket also takes it out of the epoll set
-        match register(slot, self.poll.registry()) {
-            Ok(()) => Some(slot),
-            Err(error) => {
-                tracing::warn!(%error, "cannot register host socket");
-                self.flows.release(slot);
-                None
-            }
-        }
+        Some(slot)
     }
 }

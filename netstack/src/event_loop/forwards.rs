@@ -234,7 +234,7 @@ impl EventLoop {
         if self.flows.find(&key).is_some() {
             return self.refuse_inbound(stream, peer, "address clash");
         }
-        let Some((slot, evicted)) = self.flows.reserve() else {
+        let Some((slot, evicted)) = self.flows.reserve(Need::Other) else {
             self.drops.table_full += 1;
             return self.refuse_inbound(stream, peer, "flow table full");
         };
@@ -313,7 +313,7 @@ impl EventLoop {
                 return; // the key belongs to another client or to a sandbox-opened flow
             }
             None => {
-                let Some((slot, evicted)) = self.flows.reserve() else {
+                let Some((slot, evicted)) = self.flows.reserve(Need::Other) else {
                     self.drops.table_full += 1;
                     return;
                 };
@@ -328,7 +328,7 @@ impl EventLoop {
                     client,
                     last_active: now,
                 };
-                self.flows.insert(slot, key, Flow::UdpIn(flow));
+                self.flows.insert(slot, key, Flow::UdpIn(flow), now);
                 self.arm(now + self.cfg.udp_idle_timeout);
             }
         }

@@ -25,7 +25,7 @@ use crate::command::Commands;
 use crate::config::{StackConfig, GATEWAY_MAC};
 use crate::control::ControlPlane;
 use crate::egress::{Egress, FrameSink};
-use crate::flows::{Flow, FlowKey, FlowTable, Proto};
+use crate::flows::{Flow, FlowKey, FlowTable, Need, Proto};
 use crate::host::HostTcp;
 use crate::icmp::PingFlow;
 use crate::nat;
@@ -56,6 +56,9 @@ pub struct DropStats {
     pub forward_refused: u64,
     /// New flows the egress policy denied.
     pub denied: u64,
+    /// New UDP datagrams no flow or host socket could be made for (table full of TCP,
+    /// EMFILE, ENFILE): answered port unreachable or SERVFAIL (`exhaustion`).
+    pub exhausted: u64,
 }
 
 /// Writes frames to the tap fd.
@@ -121,6 +124,10 @@ pub struct EventLoop {
     pub drops: DropStats,
     /// Rate limit and buffer of the ICMP errors that answer policy denials.
     denials: policy::Denials,
+    /// Budget of new UDP flows (`bucket`).
+    new_udp: bucket::Bucket,
+    /// Budget of new ICMP echo flows (`bucket`).
+    new_ping: bucket::Bucket,
     /// Per flow slot: the TCP flow in it was opened by the sandbox (policed), not a forward.
     outbound: Vec<bool>,
     /// When expired DNS answers are next forgotten.
@@ -135,6 +142,11 @@ impl EventLoop {
         cfg: StackConfig,
         commands: Option<Commands>,
     ) -> io::Result<EventLoop> {
+        #[cfg(feature = "fault-injection")]
+        let cfg = StackConfig {
+            max_flows: faults::max_flows(cfg.max_flows),
+            ..cfg
+        };
         set_nonblocking(&tap)?;
         let poll = Poll::new()?;
         let reg = poll.registry();
@@ -203,6 +215,8 @@ impl EventLoop {
             sandbox_mac,
             drops: DropStats::default(),
             denials,
+            new_udp: bucket::Bucket::new_flows(Instant::now()),
+            new_ping: bucket::Bucket::new_flows(Instant::now()),
             outbound: vec![false; max],
             policy_purge_at: None,
             forwards: Forwards::new(),
@@ -440,6 +454,7 @@ impl EventLoop {
                 self.flows.remove(slot);
             }
             Verdict::Keep => {
+                self.flows.refresh(slot);
                 if owes_ack && !self.touched.contains(&slot) {
                     self.touched.push(slot);
                 }
@@ -508,6 +523,7 @@ impl EventLoop {
     }
 
     fn flow_timer(&mut self, slot: usize, now: Instant) {
+        let half_open_end = self.flows.half_open_deadline(slot);
         let Some(flow) = self.flows.get_mut(slot) else {
             return;
         };
@@ -515,13 +531,15 @@ impl EventLoop {
             Flow::Tcp(..) => self.cfg.tcp_idle_timeout,
             Flow::Udp(_) | Flow::UdpIn(_) | Flow::Ping(_) => self.cfg.udp_idle_timeout,
         };
-        let expires = flow.last_active() + idle;
+        let idle_end = flow.last_active() + idle;
+        let expires = half_open_end.map_or(idle_end, |h| h.min(idle_end));
         if expires <= now {
             if let Flow::Tcp(flow, host) = flow {
-                tracing::debug!(sandbox = %flow.endpoints().sandbox, "idle tcp flow reset");
+                tracing::debug!(sandbox = %flow.endpoints().sandbox, half_open = half_open_end.is_some(), "idle or half-open tcp flow reset");
                 flow.reset(host, &mut self.egress);
             }
             self.flows.remove(slot);
+            self.flows.stats.half_open_expired += u64::from(half_open_end.is_some());
             return;
         }
         if let Flow::Tcp(flow, host) = flow {
@@ -633,8 +651,10 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 #[cfg(feature = "fault-injection")]
 mod faults;
 
+mod bucket;
 mod counters;
 mod dispatch;
+mod exhaustion;
 mod forwards;
 mod link;
 mod policy;

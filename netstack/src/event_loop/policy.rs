@@ -4,10 +4,12 @@
 //! close open flows a change denies: RST both ways for TCP, the socket dropped for UDP and
 //! ICMP), and forgetting expired DNS answers on the timer. A denied datagram flow is
 //! remembered for a second (`MEMO`), so a sandbox repeating it costs one check, one log line
-//! and one audit line per second, not per datagram.
+//! and one audit line per second, not per datagram. The ICMP writer and its rate limit also
+//! serve `exhaustion` (port unreachable when no flow or socket is left).
 //! Part of `event_loop`; the decisions are `policy::Enforcer`'s. Without a policy every
 //! hook is one `Option` test.
 
+use super::bucket::Bucket;
 use super::*;
 use crate::policy::{
     EgressError, EgressReply, EgressRequest, Enforcer, Proto as RuleProto, RuleEntry,
@@ -27,14 +29,22 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Ethernet header length, before the IP packet an ICMP error quotes.
 const ETH_LEN: usize = 14;
 
-/// Token bucket for the ICMP errors of denials, with its frame buffer.
+/// Why a datagram is answered ICMP destination unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unreachable {
+    /// The egress policy denied it.
+    Prohibited,
+    /// No flow or host socket could be made for it (`exhaustion`).
+    Port,
+}
+
+/// Token bucket for the ICMP errors (and exhaustion SERVFAILs) the loop sends, with its
+/// frame buffer.
 #[derive(Debug)]
 pub(super) struct Denials {
-    tokens: u32,
-    refilled: Instant,
+    /// ICMP errors (and SERVFAILs) not sent because it was empty are its `refused`.
+    pub(super) bucket: Bucket,
     buf: Box<[u8]>,
-    /// ICMP errors not sent because the bucket was empty.
-    pub limited: u64,
     /// Recently denied UDP and echo flows (`MEMO`, a ring) and when.
     memo: [Option<(FlowKey, Instant)>; MEMO],
     next: usize,
@@ -44,10 +54,8 @@ impl Denials {
     /// A full bucket and a buffer for `headroom` + one minimum-MTU IPv6 packet + Ethernet.
     pub(super) fn new(headroom: usize, now: Instant) -> Denials {
         Denials {
-            tokens: ICMP_ERRORS_PER_SEC,
-            refilled: now,
+            bucket: Bucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERRORS_PER_SEC, now),
             buf: vec![0; headroom + ETH_LEN + 1280].into_boxed_slice(),
-            limited: 0,
             memo: [None; MEMO],
             next: 0,
         }
@@ -72,24 +80,9 @@ impl Denials {
         self.memo = [None; MEMO];
     }
 
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled);
-        let earned = (elapsed.as_millis() * u128::from(ICMP_ERRORS_PER_SEC) / 1000)
-            .min(u128::from(ICMP_ERRORS_PER_SEC)) as u32;
-        if earned > 0 {
-            self.tokens = (self.tokens + earned).min(ICMP_ERRORS_PER_SEC);
-            self.refilled = now;
-        }
-        match self.tokens.checked_sub(1) {
-            Some(t) => {
-                self.tokens = t;
-                true
-            }
-            None => {
-                self.limited += 1;
-                false
-            }
-        }
+    /// Takes one token: whether an error may be sent now.
+    pub(super) fn take(&mut self, now: Instant) -> bool {
+        self.bucket.take(now)
     }
 }
 
@@ -136,6 +129,19 @@ impl EventLoop {
     /// Answers a denied datagram or echo request (the IP packet in `frame`) with ICMP
     /// administratively prohibited from the gateway, within the rate limit.
     pub(super) fn deny_datagram(&mut self, frame: &[u8], meta: IpMeta, now: Instant) {
+        self.unreachable(frame, meta, Unreachable::Prohibited, now);
+    }
+
+    /// Answers the IP packet in `frame` with ICMP destination unreachable (`why`) from the
+    /// gateway, unless the rate limit (`ICMP_ERRORS_PER_SEC`, shared by every ICMP error the
+    /// loop sends) is spent.
+    pub(super) fn unreachable(
+        &mut self,
+        frame: &[u8],
+        meta: IpMeta,
+        why: Unreachable,
+        now: Instant,
+    ) {
         if !self.denials.take(now) {
             return;
         }
@@ -145,17 +151,21 @@ impl EventLoop {
         let head = self.egress.headroom();
         let from = self.cfg.addr.gateway_for(meta.src);
         let original = frame.get(ETH_LEN..).unwrap_or_default();
+        let write = match why {
+            Unreachable::Prohibited => crate::wire::prohibited::admin_prohibited,
+            Unreachable::Port => crate::wire::prohibited::port_unreachable,
+        };
         let mut buf = std::mem::take(&mut self.denials.buf);
-        let built = buf.get_mut(head..).map(|out| {
-            crate::wire::prohibited::admin_prohibited(out, l2, from, meta.src, original)
-        });
+        let built = buf
+            .get_mut(head..)
+            .map(|out| write(out, l2, from, meta.src, original));
         match built {
             Some(Ok(len)) => {
                 if let Some(frame) = buf.get_mut(..head + len) {
                     self.egress.raw(frame);
                 }
             }
-            Some(Err(error)) => tracing::trace!(%error, "icmp prohibited not emitted"),
+            Some(Err(error)) => tracing::trace!(%error, "icmp unreachable not emitted"),
             None => {}
         }
         self.denials.buf = buf;

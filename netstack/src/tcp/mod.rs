@@ -23,8 +23,13 @@
 //!   it. Retransmission is go-back-N: rewind to the last ACK and peek again, after an RTO or
 //!   three duplicate ACKs. A zero window is probed on the RTO timer.
 //! - Close: a FIN from the sandbox becomes `shutdown(SHUT_WR)`; EOF on the host socket becomes
-//!   our FIN after the data. RST either way resets the other side (SO_LINGER 0 on the host).
-//!   The flow ends once both FINs are acknowledged, on any RST, or after the idle timeout.
+//!   our FIN after the data. RST either way resets the other side (SO_LINGER 0 on the host,
+//!   set from the start so that the helper's death resets too: `host`). A RST from the
+//!   sandbox counts only at exactly the sequence number we expect, and a SYN on an
+//!   established flow only earns a challenge ACK (RFC 5961; `state` r1, s3), so a forged RST
+//!   or SYN cannot end a flow without its exact sequence number.
+//!   The flow ends once both FINs are acknowledged, on an accepted RST, or after the idle
+//!   timeout.
 //! - State: each flow is in one `state::State` (Connecting, SynRcvd or SynSent, Established,
 //!   CloseWait, FinWait1, FinWait2, LastAck); `state.rs` has the table of what each event does
 //!   in each. Host readiness hints and ACK scheduling are separate fields, not protocol state.
@@ -86,6 +91,10 @@ const WINDOW_RECHECK_MAX: Duration = Duration::from_millis(20);
 /// How long an ACK of short data waits for a reply to carry it. Far below Linux's 40 ms
 /// minimum, so a sandbox sender using Nagle loses little when no reply comes.
 const ACK_DELAY: Duration = Duration::from_millis(1);
+
+/// Least time between two challenge ACKs of one flow (RFC 5961 7 asks for a limit; this is
+/// Linux's per-socket one, net.ipv4.tcp_invalid_ratelimit's default of 500 ms).
+const CHALLENGE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Flags of a pure ACK.
 const ACK: TcpFlags = TcpFlags {
@@ -185,6 +194,8 @@ pub struct TcpFlow {
     wnd_at: Option<Instant>,
     /// Current interval of that recheck.
     wnd_backoff: Duration,
+    /// When we last sent a challenge ACK (RFC 5961), for its rate limit.
+    challenged_at: Option<Instant>,
     /// TCP timestamps (RFC 7323), when the sandbox's SYN offered them: every segment we send
     /// then echoes the sandbox's latest in-order TSval, which gives its kernel an RTT sample
     /// from every ACK, retransmissions included (without them Karn's rule keeps its RTO
@@ -302,6 +313,12 @@ impl TcpFlow {
         self.state.sandbox_fin()
     }
 
+    /// Half-open: the sandbox's SYN arrived and the handshake is not done (host connect in
+    /// flight, or our SYN-ACK unanswered). A flow a forward opens never is.
+    pub fn is_half_open(&self) -> bool {
+        matches!(self.state, State::Connecting | State::SynRcvd)
+    }
+
     /// Host connect still in progress (the sandbox's SYN is not answered yet).
     pub fn is_connecting(&self) -> bool {
         self.state == State::Connecting
@@ -352,4 +369,6 @@ mod state;
 mod tests;
 #[cfg(test)]
 mod tests_inbound;
+#[cfg(test)]
+mod tests_rfc5961;
 mod transmit;

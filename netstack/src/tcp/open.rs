@@ -95,6 +95,7 @@ impl TcpFlow {
             last_window: 0,
             wnd_at: None,
             wnd_backoff: WINDOW_RECHECK_MIN,
+            challenged_at: None,
             ts: None,
         }
     }
@@ -140,6 +141,7 @@ impl TcpFlow {
         let mut hdr = self.header(self.iss, flags, 0);
         // The window of a SYN or SYN-ACK is never scaled (RFC 7323 2.2).
         hdr.window = host.send_space().min(usize::from(u16::MAX)) as u16;
+        self.last_window = usize::from(hdr.window);
         // Our MSS is the link's, even with GSO: the sandbox sizes its segments by it.
         let our_mss = eg.link_mss(self.ep.remote).min(usize::from(u16::MAX)) as u16;
         let scale = (self.rcv_scale > 0).then_some(self.rcv_scale);
@@ -207,25 +209,30 @@ impl TcpFlow {
         self.push(host, eg, now)
     }
 
-    /// A SYN on a flow that already has one: a retransmission, or a new connection.
+    /// A SYN on a flow that already has one: a retransmission, a new connection, or forged.
     pub(super) fn on_syn_again<H: HostSocket>(
         &mut self,
         seg: &TcpSegment<'_>,
         host: &mut H,
         eg: &mut Egress,
+        now: Instant,
     ) -> Verdict {
+        if self.state.synchronized() {
+            // RFC 5961 4.2: whatever its sequence number, a challenge ACK and nothing else. A
+            // repeated SYN-ACK (our ACK of it was lost) is answered by it too; a sandbox that
+            // really opens a new connection on the port answers it with a RST at RCV.NXT,
+            // which ends this flow, and its next SYN opens the new one.
+            self.challenge_ack(host, eg, now);
+            return Verdict::Keep;
+        }
         if seg.seq != self.irs {
-            // A new connection on a reused port while we still hold the old one.
+            // Half-open: a new connection on a reused port replaces the one not yet made.
             host.abort();
             self.send_rst(eg);
             return Verdict::Close;
         }
         if self.state == State::SynRcvd {
             self.send_syn_ack(host, eg);
-        } else if seg.flags.ack && self.state.synchronized() {
-            // The sandbox repeats its SYN-ACK to our SYN: our ACK of it was lost.
-            self.ack_pending = true;
-            self.ack_urgent = true;
         }
         Verdict::Keep
     }

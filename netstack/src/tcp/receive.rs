@@ -88,11 +88,10 @@ impl TcpFlow {
             return self.on_syn_sent(seg, host, eg, now);
         }
         if seg.flags.rst {
-            host.abort();
-            return Verdict::Close;
+            return self.on_rst(seg, host, eg, now);
         }
         if seg.flags.syn {
-            return self.on_syn_again(seg, host, eg);
+            return self.on_syn_again(seg, host, eg, now);
         }
         if !seg.flags.ack || self.state == State::Connecting {
             return Verdict::Keep;
@@ -125,6 +124,49 @@ impl TcpFlow {
             return Verdict::Close;
         }
         self.push(host, eg, now)
+    }
+
+    /// A RST from the sandbox, checked as RFC 5961 3.2 says: only one at exactly RCV.NXT
+    /// ends the flow; one elsewhere in the window we advertised gets a challenge ACK (which a
+    /// sandbox that really lost the connection answers with a RST at RCV.NXT); any other is
+    /// dropped. So a forged RST must guess the sequence number exactly, not just the 4-tuple.
+    fn on_rst<H: HostSocket>(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        host: &mut H,
+        eg: &mut Egress,
+        now: Instant,
+    ) -> Verdict {
+        if seg.seq == self.rcv_nxt {
+            host.abort();
+            return Verdict::Close;
+        }
+        let ahead = seg.seq.wrapping_sub(self.rcv_nxt) as usize;
+        if ahead < self.last_window {
+            self.challenge_ack(host, eg, now);
+        }
+        Verdict::Keep
+    }
+
+    /// Sends a challenge ACK (RFC 5961 3.2, 4.2: SEQ = SND.NXT, ACK = RCV.NXT) unless one went
+    /// out less than `CHALLENGE_INTERVAL` ago; never before our SYN-ACK (nothing to ACK yet).
+    pub(super) fn challenge_ack<H: HostSocket>(
+        &mut self,
+        host: &mut H,
+        eg: &mut Egress,
+        now: Instant,
+    ) {
+        if self.state == State::Connecting {
+            return;
+        }
+        if self
+            .challenged_at
+            .is_some_and(|at| now.saturating_duration_since(at) < CHALLENGE_INTERVAL)
+        {
+            return;
+        }
+        self.challenged_at = Some(now);
+        self.send_control(host, eg, self.snd_nxt, ACK);
     }
 
     /// Processes the acknowledgement and window of a segment.

@@ -13,11 +13,11 @@
 //! returns `Verdict::Close` and the event loop removes the flow.
 //!
 //! # State/event table
-//! Legend: `-` ignored (the flow stays); `A` abort the host socket (its peer sees RST); `R`
-//! RST to the sandbox; `X` close the flow (`Verdict::Close`); `K` an ACK to the sandbox is
-//! owed (sent once per batch, and flushed before `X`); `P` push: peek host data into the
-//! sandbox's window; `n` note the readiness for a `P` once the state allows it; `-> S` next
-//! state.
+//! Legend: `-` ignored (the flow stays); `A` abort the host socket (its peer sees RST); `C` a
+//! challenge ACK (see r1); `R` RST to the sandbox; `X` close the flow (`Verdict::Close`); `K`
+//! an ACK to the sandbox is owed (sent once per batch, and flushed before `X`); `P` push:
+//! peek host data into the sandbox's window; `n` note the readiness for a `P` once the state
+//! allows it; `-> S` next state.
 //!
 //! Segments from the sandbox. In SynSent see y1 and y2. Elsewhere RST is looked at first,
 //! then SYN; any other segment without the ACK flag is ignored, and the rest of a segment
@@ -25,20 +25,26 @@
 //!
 //! | state       | SYN | ACK                | data | FIN             | RST |
 //! |-------------|-----|--------------------|------|-----------------|-----|
-//! | Connecting  | s1  | -                  | -    | -               | A X |
-//! | SynRcvd     | s2  | a1 -> Established  | a1   | a1              | A X |
+//! | Connecting  | s1  | -                  | -    | -               | r1  |
+//! | SynRcvd     | s2  | a1 -> Established  | a1   | a1              | r1  |
 //! | SynSent     | y1  | -                  | -    | -               | y2  |
-//! | Established | s3  | a2                 | d1   | f1 -> CloseWait | A X |
-//! | CloseWait   | s3  | a2                 | K    | K               | A X |
-//! | FinWait1    | s3  | a2; a3 -> FinWait2 | d1   | f1 -> LastAck   | A X |
-//! | FinWait2    | s3  | a2                 | d1   | f1, X           | A X |
-//! | LastAck     | s3  | a2; a3 X           | K    | K               | A X |
+//! | Established | s3  | a2                 | d1   | f1 -> CloseWait | r1  |
+//! | CloseWait   | s3  | a2                 | K    | K               | r1  |
+//! | FinWait1    | s3  | a2; a3 -> FinWait2 | d1   | f1 -> LastAck   | r1  |
+//! | FinWait2    | s3  | a2                 | d1   | f1, X           | r1  |
+//! | LastAck     | s3  | a2; a3 X           | K    | K               | r1  |
 //!
 //! - s1: the ISN of the sandbox's first SYN `-`; a new ISN (a new connection on a reused
 //!   port) `A R X`.
 //! - s2: the same ISN: resend our SYN-ACK; a new ISN `A R X`.
-//! - s3: as s1, but a SYN-ACK with the sandbox's ISN (it did not get our ACK of it) is
-//!   answered with an ACK.
+//! - s3: any SYN, whatever its sequence number: `C` (RFC 5961 4.2), never a reset. A
+//!   repeated SYN-ACK (the sandbox did not get our ACK of it) is answered by that ACK; a
+//!   sandbox that really opens a new connection on the port answers `C` with a RST at
+//!   RCV.NXT (r1), and its next SYN opens the new flow.
+//! - r1 (RFC 5961 3.2): a RST at exactly RCV.NXT `A X`; elsewhere in the window we last
+//!   advertised `C`; anywhere else `-`. A forged RST must guess the sequence number exactly.
+//! - `C`: a challenge ACK (SEQ = SND.NXT, ACK = RCV.NXT), at most one per flow per 500 ms
+//!   (`CHALLENGE_INTERVAL`), and none in Connecting (no SYN-ACK went out yet).
 //! - y1: a SYN-ACK acknowledging our SYN: take the sandbox's ISN, window, MSS, window scale
 //!   and timestamps (each used only if both sides offered it), ACK it, `-> Established`,
 //!   then `P` what the host client sent meanwhile. Its data or FIN is not taken. Any segment

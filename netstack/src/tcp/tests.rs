@@ -8,8 +8,8 @@ use super::fake::{egress, FakeHost, Rig, Sink};
 use super::*;
 
 const MTU: usize = 1500;
-const ISS: u32 = 5000;
-const IRS: u32 = 1000;
+pub(super) const ISS: u32 = 5000;
+pub(super) const IRS: u32 = 1000;
 
 fn ep() -> Endpoints {
     Endpoints {
@@ -18,7 +18,13 @@ fn ep() -> Endpoints {
     }
 }
 
-fn seg(seq: u32, ack: u32, flags: TcpFlags, window: u16, payload: &[u8]) -> TcpSegment<'_> {
+pub(super) fn seg(
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    window: u16,
+    payload: &[u8],
+) -> TcpSegment<'_> {
     TcpSegment {
         src_port: 40000,
         dst_port: 8000,
@@ -33,7 +39,7 @@ fn seg(seq: u32, ack: u32, flags: TcpFlags, window: u16, payload: &[u8]) -> TcpS
     }
 }
 
-fn syn() -> TcpSegment<'static> {
+pub(super) fn syn() -> TcpSegment<'static> {
     TcpSegment {
         mss: Some(1460),
         window_scale: Some(7),
@@ -51,7 +57,7 @@ fn syn() -> TcpSegment<'static> {
 }
 
 impl Rig {
-    fn new() -> Rig {
+    pub(super) fn new() -> Rig {
         Rig::with_syn(syn())
     }
 
@@ -71,7 +77,7 @@ impl Rig {
     }
 
     /// Connect succeeds and the sandbox ACKs our SYN-ACK with `window` (scaled by 7).
-    fn established(window: u16) -> Rig {
+    pub(super) fn established(window: u16) -> Rig {
         let mut r = Rig::new();
         assert_eq!(r.connected(Ok(())), Verdict::Keep);
         r.sink.take();
@@ -83,7 +89,7 @@ impl Rig {
         r
     }
 
-    fn connected(&mut self, result: io::Result<()>) -> Verdict {
+    pub(super) fn connected(&mut self, result: io::Result<()>) -> Verdict {
         self.flow
             .on_connected(result, &mut self.host, &mut self.eg, self.now)
     }

@@ -1,11 +1,11 @@
-//! Writes the ICMP error that tells the sandbox a destination is administratively prohibited:
-//! ICMPv4 destination unreachable, code 13 "communication administratively prohibited"
-//! (RFC 1812 5.2.7.1), or ICMPv6 destination unreachable, code 1 "communication with
-//! destination administratively prohibited" (RFC 4443 3.1). The sandbox's kernel hands it to
-//! the socket the quoted packet came from: a connected UDP socket's next call fails with
-//! EHOSTUNREACH (IPv4) or EACCES (IPv6), and ping reports the destination prohibited.
-//! Called by the event loop when the egress policy denies a UDP or ICMP flow; decides nothing,
-//! never allocates, never panics.
+//! Writes the ICMP errors that tell the sandbox a datagram went nowhere: destination
+//! unreachable, either "administratively prohibited" (ICMPv4 code 13, RFC 1812 5.2.7.1;
+//! ICMPv6 code 1, RFC 4443 3.1) when the egress policy denies it, or "port unreachable"
+//! (ICMPv4 code 3, RFC 792; ICMPv6 code 4, RFC 4443 3.1) when the helper has no flow or
+//! socket left to carry it (`event_loop::exhaustion`). The sandbox's kernel hands it to the
+//! socket the quoted packet came from: a connected UDP socket's next call fails with
+//! EHOSTUNREACH or EACCES (prohibited) or ECONNREFUSED (port unreachable), and ping reports it.
+//! Called by the event loop; decides nothing, never allocates, never panics.
 
 use std::net::IpAddr;
 
@@ -18,6 +18,10 @@ use super::L2;
 const CODE_V4_PROHIBITED: u8 = 13;
 /// ICMPv6 code 1 (RFC 4443 3.1).
 const CODE_V6_PROHIBITED: u8 = 1;
+/// ICMPv4 code 3, port unreachable (RFC 792).
+const CODE_V4_PORT: u8 = 3;
+/// ICMPv6 code 4, port unreachable (RFC 4443 3.1).
+const CODE_V6_PORT: u8 = 4;
 /// Bytes of the offending datagram's payload an ICMPv4 error quotes after its IP header
 /// (RFC 792: "the first 64 bits"; enough for the ports).
 const V4_QUOTE_PAYLOAD: usize = 8;
@@ -34,6 +38,35 @@ pub fn admin_prohibited(
     from: IpAddr,
     to: IpAddr,
     original: &[u8],
+) -> Result<usize, EmitError> {
+    unreachable(
+        buf,
+        l2,
+        (from, to),
+        original,
+        (CODE_V4_PROHIBITED, CODE_V6_PROHIBITED),
+    )
+}
+
+/// Writes a frame from `from` to `to` saying nothing listens where `original` (the offending
+/// IP packet, header first) went: port unreachable; returns the frame length.
+pub fn port_unreachable(
+    buf: &mut [u8],
+    l2: L2,
+    from: IpAddr,
+    to: IpAddr,
+    original: &[u8],
+) -> Result<usize, EmitError> {
+    unreachable(buf, l2, (from, to), original, (CODE_V4_PORT, CODE_V6_PORT))
+}
+
+/// A destination unreachable error with code `codes.0` (ICMPv4) or `codes.1` (ICMPv6).
+fn unreachable(
+    buf: &mut [u8],
+    l2: L2,
+    (from, to): (IpAddr, IpAddr),
+    original: &[u8],
+    (code_v4, code_v6): (u8, u8),
 ) -> Result<usize, EmitError> {
     let quote = match from {
         IpAddr::V4(_) => {
@@ -60,13 +93,13 @@ pub fn admin_prohibited(
         (IpAddr::V4(_), IpAddr::V4(_)) => {
             let mut icmp = Icmpv4Packet::new_unchecked(msg);
             icmp.set_msg_type(Icmpv4Message::DstUnreachable);
-            icmp.set_msg_code(CODE_V4_PROHIBITED);
+            icmp.set_msg_code(code_v4);
             icmp.fill_checksum();
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             let mut icmp = Icmpv6Packet::new_unchecked(msg);
             icmp.set_msg_type(Icmpv6Message::DstUnreachable);
-            icmp.set_msg_code(CODE_V6_PROHIBITED);
+            icmp.set_msg_code(code_v6);
             icmp.fill_checksum(&s, &d);
         }
         _ => return Err(EmitError::FamilyMismatch),
@@ -110,6 +143,40 @@ mod tests {
             (Icmpv4Message::DstUnreachable, 13)
         );
         assert_eq!(icmp.data(), &original[..28]);
+    }
+
+    #[test]
+    fn port_unreachable_is_code_3_in_v4_and_code_4_in_v6() {
+        let original = [
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 2, 100, 10, 0, 2, 2, 0x30, 0x39, 0,
+            9, 0, 8, 0, 0,
+        ];
+        let mut buf = [0u8; 200];
+        let (gw, me) = ("10.0.2.2".parse().unwrap(), "10.0.2.100".parse().unwrap());
+        let n = port_unreachable(&mut buf, L, gw, me, &original).unwrap();
+        let eth = EthernetFrame::new_checked(&buf[..n]).unwrap();
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (Icmpv4Message::DstUnreachable, 3)
+        );
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        v6.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        v6.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v6.extend_from_slice(&[0x30, 0x39, 0, 9, 0, 8, 0, 0]);
+        let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("fd00::2".parse().unwrap(), "fd00::100".parse().unwrap());
+        let n = port_unreachable(&mut buf, L, s.into(), d.into(), &v6).unwrap();
+        let eth = EthernetFrame::new_checked(&buf[..n]).unwrap();
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&s, &d));
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (Icmpv6Message::DstUnreachable, 4)
+        );
     }
 
     #[test]

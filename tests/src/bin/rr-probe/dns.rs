@@ -13,7 +13,7 @@ use crate::{connect_tcp, io_fail, resolve, Fail};
 /// Default bound for a `dns-query` reply, in seconds.
 pub const DNS_TIMEOUT_S: &str = "30";
 /// The ID of every `dns-query` query.
-const DNS_ID: u16 = 0x7272;
+pub const DNS_ID: u16 = 0x7272;
 
 pub fn dns_query(
     server: &str,

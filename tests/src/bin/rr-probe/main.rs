@@ -63,6 +63,24 @@
 //!   dns-query SERVER udp|tcp NAME [a|aaaa] [TIMEOUT_S]
 //!                              one query: `rcode N`, `answer ADDR` per A/AAAA, `elapsed_ms T`
 //!                              (no reply: `timeout`, exit 4; refused: `refused`, exit 3)
+//!   upload ADDR                print `connected`, then write until the connection fails
+//!   forge-rst-syn IFNAME GW4 ADDR BYTES
+//!                              echo through ADDR, forge RSTs and SYNs with wrong sequence
+//!                              numbers on that connection from IFNAME (`forged N around S`),
+//!                              echo BYTES more: `echoed N bytes intact` (hostile.rs)
+//!   flows-full TCP N UDP DNS   hold N connections to TCP, then the fate of a datagram to UDP,
+//!                              a DNS query to DNS and one more connection (hostile.rs)
+//!   udp-until-refused UDP COUNT DNS
+//!                              datagrams from new sockets until one is refused or lost, then
+//!                              a DNS query's fate (hostile.rs)
+//!   syn-flood IFNAME GW4 SELF4 SPOOFED4 COUNT FLOOD ECHO BYTES
+//!                              COUNT SYNs to FLOOD from SPOOFED4's ports, then a new
+//!                              connection's echo of BYTES through ECHO (`echoed N bytes
+//!                              intact after T ms`); holds until stdin EOF (hostile.rs)
+//!   udp-flood IFNAME GW4 SELF4 SPOOFED4 DATAGRAMS FLOWS TARGET ECHO BASELINE
+//!                              a bystander echo through ECHO, DATAGRAMS datagrams to TARGET
+//!                              over FLOWS source ports, a new connection halfway; bytes and
+//!                              times of each (hostile.rs)
 //!   dns-garbage SERVER udp|tcp malformed queries over UDP (`sent N udp`) or TCP, each on its
 //!                              own connection (`sent N tcp`)
 //!
@@ -76,6 +94,7 @@
 mod dns;
 mod echo;
 mod forward;
+mod hostile;
 mod lifetime;
 mod raw;
 mod tcp_paths;
@@ -149,10 +168,19 @@ fn main() -> ExitCode {
             dns_query(server, proto, name, qtype, secs)
         }
         ["dns-garbage", server, proto] => dns_garbage(server, proto),
+        ["upload", addr] => hostile::upload(addr),
+        ["forge-rst-syn", ifname, gw, addr, bytes] => {
+            hostile::forge_rst_syn(ifname, gw, addr, bytes)
+        }
+        ["flows-full", tcp, count, udp, dns] => hostile::flows_full(tcp, count, udp, dns),
+        ["udp-until-refused", udp, count, dns] => hostile::udp_until_refused(udp, count, dns),
+        ["syn-flood", args @ ..] => hostile::syn_flood(args),
+        ["udp-flood", args @ ..] => hostile::udp_flood(args),
         _ => Err(Fail::Usage(
             "usage: rr-probe tcp-echo|udp-echo|connect|hold|trap-signals|serve-tcp-echo|\
              recv-after-go|send-until-blocked|half-close|send-after-eof|reset-close|\
-             expect-reset|tcp-counters|serve|poke|craft|sniff|dns-query|dns-garbage ARGS"
+             expect-reset|tcp-counters|serve|poke|craft|sniff|dns-query|dns-garbage|upload|\
+             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood ARGS"
                 .to_owned(),
         )),
     };
