@@ -57,7 +57,7 @@ impl Setup {
         let probe_src = built_dir().join("rr-probe");
         assert!(
             probe_src.is_file(),
-            "{} is missing: run the tests with `sudo scripts/test -p rr-slirp4netns` (it builds \
+            "{} is missing: run the tests with `scripts/test -p rr-slirp4netns` (it builds \
              the workspace first)",
             probe_src.display()
         );

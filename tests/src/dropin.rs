@@ -55,7 +55,7 @@ impl Slirp4netns {
                 assert!(
                     built.is_file(),
                     "{DROPIN} not built yet ({} is missing): these tests run real clients \
-                     against our slirp4netns drop-in. Build it (`sudo scripts/test` builds the \
+                     against our slirp4netns drop-in. Build it (`scripts/test` builds the \
                      workspace), or run them against another binary with \
                      {OVERRIDE}=/usr/bin/slirp4netns.",
                     built.display()
@@ -106,7 +106,7 @@ pub fn require_tools(tools: &[(&str, &str)]) {
         .collect();
     assert!(
         missing.is_empty(),
-        "missing {}. Remedy: `sudo scripts/provision` (or apt-get install the packages named)",
+        "missing {}. Remedy: `scripts/provision` (or apt-get install the packages named)",
         missing.join(", ")
     );
 }

@@ -31,7 +31,7 @@ pub fn install(h: &Harness) -> String {
     };
     assert!(
         source.is_file(),
-        "{} is missing: build the workspace (`sudo scripts/test` does), or name another pasta \
+        "{} is missing: build the workspace (`scripts/test` does), or name another pasta \
          with {OVERRIDE}=/usr/bin/pasta",
         source.display()
     );

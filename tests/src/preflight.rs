@@ -35,7 +35,7 @@ const TOOLS: [(&str, &str); 9] = [
     ("/usr/bin/ping", "iputils-ping"),
 ];
 
-const SETUP: &str = "run `sudo scripts/setup` once on this machine";
+const SETUP: &str = "run `scripts/setup` once on this machine";
 
 /// Returns the test user if the machine is ready; otherwise panics with every problem found
 /// and its remedy. The checks run once per process; later calls repeat the verdict.
@@ -57,7 +57,7 @@ fn check() -> Result<User, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "the integration tests must run as root (they build namespaces and switch to \
-                    the test user). Remedy: `sudo scripts/test`."
+                    the test user). Remedy: `scripts/test`."
                 .to_owned(),
         );
     }
@@ -126,8 +126,8 @@ fn check_sealed() -> Result<(), String> {
     if std::env::var(SEALED_ENV).as_deref() != Ok("1") {
         return Err(format!(
             "{SEALED_ENV}=1 is not set: these tests must run inside the sealed network namespace, \
-             where nothing can leave the machine. Remedy: run them through `sudo scripts/test` \
-             (or `sudo scripts/sealed-netns cargo test ...`)."
+             where nothing can leave the machine. Remedy: run them through `scripts/test` \
+             (or `scripts/sealed-netns cargo test ...`)."
         ));
     }
     // /proc/net/dev follows our network namespace (unlike /sys/class/net, which follows the
@@ -148,7 +148,7 @@ fn check_sealed() -> Result<(), String> {
     if !unexpected.is_empty() {
         return Err(format!(
             "{SEALED_ENV}=1 is set but this network namespace has links {unexpected:?} besides \
-             {SEALED_LINKS:?}: it is not the sealed one. Remedy: run through `sudo scripts/test`."
+             {SEALED_LINKS:?}: it is not the sealed one. Remedy: run through `scripts/test`."
         ));
     }
     Ok(())

@@ -231,7 +231,7 @@ fn copy_exe(from: &Path, name: &str, to: &Path) -> String {
     let src = from.join(name);
     if !src.is_file() {
         panic!(
-            "{} is missing: build the workspace first. Remedy: run the tests with `sudo scripts/test` \
+            "{} is missing: build the workspace first. Remedy: run the tests with `scripts/test` \
              (it runs `cargo build --workspace --all-targets` before `cargo test`).",
             src.display()
         );

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub const TEST_USER: &str = "rrtest";
 /// Bound for any one command.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
-const SETUP: &str = "run `sudo scripts/setup` once, then the tests with `sudo scripts/test`";
+const SETUP: &str = "run `scripts/setup` once, then the tests with `scripts/test`";
 
 /// One test's environment: a runnable copy of the binary and a scratch dir, both removed at
 /// the end of the test.
@@ -63,7 +63,7 @@ fn check_machine() -> (u32, u32) {
         panic!(
             "\nthe launcher integration tests run only inside the sealed network namespace \
              (RR_SEALED_NETNS=1 is not set), so nothing they start can reach the network.\n\
-             Remedy: {SETUP} (or `sudo scripts/sealed-netns cargo test -p launcher`).\n"
+             Remedy: {SETUP} (or `scripts/sealed-netns cargo test -p launcher`).\n"
         );
     }
     if !nix::unistd::geteuid().is_root() {

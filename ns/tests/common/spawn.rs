@@ -275,7 +275,7 @@ pub fn find_user(name: &str) -> Result<(u32, u32), String> {
         })
         .ok_or_else(|| {
             format!(
-                "the test user {name} does not exist. Remedy: run `sudo scripts/setup` once \
+                "the test user {name} does not exist. Remedy: run `scripts/setup` once \
                  (or `useradd -m {name}`)"
             )
         })
