@@ -11,12 +11,14 @@
 //!   [fork holder for --persist]
 //!   bind --api-socket
 //!   [kernel mode: DNS forwarder threads, DNAT]
+//!   fork the stack process (rr-netstack:
+//!     confines itself, serves tap + API);
+//!     watch it from a thread
 //!   send 'g' ------------------------------->  --pid: stay as relay -> fork pid 1, which execs
-//!   fork the stack process (rr-netstack:         the command (--init: forks it, stays init)
-//!     confines itself, serves tap + API);      else: stay as monitor (subreaper) -> fork command
-//!     watch it from a thread                   mounts (resolv.conf), hostname, root, wd; creds;
-//!   forward signals; reap; stop the stack,     exec argv
-//!     wait for it; exit with status
+//!                                                the command (--init: forks it, stays init)
+//!                                              else: stay as monitor (subreaper) -> fork command
+//!   forward signals; reap; stop the stack,     mounts (resolv.conf), hostname, root, wd; creds;
+//!     wait for it; exit with status            exec argv
 //! ```
 //! Called by `main` with a validated `RunConfig`; what the child does is decided before the
 //! fork, by `plan`, and done by `child`. This file keeps only the parent's order of steps: the
@@ -113,13 +115,14 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         }
     };
 
-    // The command may start before the stack process: its frames wait in the tap's queue, and
-    // the stack's start-up and confinement are off the command's critical path. The stack
-    // reads nothing the sandbox sends before it is confined.
-    handshake::send_go(&ours)?;
-    drop(ours);
+    // The stack process is forked before the command starts, so the launcher has given up its
+    // copies of the tap and the host sockets by then; its start-up and confinement run beside
+    // the command's (frames wait in the tap's queue, API clients in the backlog: the stack
+    // reads nothing the sandbox sends before it is confined).
     let failed = Arc::new(AtomicBool::new(false));
     let net = start_network(serving, tap, child, &failed, detached.is_some())?;
+    handshake::send_go(&ours)?;
+    drop(ours);
     if let Some(d) = detached.take() {
         d.ready();
     }
