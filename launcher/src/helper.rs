@@ -99,7 +99,7 @@ fn run(s: Setup) -> anyhow::Result<()> {
         launcher,
         detached,
     } = s;
-    // Never dropped before the sandbox: the launcher's copy of the guard removes the file.
+    // Never dropped in this process: the launcher's copy of the guard removes the file.
     let api = ManuallyDrop::new(api);
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("cannot set PR_SET_PDEATHSIG")?;
     if nix::unistd::getppid() != launcher {
@@ -110,10 +110,7 @@ fn run(s: Setup) -> anyhow::Result<()> {
     }
     let mut listeners = listeners;
     let mut keep = vec![tap.as_raw_fd(), stop.as_raw_fd()];
-    keep.extend(listeners.iter_mut().map(|(_, l)| match l.bound_mut() {
-        Bound::Tcp(t) => t.as_raw_fd(),
-        Bound::Udp(u) => u.as_raw_fd(),
-    }));
+    keep.extend(listeners.iter_mut().map(|(_, l)| listener_fd(l)));
     keep.extend(api.iter().map(|a| a.as_fd().as_raw_fd()));
     keep.extend(audit_fd);
     process::close_fds_except(&keep);
@@ -143,26 +140,39 @@ fn run(s: Setup) -> anyhow::Result<()> {
         tracing::debug!(id, publish = %value, proto = spec.proto.name(), host = %spec.host,
                         guest = %spec.guest, "forwarding");
     }
-    let armed = ManuallyDrop::into_inner(api)
-        .map(|b| b.arm(control, addr))
-        .transpose()
-        .context("--api-socket")?;
+    // The API server is never dropped here either: the process ends with it (exit), and
+    // only the launcher may remove the socket file.
+    let armed = ManuallyDrop::new(
+        ManuallyDrop::into_inner(api)
+            .map(|b| b.arm(control, addr))
+            .transpose()
+            .context("--api-socket")?,
+    );
     helper
         .after_threads()
         .context("cannot confine the network stack")?;
     try_forbidden_for_tests();
-    let api = armed
-        .map(ArmedApi::start)
-        .transpose()
-        .context("--api-socket")?;
+    let _api = ManuallyDrop::new(
+        ManuallyDrop::into_inner(armed)
+            .map(ArmedApi::start)
+            .transpose()
+            .context("--api-socket")?,
+    );
     stack.run_until(stop.as_fd(), LINGER)?;
-    drop(api);
     if let Some(policy) = &policy {
         // Issue 12 asks for this line on stderr whenever a policy is in force, whatever
         // RUST_LOG says: it is the run's report, like the final error in `main`.
         eprintln!("{}", crate::egress::summary(policy));
     }
     Ok(())
+}
+
+/// A `--publish` socket's descriptor, to keep open.
+fn listener_fd(l: &mut Listener) -> RawFd {
+    match l.bound_mut() {
+        Bound::Tcp(t) => t.as_raw_fd(),
+        Bound::Udp(u) => u.as_raw_fd(),
+    }
 }
 
 /// `TRY_EXECVE_VAR` (debug builds): a forbidden call from the confined stack.
