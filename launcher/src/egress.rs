@@ -1,11 +1,12 @@
 //! The egress policy at start and exit: turns `PolicyConfig` into the stack's shared
 //! enforcer (presets expanded with the host's addresses read now, the `--log-egress` file
 //! opened), prints it for `--print-policy`, and writes the one-line summary at exit.
-//! Called by `network::prepare` (before the fork), `main` (`--print-policy`) and
-//! `network::Network::finish`. No policy decisions here: those are `netstack::policy`'s.
+//! Called by `network::prepare` (before the fork), `main` (`--print-policy`) and the stack
+//! process (`helper`, at its end). No policy decisions here: those are `netstack::policy`'s.
 
 use std::fs::OpenOptions;
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::Context;
 use netstack::policy::{presets, Audit, Enforcer, Policy, Shared};
@@ -31,11 +32,21 @@ fn policy(net: &NetConfig, p: &PolicyConfig) -> anyhow::Result<Policy> {
     Ok(Policy::new(rules, p.default))
 }
 
+/// The stack's enforcer for `net`'s policy, with its policy in force.
+pub struct Egress {
+    /// The enforcer, shared by the event loop and the DNS-over-TCP relay.
+    pub shared: Shared,
+    /// The `--log-egress` file's descriptor, which the stack process must keep when it closes
+    /// what it inherited (the file is opened here, before confinement).
+    pub audit_fd: Option<RawFd>,
+}
+
 /// The stack's enforcer for `net`'s policy; `None` when there is none.
-pub fn enforcer(net: &NetConfig) -> anyhow::Result<Option<Shared>> {
+pub fn enforcer(net: &NetConfig) -> anyhow::Result<Option<Egress>> {
     let Some(p) = &net.policy else {
         return Ok(None);
     };
+    let mut audit_fd = None;
     let audit = match &p.log {
         Some(path) => {
             let file = OpenOptions::new()
@@ -43,6 +54,7 @@ pub fn enforcer(net: &NetConfig) -> anyhow::Result<Option<Shared>> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("--log-egress {}", path.display()))?;
+            audit_fd = Some(file.as_raw_fd());
             Some(Audit::new(Box::new(file)))
         }
         None => None,
@@ -53,7 +65,10 @@ pub fn enforcer(net: &NetConfig) -> anyhow::Result<Option<Shared>> {
         default = policy.default_action().name(),
         "egress policy in force"
     );
-    Ok(Some(Enforcer::new(policy, p.ttl, audit).shared()))
+    Ok(Some(Egress {
+        shared: Enforcer::new(policy, p.ttl, audit).shared(),
+        audit_fd,
+    }))
 }
 
 /// `--print-policy`: the policy in the policy file's format, on stdout.
@@ -68,7 +83,7 @@ pub fn print(net: &NetConfig) -> anyhow::Result<()> {
         .context("cannot write the policy to stdout")
 }
 
-/// The line `finish` writes to stderr when a policy was in force.
+/// The line the stack process writes to stderr at its end when a policy was in force.
 pub fn summary(shared: &Shared) -> String {
     let s = Enforcer::lock(shared).stats();
     format!(

@@ -9,19 +9,23 @@
 //!                                              open tap0; netlink config
 //!   receive tap fd  <------ 'R' + SCM_RIGHTS --
 //!   [fork holder for --persist]
-//!   command channel; --api-socket thread
+//!   bind --api-socket
 //!   [kernel mode: DNS forwarder threads, DNAT]
-//!   send 'g'; start netstack thread  ------->  --pid: stay as relay -> fork pid 1, which execs
+//!   fork the stack process (rr-netstack:
+//!     confines itself, serves tap + API);
+//!     watch it from a thread
+//!   send 'g' ------------------------------->  --pid: stay as relay -> fork pid 1, which execs
 //!                                                the command (--init: forks it, stays init)
 //!                                              else: stay as monitor (subreaper) -> fork command
-//!   forward signals; reap; exit with status    mounts (resolv.conf), hostname, root, wd; creds;
-//!                                              exec argv
+//!   forward signals; reap; stop the stack,     mounts (resolv.conf), hostname, root, wd; creds;
+//!     wait for it; exit with status            exec argv
 //! ```
 //! Called by `main` with a validated `RunConfig`; what the child does is decided before the
 //! fork, by `plan`, and done by `child`. This file keeps only the parent's order of steps: the
 //! channel protocol is `handshake`'s, the `--persist` holder `holder`'s, `--detach` `detach`'s,
-//! the network `network`'s. No thread exists before the last fork (the API and netstack
-//! threads start after it). Keep it the sequence plus one short function per step.
+//! the network `network`'s (the stack process's own life `helper`'s). No thread exists before
+//! the last fork, the stack process's (the thread watching it starts after). Keep it the
+//! sequence plus one short function per step.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,9 +103,9 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         return Ok(Status::Exited(1));
     };
     let (record, holder) = persist_and_bind(cfg, caller, &plan, parent, child)?;
-    // The last fork is behind us: threads are safe from here on. The API socket is up before
-    // the command starts, so the command (or whoever waits for it) can use it at once.
-    let serving = prepared.map(network::serve_api).transpose();
+    // The API socket is bound before the command starts, so the command (or whoever waits for
+    // it) can connect at once; the stack process serves it as soon as it is confined.
+    let serving = prepared.map(|p| network::bind_api(p, child)).transpose();
     let dns = kernel_net.as_mut().map(|k| k.serve_dns()).transpose();
     let serving = match (serving, dns) {
         (Ok(s), Ok(_)) => s,
@@ -111,12 +115,14 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
         }
     };
 
-    // The command may start before the stack's thread: its frames wait in the tap's queue,
-    // and the thread's start-up is off the command's critical path.
+    // The stack process is forked before the command starts, so the launcher has given up its
+    // copies of the tap and the host sockets by then; its start-up and confinement run beside
+    // the command's (frames wait in the tap's queue, API clients in the backlog: the stack
+    // reads nothing the sandbox sends before it is confined).
+    let failed = Arc::new(AtomicBool::new(false));
+    let net = start_network(serving, tap, child, &failed, detached.is_some())?;
     handshake::send_go(&ours)?;
     drop(ours);
-    let failed = Arc::new(AtomicBool::new(false));
-    let net = start_network(serving, tap, child, &failed)?;
     if let Some(d) = detached.take() {
         d.ready();
     }
@@ -124,13 +130,17 @@ pub fn run(cfg: &RunConfig, caller: &Caller) -> anyhow::Result<Status> {
     let signals = Signals::open()?;
     let (status, stopping) = supervise_command(cfg, &signals, child)?;
     if failed.load(Ordering::SeqCst) {
-        return Ok(Status::Exited(1));
+        // The stack process died first, and its watcher killed the sandbox: say how it died.
+        return Err(match net.map(Network::finish) {
+            Some(Err(e)) => anyhow::Error::new(e),
+            _ => anyhow::anyhow!("the network stack failed"),
+        });
     }
     if let Some(rec) = record {
         finish_persist(rec, holder, stopping, status, &signals, &failed)?;
     }
     if let Some(n) = net {
-        n.finish();
+        n.finish()?;
     }
     Ok(status)
 }
@@ -204,18 +214,19 @@ fn abandon(child: Pid, holder: Option<Pid>, record: Option<Record>) {
     }
 }
 
-/// Starts the stack on the sandbox's tap (there is none when joining); if it cannot start,
-/// the child is killed.
+/// Starts the stack process on the sandbox's tap (there is none when joining); if it cannot
+/// start, the child is killed.
 fn start_network(
     serving: Option<Serving>,
     tap: Option<OwnedFd>,
     child: Pid,
     failed: &Arc<AtomicBool>,
+    detached: bool,
 ) -> anyhow::Result<Option<Network>> {
     let (Some(tap), Some(serving)) = (tap, serving) else {
         return Ok(None);
     };
-    match network::start(serving, tap, child, failed.clone()) {
+    match network::start(serving, tap, child, failed.clone(), detached) {
         Ok(n) => Ok(Some(n)),
         Err(e) => {
             kill_and_reap(child);

@@ -13,6 +13,7 @@ mod egress;
 mod exec;
 mod fsview;
 mod handshake;
+mod helper;
 mod holder;
 mod idmap;
 mod kernel;

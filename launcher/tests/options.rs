@@ -363,7 +363,7 @@ fn sigkill_of_the_launcher_takes_detached_descendants_along_without_pid() {
     let script = format!("{m} 1000 & {m} 1001 & ({m} 1002 &); echo ready; wait");
     let mut run = Spawned::start(env.as_user(&env.bin, &["--", "sh", "-c", &script]), "ready");
     let launcher = run.pid();
-    let tree = common::descendants_of(launcher);
+    let tree = common::sandbox_descendants_of(launcher);
     // The monitor, the shell, its two jobs and the orphan; the subshell has been waited for.
     assert_eq!(
         tree.len(),
@@ -371,7 +371,7 @@ fn sigkill_of_the_launcher_takes_detached_descendants_along_without_pid() {
         "sandbox tree: {}",
         common::describe_tree(launcher)
     );
-    let monitor = common::children_of(launcher);
+    let monitor = common::sandbox_children_of(launcher);
     assert_eq!(monitor.len(), 1, "{}", common::describe_tree(launcher));
     assert_eq!(
         common::children_of(monitor[0]).len(),
@@ -529,8 +529,12 @@ fn kill_child_signal_reaches_the_command_when_the_launcher_dies() {
         env.as_user(&env.bin, &["--kill-child=TERM", "--", "sh", "-c", &script]),
         "ready",
     );
-    let monitor = common::children_of(run.pid());
-    assert_eq!(monitor.len(), 1, "the launcher has one child: {monitor:?}");
+    let monitor = common::sandbox_children_of(run.pid());
+    assert_eq!(
+        monitor.len(),
+        1,
+        "the launcher has one child in the sandbox: {monitor:?}"
+    );
     let sh = common::children_of(monitor[0]);
     assert_eq!(sh.len(), 1, "the monitor has one child, the shell: {sh:?}");
     let fd = common::pidfd(sh[0]);

@@ -1,6 +1,6 @@
 //! Forwards as the launcher sees them (issue 9): the `--publish` host sockets are bound by
-//! the launcher before it forks and held by it alone, never by the sandbox's processes (which
-//! would keep a port bound after the launcher let it go); the `--api-socket` is up (mode
+//! the launcher before it forks and then held by its stack process alone (issue 14), never by
+//! the sandbox's processes (which would keep a port bound after the launcher let it go); the `--api-socket` is up (mode
 //! 0600) when the command starts, lists the `--publish` forwards, and is gone after the run.
 //! Forwarded traffic and the API protocol are tested with the network stack.
 
@@ -48,7 +48,7 @@ fn holders(inode: &str) -> Vec<u32> {
 }
 
 #[test]
-fn published_socket_is_held_by_the_launcher_alone() {
+fn published_socket_is_held_by_the_stack_process_alone() {
     let env = Env::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -63,11 +63,13 @@ fn published_socket_is_held_by_the_launcher_alone() {
         "ready",
     );
     let inode = listener_inode(port).expect("the launcher listens on the published port");
+    let stack = common::stack_process_of(run.pid()).expect("the launcher has a stack process");
     assert_eq!(
         holders(&inode),
-        [run.pid()],
-        "only the launcher holds the socket; sandbox: {:?}",
-        common::descendants_of(run.pid())
+        [stack],
+        "only the stack process holds the socket (not the launcher {}, nor the sandbox: {:?})",
+        run.pid(),
+        common::sandbox_descendants_of(run.pid())
     );
 }
 

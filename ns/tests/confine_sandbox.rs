@@ -142,6 +142,7 @@ fn child_sandbox_keep_bind(_: Option<&str>) -> Check {
     let status = Status::open()?;
     let opts = SandboxOptions {
         keep_net_bind_service: true,
+        ..SandboxOptions::default()
     };
     sandbox(&opts).map_err(|e| format!("sandbox: {}", chain(&e)))?;
     let status = status.read()?;

@@ -1,11 +1,12 @@
 //! Process plumbing: fork, exec, signal masks and dispositions, re-raising a child's fatal
-//! signal, stdio redirection for `--detach`, and listing /proc for the monitor.
+//! signal, stdio redirection for `--detach`, closing inherited fds (the persist holder, the
+//! stack process), and listing /proc for the monitor.
 //! Called by the launcher's process code (`launch`, `child`, `pidns`, `monitor`, `holder`,
 //! `detach`), `supervise` and `persist`; decides nothing.
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
@@ -238,6 +239,33 @@ pub fn close_fds_from(first: u32) {
     // SAFETY: close_range takes integers only. The caller never touches the closed fds again:
     // it parks in `wait_forever` for the rest of its life.
     let _ = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+}
+
+/// Closes every fd from 3 up except those in `keep` (close_range(2) over the gaps between
+/// them); for a freshly forked process that never returns to code owning the closed fds (the
+/// stack process, whose `helper::main` ends in exit).
+pub fn close_fds_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    for fd in keep {
+        if fd > first {
+            close_range(first, fd - 1);
+        }
+        first = fd + 1;
+    }
+    close_range(first, u32::MAX);
+}
+
+fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range takes integers only. The fds closed belong to objects of the process
+    // we forked from, which this process never drops or uses (see `close_fds_except`).
+    let _ = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
 }
 
 /// Blocks `sig` too (on top of the supervised set), so it can be read from a signalfd.

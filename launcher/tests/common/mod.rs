@@ -397,6 +397,37 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The name of the launcher's stack process in /proc/PID/comm (launcher/src/helper.rs).
+pub const STACK_PROCESS: &str = "rr-netstack";
+
+/// Whether `pid` is a launcher's stack process.
+pub fn is_stack_process(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == STACK_PROCESS)
+}
+
+/// The launcher's children that belong to the sandbox: all but its stack process.
+pub fn sandbox_children_of(launcher: u32) -> Vec<u32> {
+    children_of(launcher)
+        .into_iter()
+        .filter(|&p| !is_stack_process(p))
+        .collect()
+}
+
+/// The launcher's stack process, if it has one.
+pub fn stack_process_of(launcher: u32) -> Option<u32> {
+    children_of(launcher)
+        .into_iter()
+        .find(|&p| is_stack_process(p))
+}
+
+/// Every process of the sandbox below `launcher` (its stack process left out).
+pub fn sandbox_descendants_of(launcher: u32) -> Vec<u32> {
+    sandbox_children_of(launcher)
+        .into_iter()
+        .flat_map(|c| std::iter::once(c).chain(descendants_of(c)))
+        .collect()
+}
+
 /// Pids of every descendant of `pid` (not `pid` itself), parents before children.
 pub fn descendants_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

@@ -13,7 +13,7 @@ pub mod protocol;
 mod server;
 mod socket_file;
 
-pub use server::{bind, serve, ApiSocket, BoundApi, REQUEST_TIMEOUT};
+pub use server::{bind, serve, ApiSocket, ArmedApi, BoundApi, REQUEST_TIMEOUT};
 
 /// Why the API socket could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,9 @@
 //! (`protocol`), served on a thread of its own named "api", which carries requests to the
 //! network stack through `ForwardControl` (and the egress commands through `EgressControl`).
 //! Called once by the binaries (`--api-socket PATH`); the returned `ApiSocket` guard stops the
-//! thread and removes the socket file when dropped. Never touches the data path.
+//! thread and removes the socket file when dropped. Never touches the data path. A confining
+//! caller splits `serve` into `bind` (needs the filesystem), `BoundApi::arm` (makes the stop
+//! pipe) and `ArmedApi::start` (starts the thread; no new fd), confining between each.
 //!
 //! Theory of operation. `serve` has `socket_file` check the path, replace a stale socket,
 //! bind, set mode 0600 and listen, on the caller's thread, so errors return and the socket
@@ -105,6 +107,13 @@ pub fn bind(path: &Path) -> Result<BoundApi, ApiError> {
     Ok(BoundApi { listener, file })
 }
 
+impl AsFd for BoundApi {
+    /// The listening socket (a process that confines itself keeps this fd open).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
 impl BoundApi {
     /// The socket's path.
     pub fn path(&self) -> &Path {
@@ -164,11 +173,41 @@ fn start<C>(
 where
     C: ForwardControl + EgressControl + Send + 'static,
 {
+    arm(bound, control, addr, options)?.start()
+}
+
+/// A bound API socket with everything its thread needs made (the stop pipe, the server's
+/// state) but the thread not started: for a caller that installs a seccomp filter, which
+/// forbids creating pipes, between the two, so that the thread never runs unconfined
+/// (`rootless-run`'s stack process). Dropping it removes the file.
+pub struct ArmedApi<C> {
+    server: Server<C>,
+    stop: OwnedFd,
+    file: SocketFile,
+}
+
+impl BoundApi {
+    /// Makes the stop pipe and the server's state; `ArmedApi::start` then starts the thread.
+    pub fn arm<C>(self, control: C, addr: Addressing) -> Result<ArmedApi<C>, ApiError>
+    where
+        C: ForwardControl + EgressControl + Send + 'static,
+    {
+        arm(self, control, addr, Options::default())
+    }
+}
+
+fn arm<C>(
+    bound: BoundApi,
+    control: C,
+    addr: Addressing,
+    options: Options,
+) -> Result<ArmedApi<C>, ApiError>
+where
+    C: ForwardControl + EgressControl + Send + 'static,
+{
     let BoundApi { listener, file } = bound;
-    let path = file.path.clone();
-    let path = path.as_path();
     let (stop_rx, stop_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ApiError::Pipe {
-        path: path.to_owned(),
+        path: file.path.clone(),
         source: e.into(),
     })?;
     let server = Server {
@@ -178,19 +217,34 @@ where
         addr,
         options,
     };
-    let thread = std::thread::Builder::new()
-        .name("api".into())
-        .spawn(move || server.run())
-        .map_err(|source| ApiError::Spawn {
-            path: path.to_owned(),
-            source,
-        })?;
-    tracing::info!(path = %path.display(), "API socket listening");
-    Ok(ApiSocket {
-        stop: Some(stop_tx),
-        thread: Some(thread),
+    Ok(ArmedApi {
+        server,
+        stop: stop_tx,
         file,
     })
+}
+
+impl<C> ArmedApi<C>
+where
+    C: ForwardControl + EgressControl + Send + 'static,
+{
+    /// Starts the "api" thread, as `serve` does.
+    pub fn start(self) -> Result<ApiSocket, ApiError> {
+        let ArmedApi { server, stop, file } = self;
+        let thread = std::thread::Builder::new()
+            .name("api".into())
+            .spawn(move || server.run())
+            .map_err(|source| ApiError::Spawn {
+                path: file.path.clone(),
+                source,
+            })?;
+        tracing::info!(path = %file.path.display(), "API socket listening");
+        Ok(ApiSocket {
+            stop: Some(stop),
+            thread: Some(thread),
+            file,
+        })
+    }
 }
 
 /// What a wait ended with.

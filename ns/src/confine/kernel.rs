@@ -1,5 +1,5 @@
 //! The narrow seam between `sandbox`'s logic and the kernel: the calls whose order makes the
-//! sandbox (namespaces, mounts, pivot_root, capabilities, no_new_privs). `sys::linux::Linux`
+//! sandbox (namespaces, mounts, pivot_root, capabilities, no_new_privs, Landlock). `sys::linux::Linux`
 //! implements it with real syscalls; `fake::Recorder` (tests only) records each call so unit
 //! tests assert the exact sequence without privilege. Every call returns the bare `Errno`;
 //! `sandbox` names the step. Only calls whose order matters belong here.
@@ -50,6 +50,10 @@ pub trait SandboxKernel {
     fn capset(&mut self, caps: u64) -> Result<(), Errno>;
     /// prctl(PR_SET_NO_NEW_PRIVS, 1).
     fn set_no_new_privs(&mut self) -> Result<(), Errno>;
+    /// The Landlock ABI version (ENOSYS or EOPNOTSUPP: none).
+    fn landlock_abi(&mut self) -> Result<u32, Errno>;
+    /// A Landlock domain that denies every filesystem access (`sys::landlock`).
+    fn landlock_deny_filesystem(&mut self, abi: u32) -> Result<(), Errno>;
 }
 
 #[cfg(test)]
@@ -77,14 +81,18 @@ pub mod fake {
         ClearAmbient,
         Capset(u64),
         NoNewPrivs,
+        LandlockAbi,
+        Landlock(u32),
     }
 
     /// Records every call; `threads` is what `threads()` answers; the first call equal to
-    /// `fail.0` fails with `fail.1`. `last_cap` plays the kernel's CAP_LAST_CAP.
+    /// `fail.0` fails with `fail.1`. `last_cap` plays the kernel's CAP_LAST_CAP, `landlock`
+    /// its Landlock ABI (or why there is none).
     pub struct Recorder {
         pub calls: Vec<Call>,
         pub threads: usize,
         pub last_cap: u32,
+        pub landlock: Result<u32, Errno>,
         pub fail: Option<(Call, Errno)>,
     }
 
@@ -94,6 +102,7 @@ pub mod fake {
                 calls: Vec::new(),
                 threads: 1,
                 last_cap: 40,
+                landlock: Err(Errno::ENOSYS),
                 fail: None,
             }
         }
@@ -152,6 +161,13 @@ pub mod fake {
         }
         fn set_no_new_privs(&mut self) -> Result<(), Errno> {
             self.record(Call::NoNewPrivs)
+        }
+        fn landlock_abi(&mut self) -> Result<u32, Errno> {
+            self.calls.push(Call::LandlockAbi);
+            self.landlock
+        }
+        fn landlock_deny_filesystem(&mut self, abi: u32) -> Result<(), Errno> {
+            self.record(Call::Landlock(abi))
         }
     }
 }

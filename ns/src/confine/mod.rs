@@ -1,14 +1,16 @@
 //! Confines the network helper after setup, as pasta always confines itself and slirp4netns does
 //! with `--enable-sandbox` / `--enable-seccomp`: a bug reachable from the sandbox should gain an
-//! attacker nothing on the host. Three calls, each in its own file:
-//! - `sandbox`: a mount namespace of its own with an empty read-only root (the host's
-//!   filesystem detached), no capabilities, locked securebits, no_new_privs;
+//! attacker nothing on the host. `helper::Helper` runs the whole sequence below for both
+//! callers; it is made of three calls, each in its own file:
+//! - `sandbox`: no filesystem (a mount namespace of its own with an empty read-only root, the
+//!   host's filesystem detached, or a Landlock domain denying every access), no capabilities,
+//!   locked securebits, no_new_privs;
 //! - `seccomp`: a syscall allowlist for the running stack; anything else kills the process;
 //! - `remove_on_exit`: a tiny process, forked before confinement, that removes the API socket
 //!   file after the helper has exited (the confined helper cannot reach it any more).
 //!
-//! Used by `rr-slirp4netns` for `--enable-sandbox` and `--enable-seccomp`, and meant for
-//! `rootless-run`'s helper process (issue 14), so nothing here knows either binary; no CLI,
+//! Used by `rr-slirp4netns` for `--enable-sandbox` and `--enable-seccomp`, and by
+//! `rootless-run`'s stack process (always), so nothing here knows either binary; no CLI,
 //! and no policy on *whether* to confine. `kernel` is the seam that lets the sandbox's step
 //! order be tested without privilege.
 //!
@@ -29,12 +31,14 @@
 //! reverse order is not: the sandbox's mount and unshare calls are not in the allowlist.
 //! The ready byte comes last so that a client never talks to an unconfined helper.
 //!
-//! For rootless-run's helper (issue 14), the same order in the forked stack process: enter the
-//! sandbox's user namespace (setns through a pidfd; its host sockets stay in the host's network
-//! namespace) to be root there, then `sandbox` and `seccomp`. The launcher, which keeps
-//! supervising unconfined, binds and removes its API socket itself, so it needs no
-//! `remove_on_exit`; the stack's own removal by path then fails quietly (ENOENT).
+//! For rootless-run's helper (issue 14), the same order in the forked stack process: a user
+//! namespace of its own (so it has capabilities to drop; its host sockets stay in the host's
+//! network namespace), `sandbox` with Landlock where the kernel has it, the stack's start-up,
+//! and `seccomp` before the API thread starts and the first frame is read. The launcher, which
+//! keeps supervising unconfined, binds and removes its API socket itself, so it needs no
+//! `remove_on_exit`.
 
+mod helper;
 pub(crate) mod kernel;
 mod remove;
 mod sandbox;
@@ -45,8 +49,9 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
+pub use helper::{Helper, Userns};
 pub use remove::remove_on_exit;
-pub use sandbox::{sandbox, SandboxOptions};
+pub use sandbox::{sandbox, Confined, Filesystem, SandboxOptions};
 pub use seccomp::{seccomp, SeccompOptions, Violation};
 
 /// A confinement step that failed. Each names its step; the process may be half confined
@@ -59,6 +64,27 @@ pub enum ConfineError {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// Entering the sandbox's user namespace (to be root there for `sandbox`) failed.
+    #[error("cannot enter the target's user namespace (to be root there for the sandbox)")]
+    EnterUser {
+        /// Why.
+        #[source]
+        source: crate::enter::EnterError,
+    },
+    /// unshare(CLONE_NEWUSER) for a user namespace of our own failed.
+    #[error("cannot create a user namespace of its own (are unprivileged user namespaces off?)")]
+    OwnUserns {
+        /// The errno.
+        #[source]
+        source: Errno,
+    },
+    /// The Landlock domain could not be made or applied.
+    #[error("cannot restrict the filesystem with Landlock")]
+    Landlock {
+        /// The errno.
+        #[source]
+        source: Errno,
     },
     /// Threads were running; `sandbox` would confine only the calling one.
     #[error(

@@ -1,7 +1,13 @@
 //! `sandbox`: what slirp4netns's `--enable-sandbox` does, for our helper. In the calling
-//! process, after setup: a mount namespace of its own whose root is an empty, read-only tmpfs
-//! (the host's filesystem detached), a private IPC namespace, no capabilities (optionally but
-//! CAP_NET_BIND_SERVICE), securebits locked so that root gains nothing, and no_new_privs.
+//! process, after setup: no filesystem, no capabilities (optionally but CAP_NET_BIND_SERVICE),
+//! securebits locked so that root gains nothing, and no_new_privs. No filesystem is, by
+//! `Filesystem`, either a mount namespace of its own whose root is an empty, read-only tmpfs
+//! (the host's filesystem detached) with a private IPC namespace, or, where the kernel has it,
+//! a Landlock domain that denies every filesystem access (the empty root's detach waits for an
+//! RCU grace period, ~5 ms here, and its namespace's teardown at exit another; Landlock costs
+//! microseconds, which matters to a helper whose start and exit a short command waits for).
+//! With `own_user_namespace` it first unshares a user namespace of its own, so that a process
+//! without capabilities can still drop its bounding set and build the empty root.
 //! Called once by the binaries, on the main thread before any other thread exists; the step
 //! order lives in `run` and is tested against the recording `SandboxKernel`.
 //!
@@ -34,12 +40,36 @@ use nix::sched::CloneFlags;
 use super::kernel::{Mount, SandboxKernel};
 use super::ConfineError;
 
-/// What `sandbox` keeps.
+/// How the sandbox takes the filesystem away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Filesystem {
+    /// A mount namespace whose root is an empty read-only tmpfs (slirp4netns's way).
+    #[default]
+    EmptyRoot,
+    /// A Landlock domain denying every filesystem access; `EmptyRoot` where the kernel has no
+    /// Landlock.
+    LandlockOrEmptyRoot,
+}
+
+/// What `sandbox` keeps, and how it confines.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxOptions {
     /// Keep CAP_NET_BIND_SERVICE (effective, permitted and bounding), as slirp4netns does, so
     /// forwards may bind host ports below 1024 when the process runs as real root.
     pub keep_net_bind_service: bool,
+    /// Unshare a user namespace of its own first (the caller holds no capability otherwise).
+    pub own_user_namespace: bool,
+    /// How the filesystem goes.
+    pub filesystem: Filesystem,
+}
+
+/// What `sandbox` did to the filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confined {
+    /// The empty root.
+    EmptyRoot,
+    /// Landlock, at this ABI version.
+    Landlock(u32),
 }
 
 /// CAP_NET_BIND_SERVICE (linux/capability.h).
@@ -70,23 +100,54 @@ const SECUREBITS: libc::c_int = libc::SECBIT_NOROOT
 /// Confines the calling process (see the module header). Must run while the process has a
 /// single thread, with CAP_SYS_ADMIN in its user namespace (real root, or root of a user
 /// namespace it entered), after the API socket is bound and before `seccomp`.
-pub fn sandbox(opts: &SandboxOptions) -> Result<(), ConfineError> {
-    run(&mut crate::sys::linux::Linux, opts)?;
+pub fn sandbox(opts: &SandboxOptions) -> Result<Confined, ConfineError> {
+    let confined = run(&mut crate::sys::linux::Linux, opts)?;
     tracing::info!(
         keep_net_bind_service = opts.keep_net_bind_service,
-        "sandboxed: empty read-only root, no capabilities, no_new_privs"
+        filesystem = ?confined,
+        "sandboxed: no filesystem, no capabilities, no_new_privs"
     );
-    Ok(())
+    Ok(confined)
 }
 
 /// The steps, in order; each failure names its step.
-pub(crate) fn run(k: &mut impl SandboxKernel, opts: &SandboxOptions) -> Result<(), ConfineError> {
+pub(crate) fn run(
+    k: &mut impl SandboxKernel,
+    opts: &SandboxOptions,
+) -> Result<Confined, ConfineError> {
     let threads = k
         .threads()
         .map_err(|source| ConfineError::ListThreads { source })?;
     if threads != 1 {
         return Err(ConfineError::Threads { count: threads });
     }
+    if opts.own_user_namespace {
+        k.unshare(CloneFlags::CLONE_NEWUSER)
+            .map_err(|source| ConfineError::OwnUserns { source })?;
+    }
+    let landlock = match opts.filesystem {
+        Filesystem::EmptyRoot => None,
+        // ENOSYS (not built), EOPNOTSUPP (not enabled at boot): the empty root instead.
+        Filesystem::LandlockOrEmptyRoot => k.landlock_abi().ok(),
+    };
+    if landlock.is_none() {
+        empty_root(k)?;
+    }
+    drop_capabilities(k, opts.keep_net_bind_service)?;
+    k.set_no_new_privs()
+        .map_err(|source| ConfineError::NoNewPrivs { source })?;
+    match landlock {
+        Some(abi) => {
+            k.landlock_deny_filesystem(abi)
+                .map_err(|source| ConfineError::Landlock { source })?;
+            Ok(Confined::Landlock(abi))
+        }
+        None => Ok(Confined::EmptyRoot),
+    }
+}
+
+/// A mount and IPC namespace of our own with an empty read-only root; needs CAP_SYS_ADMIN.
+fn empty_root(k: &mut impl SandboxKernel) -> Result<(), ConfineError> {
     k.unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC)
         .map_err(|source| ConfineError::Unshare { source })?;
     k.mount(&Mount {
@@ -123,10 +184,7 @@ pub(crate) fn run(k: &mut impl SandboxKernel, opts: &SandboxOptions) -> Result<(
         flags: MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | ROOT_FLAGS,
         data: None,
     })
-    .map_err(|source| ConfineError::RemountReadOnly { source })?;
-    drop_capabilities(k, opts.keep_net_bind_service)?;
-    k.set_no_new_privs()
-        .map_err(|source| ConfineError::NoNewPrivs { source })
+    .map_err(|source| ConfineError::RemountReadOnly { source })
 }
 
 fn chdir(k: &mut impl SandboxKernel, dir: &'static str) -> Result<(), ConfineError> {
@@ -214,6 +272,7 @@ mod tests {
         let mut k = Recorder::default();
         let opts = SandboxOptions {
             keep_net_bind_service: true,
+            ..SandboxOptions::default()
         };
         run(&mut k, &opts).expect("sandbox");
         let dropped: Vec<u32> = k
@@ -284,6 +343,51 @@ mod tests {
             "{err:?}"
         );
         assert!(!k.calls.contains(&Call::Capset(0)));
+    }
+
+    #[test]
+    fn landlock_replaces_the_empty_root_in_our_own_user_namespace() {
+        let mut k = Recorder {
+            landlock: Ok(7),
+            ..Recorder::default()
+        };
+        let opts = SandboxOptions {
+            own_user_namespace: true,
+            filesystem: Filesystem::LandlockOrEmptyRoot,
+            ..SandboxOptions::default()
+        };
+        assert_eq!(run(&mut k, &opts).expect("sandbox"), Confined::Landlock(7));
+        let mut want = vec![
+            Call::Threads,
+            Call::Unshare(CloneFlags::CLONE_NEWUSER),
+            Call::LandlockAbi,
+            Call::Securebits(SECUREBITS),
+        ];
+        want.extend((0..=41).map(Call::DropBounding));
+        want.extend([
+            Call::ClearAmbient,
+            Call::Capset(0),
+            Call::NoNewPrivs,
+            Call::Landlock(7),
+        ]);
+        assert_eq!(k.calls, want);
+    }
+
+    #[test]
+    fn without_landlock_the_empty_root_is_built_instead() {
+        let mut k = Recorder {
+            landlock: Err(Errno::EOPNOTSUPP),
+            ..Recorder::default()
+        };
+        let opts = SandboxOptions {
+            filesystem: Filesystem::LandlockOrEmptyRoot,
+            ..SandboxOptions::default()
+        };
+        assert_eq!(run(&mut k, &opts).expect("sandbox"), Confined::EmptyRoot);
+        let mut want = filesystem_steps();
+        want.insert(1, Call::LandlockAbi);
+        assert_eq!(k.calls[..want.len()], want[..]);
+        assert_eq!(k.calls.last(), Some(&Call::NoNewPrivs));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `Linux`: the real `confine::kernel::SandboxKernel`, one syscall per method through nix's
-//! safe wrappers or `sys::caps`. No policy and no state; `confine::sandbox` decides the order.
+//! safe wrappers, `sys::caps` or `sys::landlock`. No policy and no state; `confine::sandbox` decides the order.
 
 use std::path::Path;
 
@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use nix::mount::MntFlags;
 use nix::sched::CloneFlags;
 
-use super::caps;
+use super::{caps, landlock};
 use crate::confine::kernel::{Mount, SandboxKernel};
 
 /// This process's threads are listed here, one directory each (proc(5)).
@@ -65,5 +65,13 @@ impl SandboxKernel for Linux {
 
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
         nix::sys::prctl::set_no_new_privs()
+    }
+
+    fn landlock_abi(&mut self) -> Result<u32, Errno> {
+        landlock::abi()
+    }
+
+    fn landlock_deny_filesystem(&mut self, abi: u32) -> Result<(), Errno> {
+        landlock::deny_filesystem(abi)
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod caps;
 pub mod fdpass;
 pub mod inherit;
+pub(crate) mod landlock;
 pub(crate) mod linux;
 pub mod nsfs;
 pub mod process;
