@@ -112,17 +112,7 @@ fn bind_one(f: &NsForward) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{parse, Action};
-
-    fn options(extra: &[&str]) -> Options {
-        let mut words = vec!["--config-net", "--netns", "/x"];
-        words.extend_from_slice(extra);
-        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        match parse(&words) {
-            Ok(Action::Run(o)) => *o,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::cli::tests::options;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()

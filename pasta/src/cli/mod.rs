@@ -493,4 +493,4 @@ fn netns_path(v: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,6 +6,13 @@ fn args(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// The options of `--config-net --netns /x` and `extra` (for other modules' tests too).
+pub(crate) fn options(extra: &[&str]) -> Options {
+    let mut words = vec!["--config-net", "--netns", "/x"];
+    words.extend_from_slice(extra);
+    run(&words)
+}
+
 fn run(words: &[&str]) -> Options {
     match parse(&args(words)) {
         Ok(Action::Run(o)) => *o,
