@@ -7,12 +7,15 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{poll_forever, BUF};
 use crate::nsfwd::NsForward;
 
 /// Connections relayed at once (each holds two threads and two fds).
 const MAX_TCP: usize = 1024;
+/// Pause after an accept failure that leaves the connection queued (out of fds or memory).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Starts the acceptor thread for `listeners`.
 pub(super) fn start(listeners: Vec<(NsForward, OwnedFd)>) -> io::Result<()> {
@@ -41,9 +44,12 @@ fn accept_all(listener: &TcpListener, target: SocketAddr, active: &Arc<AtomicUsi
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             Err(error) => {
-                // ECONNABORTED and the like: that connection is gone; EMFILE: retried later.
-                tracing::warn!(%error, "-T: accept failed");
+                // EMFILE, ENFILE, ENOBUFS: the connection stays queued and the listener
+                // readable; pause rather than spin on it.
+                tracing::warn!(%error, "-T: accept failed; pausing");
+                std::thread::sleep(ACCEPT_BACKOFF);
                 return;
             }
         };
