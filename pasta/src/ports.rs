@@ -5,7 +5,8 @@
 //! As in pasta (conf.c `conf_ports`): `ADDR/` and `%IF/` are for `-t`/`-u` only (`Side::Ns`
 //! refuses them); `all` is refused, as pasta refuses it ("only allowed for passt"); a spec of
 //! exclusions only means "every non-ephemeral port but these", one socket per port and
-//! family (some 65 000 here), refused rather than bound.
+//! family (ports outside net.ipv4.ip_local_port_range: some 75 000 sockets here), refused
+//! rather than bound.
 //! Called by `cli` once per option; pure, no I/O. Ranges are expanded here (at most 65535
 //! entries per spec) because each port is one socket.
 
