@@ -81,14 +81,17 @@ fn interface_bound_forwards_take_only_what_arrives_on_that_interface() {
         ("HEXT", ext0.to_string()),
         ("HBAD", bad.to_string()),
     ];
-    // A client on 127.0.0.1 arrives on lo: the %lo forward takes it, the %ext0 one does not.
+    // A client on 127.0.0.1 arrives on lo: the %lo forward takes it to the namespace's echo
+    // server, the %ext0 one does not take it.
     let script = "\
         $PASTA --config-net --quiet --netns $NS -t %nosuch0/$HBAD 2>$D/err && rc=0 || rc=$?\n\
         echo \"nosuch status $rc\"; sed 's/^/nosuch /' $D/err\n\
         $PASTA --config-net --quiet --netns $NS -t %lo/$HLO:8080 -t 127.0.0.1%ext0/$HEXT:8080\n\
-        $PROBE connect 127.0.0.1:$HLO 2>&1 | sed 's/^/lo /'\n\
+        sleep 60 2>/dev/null | nsenter --net=$NS $PROBE serve-tcp-echo 0.0.0.0:8080 > $D/peers &\n\
+        for i in $(seq 100); do grep -q listening $D/peers && break; sleep 0.1; done\n\
+        $PROBE tcp-echo 127.0.0.1:$HLO 1000 2>&1 | sed 's/^/lo /'\n\
         $PROBE connect 127.0.0.1:$HEXT 2>&1 | sed 's/^/ext0 /'\n\
-        umount $NS; rm $NS\n"
+        kill $!; umount $NS; rm $NS\n"
         .to_owned()
         + HELPER_GONE;
     let out = run(
@@ -102,7 +105,7 @@ fn interface_bound_forwards_take_only_what_arrives_on_that_interface() {
         s.contains("nosuch0"),
         "the error names the interface: {out:?}"
     );
-    assert!(s.contains("lo connected"), "{out:?}");
+    assert!(s.contains("lo received 1000 bytes"), "{out:?}");
     assert!(s.contains("ext0 refused"), "{out:?}");
     assert!(s.contains("helper gone"), "{out:?}");
 }
