@@ -31,9 +31,11 @@ with pasta's command line (as podman 5/6 and rootlesskit run it).
       --dns-host ADDR      where forwarded queries go; default: resolv.conf's first
   -t, --tcp-ports SPEC     TCP ports to forward to the namespace; default: none
   -u, --udp-ports SPEC     UDP ports to forward to the namespace; default: none
-                           SPEC: none, or [ADDR/]PORT[-END][:PORT[-END]][,...] and ~ exclusions
-  -T, --tcp-ns none        forwarding from the namespace to the host: none only
-  -U, --udp-ns none        as -T, for UDP
+                           SPEC: none, or [ADDR][%IF/]PORT[-END][:PORT[-END]][,...] and
+                           ~ exclusions; %IF binds to that interface; all, auto: refused
+  -T, --tcp-ns SPEC        TCP ports on the namespace's loopback forwarded to the host's
+                           loopback; SPEC: none or PORT[-END][:PORT[-END]][,...], ~; default: none
+  -U, --udp-ns SPEC        as -T, for UDP; default: none
   -4, --ipv4-only          configure IPv4 only
   -6, --ipv6-only          configure IPv6 only
       --map-gw             the gateway address reaches the host's loopback (the default)

@@ -305,20 +305,10 @@ fn af(ip: IpAddr) -> AddressFamily {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{parse, Action};
+    use crate::cli::tests::options;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    fn options(extra: &[&str]) -> Options {
-        let mut words = vec!["--config-net", "--netns", "/x"];
-        words.extend_from_slice(extra);
-        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        match parse(&words) {
-            Ok(Action::Run(o)) => *o,
-            other => panic!("{other:?}"),
-        }
     }
 
     fn host() -> (Template, Template) {

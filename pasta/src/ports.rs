@@ -1,22 +1,41 @@
 //! pasta's port forwarding specs (`-t`, `-u`, `-T`, `-U` SPEC), parsed into the ports to bind:
-//! `none`; `auto` and `all` (refused with the reason: see `PortsError`); or
-//! `[ADDR[%IF]/]ITEM[,ITEM]...` where ITEM is `PORT[-END][:PORT[-END]]` (host ports, then the
-//! namespace ports they reach) or `~PORT[-END]` (excluded from the ports listed). A spec of
-//! exclusions only means "every port but these" to pasta (as `auto`), refused like `auto`.
+//! `none`; `auto`, `all` and exclusions only (refused with the reason: see `PortsError`); or
+//! `[ADDR[%IF]/]ITEM[,ITEM]...` where ITEM is `PORT[-END][:PORT[-END]]` (the ports to listen
+//! on, then the ports they reach) or `~PORT[-END]` (excluded from the ports listed).
+//! As in pasta (conf.c `conf_ports`): `ADDR/` and `%IF/` are for `-t`/`-u` only (`Side::Ns`
+//! refuses them); `all` is refused, as pasta refuses it ("only allowed for passt"); a spec of
+//! exclusions only means "every non-ephemeral port but these", one socket per port and
+//! family (ports outside net.ipv4.ip_local_port_range: some 75 000 sockets here), refused
+//! rather than bound.
 //! Called by `cli` once per option; pure, no I/O. Ranges are expanded here (at most 65535
-//! entries per spec) because each port is one host socket.
+//! entries per spec) because each port is one socket.
 
 use std::net::IpAddr;
 
-/// One forwarded port: host port `host` (on `addr`, or every address) reaches `guest`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Longest interface name (IFNAMSIZ, include/uapi/linux/if.h, less its NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// One forwarded port: port `host` (on `addr` and `ifname`, or everywhere) reaches `guest`.
+/// For `-T`/`-U`, `host` is the namespace's port and `guest` the host's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMap {
-    /// The host address to bind; `None`: every address of both families.
+    /// The address to bind; `None`: every address of both families.
     pub addr: Option<IpAddr>,
-    /// Host port.
+    /// `%IF`: the interface to bind to (SO_BINDTODEVICE).
+    pub ifname: Option<String>,
+    /// The port listened on.
     pub host: u16,
-    /// Namespace port.
+    /// The port it reaches.
     pub guest: u16,
+}
+
+/// Which option a SPEC came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `-t`/`-u`: host to namespace; addresses and interfaces allowed.
+    Host,
+    /// `-T`/`-U`: namespace to host; ports only.
+    Ns,
 }
 
 /// What one SPEC asks for.
@@ -31,14 +50,25 @@ pub enum PortSpec {
 /// Why a SPEC is refused; the message follows "OPTION SPEC: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortsError {
-    /// `auto`, or exclusions only: forwarding ports as they get bound in the namespace.
+    /// `auto`: forwarding ports as they get bound.
     #[error("forwarding the ports bound in the namespace ('auto') is not supported; list them")]
     Auto,
-    /// `all`: every non-ephemeral port, one socket each.
-    #[error("'all' is not supported (one host socket per port); list the ports")]
+    /// `all`: pasta itself refuses it.
+    #[error(
+        "'all' port forwarding is only allowed for passt (pasta refuses it too); list the ports"
+    )]
     All,
-    /// `ADDR%IF/`: binding to an interface.
-    #[error("binding to an interface ('%{0}') is not supported")]
+    /// Exclusions only: every non-ephemeral port but these.
+    #[error(
+        "exclusions alone mean every non-ephemeral port, one socket per port and family: not \
+         supported; list the ports"
+    )]
+    ExcludeOnly,
+    /// `ADDR/` or `%IF/` with `-T`/`-U` (pasta: "Invalid port specifier").
+    #[error("an address or interface is only allowed with -t and -u")]
+    NsAddress,
+    /// The interface name is empty or longer than IFNAMSIZ allows.
+    #[error("bad interface name '{0}'")]
     Interface(String),
     /// The address before '/' does not parse.
     #[error("bad address '{0}'")]
@@ -51,53 +81,64 @@ pub enum PortsError {
     Range(String),
 }
 
-/// Parses one SPEC.
-pub fn parse(spec: &str) -> Result<PortSpec, PortsError> {
+/// Parses one SPEC given to an option of `side`.
+pub fn parse(spec: &str, side: Side) -> Result<PortSpec, PortsError> {
     match spec {
         "none" => return Ok(PortSpec::None),
         "auto" => return Err(PortsError::Auto),
         "all" => return Err(PortsError::All),
         _ => {}
     }
-    let (addr, list) = match spec.rsplit_once('/') {
-        Some((a, rest)) => (Some(parse_addr(a)?), rest),
-        None => (None, spec),
+    let (bind, list) = match spec.rsplit_once('/') {
+        Some(_) if side == Side::Ns => return Err(PortsError::NsAddress),
+        Some((a, rest)) => (parse_bind(a)?, rest),
+        None => ((None, None), spec),
     };
-    let addr = addr.flatten();
     let mut maps = Vec::new();
     let mut excluded = Vec::new();
     for item in list.split(',') {
         match item.strip_prefix('~') {
-            Some(ex) => {
-                let (lo, hi) = range(ex)?;
-                excluded.push((lo, hi));
-            }
-            None => maps.extend(item_maps(item, addr)?),
+            Some(ex) => excluded.push(range(ex)?),
+            None => maps.extend(item_maps(item, &bind)?),
         }
     }
     if maps.is_empty() {
-        return Err(PortsError::Auto);
+        return Err(PortsError::ExcludeOnly);
     }
     maps.retain(|m| !excluded.iter().any(|&(lo, hi)| (lo..=hi).contains(&m.host)));
     Ok(PortSpec::List(maps))
 }
 
-/// `ADDR`, `ADDR%IF` or `%IF` (before the '/'); `None` for an empty address.
-fn parse_addr(text: &str) -> Result<Option<IpAddr>, PortsError> {
-    if let Some((_, ifname)) = text.split_once('%') {
-        return Err(PortsError::Interface(ifname.into()));
+/// What to bind to: an address and an interface.
+type Bind = (Option<IpAddr>, Option<String>);
+
+/// `ADDR`, `ADDR%IF` or `%IF` (before the '/'); `None`s for an empty address.
+fn parse_bind(text: &str) -> Result<Bind, PortsError> {
+    let (addr, ifname) = match text.split_once('%') {
+        Some((a, i)) => (a, Some(interface(i)?)),
+        None => (text, None),
+    };
+    if addr.is_empty() {
+        return Ok((None, ifname));
     }
-    if text.is_empty() {
-        return Ok(None);
+    let bare = addr.trim_start_matches('[').trim_end_matches(']');
+    let ip = bare.parse().map_err(|_| PortsError::Address(addr.into()))?;
+    Ok((Some(ip), ifname))
+}
+
+/// An interface name as the kernel takes it: 1 to IFNAMSIZ-1 bytes, no '/', no blank.
+fn interface(name: &str) -> Result<String, PortsError> {
+    let bad = name.is_empty()
+        || name.len() > IFNAME_MAX
+        || name.contains(|c: char| c == '/' || c.is_whitespace());
+    match bad {
+        true => Err(PortsError::Interface(name.into())),
+        false => Ok(name.into()),
     }
-    let bare = text.trim_start_matches('[').trim_end_matches(']');
-    bare.parse()
-        .map(Some)
-        .map_err(|_| PortsError::Address(text.into()))
 }
 
 /// `PORT[-END][:PORT[-END]]` expanded to one map per port.
-fn item_maps(item: &str, addr: Option<IpAddr>) -> Result<Vec<PortMap>, PortsError> {
+fn item_maps(item: &str, bind: &Bind) -> Result<Vec<PortMap>, PortsError> {
     let (host, guest) = match item.split_once(':') {
         Some((h, g)) => (range(h)?, Some(range(g)?)),
         None => (range(item)?, None),
@@ -109,7 +150,8 @@ fn item_maps(item: &str, addr: Option<IpAddr>) -> Result<Vec<PortMap>, PortsErro
     Ok((host.0..=host.1)
         .zip(guest.0..=guest.1)
         .map(|(h, g)| PortMap {
-            addr,
+            addr: bind.0,
+            ifname: bind.1.clone(),
             host: h,
             guest: g,
         })
@@ -139,9 +181,20 @@ fn range(text: &str) -> Result<(u16, u16), PortsError> {
 mod tests {
     use super::*;
 
-    fn list(spec: &str) -> Vec<(Option<IpAddr>, u16, u16)> {
-        match parse(spec).unwrap() {
+    fn list_on(spec: &str, side: Side) -> Vec<(Option<IpAddr>, u16, u16)> {
+        match parse(spec, side).unwrap() {
             PortSpec::List(m) => m.iter().map(|m| (m.addr, m.host, m.guest)).collect(),
+            PortSpec::None => panic!("none"),
+        }
+    }
+
+    fn list(spec: &str) -> Vec<(Option<IpAddr>, u16, u16)> {
+        list_on(spec, Side::Host)
+    }
+
+    fn ifname(spec: &str) -> Option<String> {
+        match parse(spec, Side::Host).unwrap() {
+            PortSpec::List(m) => m[0].ifname.clone(),
             PortSpec::None => panic!("none"),
         }
     }
@@ -158,7 +211,8 @@ mod tests {
             [(Some("::1".parse().unwrap()), 18082, 8082)]
         );
         assert_eq!(list("18081-18081:8080-8080"), [(None, 18081, 8080)]);
-        assert_eq!(parse("none"), Ok(PortSpec::None));
+        assert_eq!(parse("none", Side::Host), Ok(PortSpec::None));
+        assert_eq!(parse("none", Side::Ns), Ok(PortSpec::None));
     }
 
     #[test]
@@ -172,22 +226,66 @@ mod tests {
         );
         let ports: Vec<u16> = list("5-25,~10-20").iter().map(|m| m.1).collect();
         assert_eq!(ports, [5, 6, 7, 8, 9, 21, 22, 23, 24, 25]);
+        // Exclusions may come first, as pasta marks them before the ranges.
+        let ports: Vec<u16> = list("~7,5-8").iter().map(|m| m.1).collect();
+        assert_eq!(ports, [5, 6, 8]);
         assert_eq!(list("[::1]/80"), [(Some("::1".parse().unwrap()), 80, 80)]);
     }
 
     #[test]
-    fn unsupported_and_malformed_specs_say_why() {
-        assert_eq!(parse("auto"), Err(PortsError::Auto));
-        assert_eq!(parse("~25"), Err(PortsError::Auto));
-        assert_eq!(parse("all"), Err(PortsError::All));
+    fn namespace_specs_take_ports_mappings_and_exclusions() {
         assert_eq!(
-            parse("192.0.2.1%eth0/80"),
-            Err(PortsError::Interface("eth0".into()))
+            list_on("8080-8082:9080-9082,~8081", Side::Ns),
+            [(None, 8080, 9080), (None, 8082, 9082)]
         );
-        assert_eq!(parse("x/80"), Err(PortsError::Address("x".into())));
-        assert_eq!(parse("0"), Err(PortsError::Port("0".into())));
-        assert_eq!(parse("70000"), Err(PortsError::Port("70000".into())));
-        assert_eq!(parse("22-24:32"), Err(PortsError::Range("22-24:32".into())));
-        assert_eq!(parse("24-22"), Err(PortsError::Range("24-22".into())));
+        assert_eq!(parse("127.0.0.1/80", Side::Ns), Err(PortsError::NsAddress));
+        assert_eq!(parse("%lo/80", Side::Ns), Err(PortsError::NsAddress));
+    }
+
+    #[test]
+    fn interfaces_bind_with_or_without_an_address() {
+        assert_eq!(ifname("%lo/80"), Some("lo".into()));
+        assert_eq!(list("%lo/80"), [(None, 80, 80)]);
+        assert_eq!(ifname("192.0.2.1%ext0/80"), Some("ext0".into()));
+        assert_eq!(
+            list("192.0.2.1%ext0/80"),
+            [(Some("192.0.2.1".parse().unwrap()), 80, 80)]
+        );
+        assert_eq!(ifname("[::1]%lo/80"), Some("lo".into()));
+        assert_eq!(ifname("127.0.0.1/80"), None);
+        assert_eq!(
+            parse("%/80", Side::Host),
+            Err(PortsError::Interface(String::new()))
+        );
+        assert_eq!(
+            parse("%a234567890123456/80", Side::Host),
+            Err(PortsError::Interface("a234567890123456".into()))
+        );
+    }
+
+    #[test]
+    fn unsupported_and_malformed_specs_say_why() {
+        assert_eq!(parse("auto", Side::Host), Err(PortsError::Auto));
+        assert_eq!(parse("~25", Side::Host), Err(PortsError::ExcludeOnly));
+        assert_eq!(parse("~25", Side::Ns), Err(PortsError::ExcludeOnly));
+        assert_eq!(parse("all", Side::Host), Err(PortsError::All));
+        assert_eq!(parse("all", Side::Ns), Err(PortsError::All));
+        assert_eq!(
+            parse("x/80", Side::Host),
+            Err(PortsError::Address("x".into()))
+        );
+        assert_eq!(parse("0", Side::Host), Err(PortsError::Port("0".into())));
+        assert_eq!(
+            parse("70000", Side::Host),
+            Err(PortsError::Port("70000".into()))
+        );
+        assert_eq!(
+            parse("22-24:32", Side::Host),
+            Err(PortsError::Range("22-24:32".into()))
+        );
+        assert_eq!(
+            parse("24-22", Side::Host),
+            Err(PortsError::Range("24-22".into()))
+        );
     }
 }

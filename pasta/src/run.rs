@@ -2,10 +2,10 @@
 //! 1. read the host's addressing and settle the plan and the stack's configuration, bind the
 //!    published ports, open the target namespaces: every mistake fails here, exit 1, before
 //!    anything forks;
-//! 2. get the configured tap fd (`attach`: the namespace child);
+//! 2. get the configured tap fd and the `-T`/`-U` sockets (`attach`: the namespace child);
 //! 3. unless `-f`, detach (`daemon`): the caller's process exits 0 once step 4 is done;
-//! 4. build the stack, publish the ports, start the `--netns` watch, write `--pid`, close the
-//!    inherited output (`Ready::done`);
+//! 4. build the stack, publish the ports, start the `-T`/`-U` relay, the `--netns` watch,
+//!    write `--pid`, close the inherited output (`Ready::done`);
 //! 5. serve until the `--netns` file or the PID's namespace is gone (then exit 0), a signal
 //!    kills us (SIGTERM, SIGINT: their default action; nothing to clean up), or the stack
 //!    fails (exit 1).
@@ -21,9 +21,10 @@ use netstack::forward::Listener;
 use nix::fcntl::OFlag;
 use rr_ns::enter::{NetTarget, Target};
 
+use crate::attach::Attached;
 use crate::cli::{NetnsArg, Options};
 use crate::plan::Plan;
-use crate::{attach, daemon, hostnet, publish, stackcfg, watch};
+use crate::{attach, daemon, hostnet, nsfwd, publish, relay, stackcfg, watch};
 
 /// How long after the namespace is gone the stack keeps carrying what the sandbox sent last.
 const LINGER: Duration = Duration::from_secs(1);
@@ -44,13 +45,14 @@ pub fn run(o: &Options, prog: &str) -> anyhow::Result<()> {
         ),
     };
     let target = Target::open(&net, o.userns.as_deref())?;
-    let tap = attach::tap(&plan, &target, prog)?;
+    let ns_fwds = nsfwd::plan(o);
+    let attached = attach::attach(&plan, &ns_fwds, o.family, &target, prog)?;
     drop(target);
     let ready = match o.foreground {
         true => None,
         false => Some(daemon::detach(prog)?),
     };
-    let (stack, stop_rx) = match start(o, tap, cfg, listeners, watched) {
+    let (stack, stop_rx) = match start(o, attached, cfg, listeners, watched) {
         Ok(started) => started,
         Err(e) => {
             if let Some(r) = ready {
@@ -68,10 +70,10 @@ pub fn run(o: &Options, prog: &str) -> anyhow::Result<()> {
         .context("network stack failed")
 }
 
-/// Steps 4's stack, forwards, watch and pid file; returns the stack and its stop pipe.
+/// Steps 4's stack, forwards, relay, watch and pid file; returns the stack and its stop pipe.
 fn start(
     o: &Options,
-    tap: OwnedFd,
+    attached: Attached,
     cfg: netstack::StackConfig,
     listeners: Vec<Listener>,
     watched: PathBuf,
@@ -81,13 +83,14 @@ fn start(
     // Runtime forwards come from no one (pesto is not supported); the stack keeps running
     // when the control side is gone.
     drop(control);
-    let mut stack =
-        netstack::Stack::new(tap, cfg, commands).context("cannot start the network stack")?;
+    let mut stack = netstack::Stack::new(attached.tap, cfg, commands)
+        .context("cannot start the network stack")?;
     for l in listeners {
         stack
             .publish(l)
             .context("cannot publish a forwarded port")?;
     }
+    relay::start(attached.ns_socks)?;
     let (stop_rx, stop) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create the stack's stop pipe")?;
     match o.netns_quit {

@@ -99,7 +99,7 @@ pub fn stack_config(o: &Options, plan: &Plan) -> Result<StackConfig, StackCfgErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{parse, Action};
+    use crate::cli::tests::options;
     use crate::hostnet::{HostAddr, HostRoute, Template};
 
     fn ip(s: &str) -> IpAddr {
@@ -107,12 +107,7 @@ mod tests {
     }
 
     fn config(extra: &[&str]) -> StackConfig {
-        let mut words = vec!["--config-net", "--netns", "/x"];
-        words.extend_from_slice(extra);
-        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        let Ok(Action::Run(o)) = parse(&words) else {
-            panic!("parse")
-        };
+        let o = options(extra);
         let t = Template {
             ifname: "ext0".into(),
             addrs: vec![HostAddr {

@@ -5,7 +5,7 @@
 //! up. `podman_like` runs a shell script the way podman runs pasta: as root of a fresh user
 //! namespace of the test user (`unshare -Urm`), in the host's network namespace, with the
 //! target namespace bound to a file (`$NS`) that the script can remove.
-//! Called by `tests/tests/dropin_pasta.rs`.
+//! Called by `tests/tests/dropin_pasta.rs` and `dropin_pasta_ports.rs`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,6 +22,11 @@ pub const OVERRIDE: &str = "RR_TEST_PASTA";
 /// podman5-pasta.md), as the script's `$PODMAN_ARGS`.
 pub const PODMAN_ARGS: &str =
     "--config-net --dns-forward 169.254.1.1 -t none -u none -T none -U none --no-map-gw --quiet";
+
+/// Script lines: wait (bounded, 10 s) for no process to hold the pasta copy open, then say
+/// "helper gone" (or "helper left").
+pub const HELPER_GONE: &str = "for i in $(seq 100); do pgrep -f \"^$PASTA \" >/dev/null || break; \
+     sleep 0.1; done; pgrep -f \"^$PASTA \" >/dev/null && echo 'helper left' || echo 'helper gone'\n";
 
 /// The copy of the pasta under test, runnable by the test user.
 pub fn install(h: &Harness) -> String {

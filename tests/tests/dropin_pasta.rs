@@ -9,15 +9,11 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use rr_tests::child::run;
-use rr_tests::pasta::{install, podman_like};
+use rr_tests::pasta::{install, podman_like, HELPER_GONE};
 use rr_tests::sandbox::{argv, Harness};
 use rr_tests::servers::TcpEcho;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Waits (bounded, 10 s) for no process to hold the pasta copy open, then says so.
-const HELPER_GONE: &str = "for i in $(seq 100); do pgrep -f \"^$PASTA \" >/dev/null || break; \
-     sleep 0.1; done; pgrep -f \"^$PASTA \" >/dev/null && echo 'helper left' || echo 'helper gone'\n";
 
 #[test]
 fn podman_argv_copies_the_host_addressing_returns_once_ready_and_quits_with_the_file() {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use rr_getopt::{Getopt, GetoptError, HasArg, OptSpec};
 
-use crate::ports::{self, PortMap, PortSpec, PortsError};
+use crate::ports::{self, PortMap, PortSpec, PortsError, Side};
 
 /// pasta's default MTU: 65520, the largest 802.3 frame minus its header, rounded to 32 bits.
 pub const DEFAULT_MTU: u32 = 65520;
@@ -200,6 +200,10 @@ pub struct Options {
     pub tcp: Vec<PortMap>,
     /// `-u`: UDP forwards.
     pub udp: Vec<PortMap>,
+    /// `-T`: TCP forwards from the namespace's loopback to the host's.
+    pub tcp_ns: Vec<PortMap>,
+    /// `-U`: UDP forwards from the namespace's loopback to the host's.
+    pub udp_ns: Vec<PortMap>,
     /// `-4` / `-6`.
     pub family: Family,
     /// `--map-gw` (last of it and `--no-map-gw` wins; pasta's default is to map).
@@ -282,9 +286,6 @@ pub enum CliError {
         /// Why.
         source: PortsError,
     },
-    /// `-T`/`-U` other than `none`.
-    #[error("{0} SPEC: forwarding from the namespace to the host is not supported; use 'none'")]
-    NsForward(&'static str),
     /// A command operand instead of a PID: pasta would run it in new namespaces.
     #[error("running COMMAND in new namespaces is not supported (use rootless-run); give a PID or --netns")]
     Command,
@@ -320,6 +321,8 @@ pub fn parse(args: &[String]) -> Result<Action, CliError> {
         dns_host: Vec::new(),
         tcp: Vec::new(),
         udp: Vec::new(),
+        tcp_ns: Vec::new(),
+        udp_ns: Vec::new(),
         family: Family::Both,
         map_gw: true,
         map_host_loopback: Vec::new(),
@@ -380,10 +383,10 @@ fn apply(o: &mut Options, opt: Opt, v: &str) -> Result<(), CliError> {
         Opt::Dns => o.dns.push(ip("-D/--dns", v)?),
         Opt::DnsForward => per_family(&mut o.dns_forward, ip("--dns-forward", v)?),
         Opt::DnsHost => per_family(&mut o.dns_host, ip("--dns-host", v)?),
-        Opt::Tcp => o.tcp.extend(port_maps("-t/--tcp-ports", v)?),
-        Opt::Udp => o.udp.extend(port_maps("-u/--udp-ports", v)?),
-        Opt::TcpNs => ns_none("-T/--tcp-ns", v)?,
-        Opt::UdpNs => ns_none("-U/--udp-ns", v)?,
+        Opt::Tcp => o.tcp.extend(port_maps("-t/--tcp-ports", v, Side::Host)?),
+        Opt::Udp => o.udp.extend(port_maps("-u/--udp-ports", v, Side::Host)?),
+        Opt::TcpNs => o.tcp_ns.extend(port_maps("-T/--tcp-ns", v, Side::Ns)?),
+        Opt::UdpNs => o.udp_ns.extend(port_maps("-U/--udp-ns", v, Side::Ns)?),
         Opt::Ipv4Only => o.family = Family::V4Only,
         Opt::Ipv6Only => o.family = Family::V6Only,
         Opt::NoMapGw => o.map_gw = false,
@@ -468,8 +471,8 @@ fn mac(v: &str) -> Result<[u8; 6], CliError> {
     Ok(out)
 }
 
-fn port_maps(opt: &'static str, v: &str) -> Result<Vec<PortMap>, CliError> {
-    match ports::parse(v) {
+fn port_maps(opt: &'static str, v: &str, side: Side) -> Result<Vec<PortMap>, CliError> {
+    match ports::parse(v, side) {
         Ok(PortSpec::None) => Ok(Vec::new()),
         Ok(PortSpec::List(maps)) => Ok(maps),
         Err(source) => Err(CliError::Ports {
@@ -477,13 +480,6 @@ fn port_maps(opt: &'static str, v: &str) -> Result<Vec<PortMap>, CliError> {
             value: v.into(),
             source,
         }),
-    }
-}
-
-fn ns_none(opt: &'static str, v: &str) -> Result<(), CliError> {
-    match v {
-        "none" => Ok(()),
-        _ => Err(CliError::NsForward(opt)),
     }
 }
 
@@ -497,151 +493,4 @@ fn netns_path(v: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(words: &[&str]) -> Vec<String> {
-        words.iter().map(|w| w.to_string()).collect()
-    }
-
-    fn run(words: &[&str]) -> Options {
-        match parse(&args(words)) {
-            Ok(Action::Run(o)) => *o,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn podmans_argv_parses_into_pastas_meaning() {
-        let o = run(&[
-            "--config-net",
-            "-t",
-            "127.0.0.1/18080-18080:8080-8080",
-            "-u",
-            "18081-18081:8080-8080",
-            "-t",
-            "::1/18082-18082:8082-8082",
-            "--dns-forward",
-            "169.254.1.1",
-            "-T",
-            "none",
-            "-U",
-            "none",
-            "--no-map-gw",
-            "--quiet",
-            "--netns",
-            "/run/user/1000/netns/netns-x",
-            "--map-guest-addr",
-            "169.254.1.2",
-        ]);
-        assert!(o.config_net && o.quiet && !o.map_gw && o.netns_quit);
-        assert_eq!(o.tcp.len(), 2);
-        assert_eq!((o.tcp[1].host, o.tcp[1].guest), (18082, 8082));
-        assert_eq!((o.udp[0].addr, o.udp[0].host), (None, 18081));
-        assert_eq!(o.dns_forward, ["169.254.1.1".parse::<IpAddr>().unwrap()]);
-        assert_eq!(o.map_guest_addr, ["169.254.1.2".parse::<IpAddr>().unwrap()]);
-        assert_eq!(
-            o.netns,
-            Some(NetnsArg::Path("/run/user/1000/netns/netns-x".into()))
-        );
-        assert_eq!(o.mtu, DEFAULT_MTU);
-    }
-
-    #[test]
-    fn every_spelling_gives_the_same_value_and_the_last_wins() {
-        let base = ["--config-net", "--netns", "/x"];
-        for form in [
-            &["-m", "1500"][..],
-            &["-m1500"],
-            &["--mtu=1500"],
-            &["--mtu", "1500"],
-            &["--mtu", "9000", "-m", "1500"],
-        ] {
-            let mut w = base.to_vec();
-            w.extend_from_slice(form);
-            assert_eq!(run(&w).mtu, 1500, "{form:?}");
-        }
-        let o = run(&[
-            "-4fq",
-            "--config-net",
-            "--netns=/x",
-            "--map-gw",
-            "--no-map-gw",
-        ]);
-        assert!(o.foreground && o.quiet && !o.map_gw);
-        assert_eq!(o.family, Family::V4Only);
-        let o = run(&[
-            "--config-net",
-            "-a",
-            "10.0.2.100",
-            "-n",
-            "255.255.255.0",
-            "-g",
-            "10.0.2.2",
-            "-a",
-            "10.0.3.100",
-            "17",
-        ]);
-        assert_eq!(o.addresses, ["10.0.3.100".parse::<IpAddr>().unwrap()]);
-        assert_eq!(o.netmask, Some(24));
-        assert_eq!(o.netns, Some(NetnsArg::Pid(17)));
-    }
-
-    #[test]
-    fn help_and_version_win_where_they_stand() {
-        assert_eq!(parse(&args(&["--version"])), Ok(Action::Version));
-        assert_eq!(parse(&args(&["-h", "--bogus"])), Ok(Action::Help));
-        assert!(parse(&args(&["--bogus", "-h"])).is_err());
-    }
-
-    #[test]
-    fn refusals_name_the_option_and_say_why() {
-        let err = |w: &[&str]| parse(&args(w)).unwrap_err().to_string();
-        assert_eq!(
-            err(&["--map-guest"]),
-            "option '--map-guest-addr' requires an argument"
-        );
-        assert_eq!(err(&["--bogus"]), "unrecognized option '--bogus'");
-        assert_eq!(
-            err(&["-c", "/tmp/s", "--config-net", "1"]),
-            "-c/--conf-path: not supported by rr-pasta (see docs/pasta-compat.md)"
-        );
-        assert_eq!(
-            err(&["-t", "auto"]),
-            "-t/--tcp-ports auto: forwarding the ports bound in the namespace ('auto') is not \
-             supported; list them"
-        );
-        assert!(err(&["-T", "80"]).starts_with("-T/--tcp-ns SPEC: forwarding from the namespace"));
-        assert_eq!(err(&["-m", "70000"]), "-m/--mtu 70000: must be 68 to 65520");
-        assert_eq!(
-            err(&["-n", "255.0.255.0"]).split(':').next(),
-            Some("-n/--netmask 255.0.255.0")
-        );
-        assert_eq!(
-            err(&["--config-net"]),
-            "no target namespace: give a PID or --netns PATH"
-        );
-        assert!(err(&["--config-net", "sh"]).starts_with("running COMMAND"));
-        assert!(err(&["--config-net", "--netns", "/a", "12"]).starts_with("give one target"));
-        assert!(err(&["--netns", "/a"]).starts_with("--config-net is required"));
-        assert_eq!(
-            err(&["--ns-mac-addr", "zz"]).split(':').next(),
-            Some("--ns-mac-addr zz")
-        );
-    }
-
-    #[test]
-    fn options_stop_at_the_first_operand_as_pastas_plus_optstring() {
-        // "-f" after the PID is an operand, and a second one is refused as a command.
-        let e = parse(&args(&["--config-net", "12", "-f"])).unwrap_err();
-        assert_eq!(e, CliError::Command);
-    }
-
-    #[test]
-    fn netns_names_resolve_under_run_netns() {
-        let o = run(&["--config-net", "--netns", "blue"]);
-        assert_eq!(o.netns, Some(NetnsArg::Path("/run/netns/blue".into())));
-        let o = run(&["--config-net", "--ns-mac-addr", "02:00:00:00:00:01", "1"]);
-        assert_eq!(o.ns_mac, Some([2, 0, 0, 0, 0, 1]));
-    }
-}
+pub(crate) mod tests;
