@@ -460,7 +460,12 @@ pub fn get_link(name: &str) -> Result<Option<LinkMessage>, NetconfError> {
     let n = socket
         .recv(&mut &mut buf[..], 0)
         .map_err(NetconfError::Receive)?;
-    let data = buf.get(..n).unwrap_or_default();
+    link_reply(buf.get(..n).unwrap_or_default())
+}
+
+/// The kernel's answer to `get_link`: the link, `None` for ENODEV (or a plain ACK), or why
+/// the reply cannot be used.
+pub(crate) fn link_reply(data: &[u8]) -> Result<Option<LinkMessage>, NetconfError> {
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data)
         .map_err(NetconfError::Malformed)?;
     match msg.payload {
@@ -476,7 +481,10 @@ pub fn get_link(name: &str) -> Result<Option<LinkMessage>, NetconfError> {
 
 /// Walks the messages in `data` and records each ACK (`Some(None)`) or NACK (`Some(Some(errno))`)
 /// against its request by sequence number.
-fn record_acks(mut data: &[u8], acked: &mut [Option<Option<i32>>]) -> Result<(), NetconfError> {
+pub(crate) fn record_acks(
+    mut data: &[u8],
+    acked: &mut [Option<Option<i32>>],
+) -> Result<(), NetconfError> {
     while !data.is_empty() {
         let len = NetlinkBuffer::new_checked(data)
             .map_err(NetconfError::Malformed)?
