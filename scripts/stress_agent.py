@@ -214,7 +214,7 @@ def mix(rate_mbs):
             stop.wait(gap)
 
     threads = [threading.Thread(target=send, args=(rate_mbs, "bulk")), threading.Thread(target=rr)]
-    threads += [threading.Thread(target=every, args=a) for a in (("crr", 0.02), ("udp", 0.01), ("dns", 0.05))]
+    threads += [threading.Thread(target=every, args=a) for a in (("crr", 0.02), ("udp", 0.1), ("dns", 0.05))]
     for t in threads:
         t.start()
     while not stop.wait(5):
