@@ -27,13 +27,20 @@ const SPECS: &[OptSpec<Id>] = &[
     OptSpec::long(Some('6'), "enable-ipv6", HasArg::No, Id::Six),
     OptSpec::long(None, "outbound-addr", HasArg::Required, Id::Outbound),
     OptSpec::long(None, "outbound-addr6", HasArg::Required, Id::Outbound6),
-    OptSpec::long(None, "disable-host-loopback", HasArg::No, Id::DisableHostLoopback),
+    OptSpec::long(
+        None,
+        "disable-host-loopback",
+        HasArg::No,
+        Id::DisableHostLoopback,
+    ),
     OptSpec::long(None, "disable-dns", HasArg::No, Id::DisableDns),
     OptSpec::long(Some('h'), "help", HasArg::No, Id::Help),
 ];
 
 fn takes_value(id: Id) -> bool {
-    SPECS.iter().any(|s| s.id == id && s.has_arg == HasArg::Required)
+    SPECS
+        .iter()
+        .any(|s| s.id == id && s.has_arg == HasArg::Required)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -65,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut words = args.iter().map(String::as_str);
         for operand in g.operands() {
-            assert!(words.any(|w| w == *operand), "operand {operand:?} out of order");
+            assert!(
+                words.any(|w| w == *operand),
+                "operand {operand:?} out of order"
+            );
         }
     }
 });

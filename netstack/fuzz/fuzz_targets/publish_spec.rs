@@ -72,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for (key, ip) in &claimed {
-            assert!(ip.is_unspecified() || !wildcard.contains(key), "{ip} under a wildcard");
+            assert!(
+                ip.is_unspecified() || !wildcard.contains(key),
+                "{ip} under a wildcard"
+            );
         }
     }
 });

@@ -79,9 +79,16 @@ fuzz_target!(|data: &[u8]| {
 
 /// A frame the stack sent toward the sandbox.
 fn check_reply(frame: &[u8]) {
-    assert!(frame.len() <= ETH_HEADER + MTU as usize, "frame over the MTU");
+    assert!(
+        frame.len() <= ETH_HEADER + MTU as usize,
+        "frame over the MTU"
+    );
     let eth = EthernetFrame::new_checked(frame).expect("a whole Ethernet header");
-    assert_eq!(eth.src_addr().0, GATEWAY_MAC, "frames come from the gateway");
+    assert_eq!(
+        eth.src_addr().0,
+        GATEWAY_MAC,
+        "frames come from the gateway"
+    );
     let parsed = wire::parse(frame);
     assert!(parsed.is_ok(), "our own frame does not parse: {parsed:?}");
     if let Ok((_, Frame::Ip { .. })) = parsed {

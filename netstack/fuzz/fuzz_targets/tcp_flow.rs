@@ -92,7 +92,11 @@ impl HostSocket for FakeHost {
         Ok(n)
     }
     fn discard(&mut self, len: usize) -> io::Result<()> {
-        assert!(len <= self.queued.len(), "discarding {len} of {}", self.queued.len());
+        assert!(
+            len <= self.queued.len(),
+            "discarding {len} of {}",
+            self.queued.len()
+        );
         self.queued.drain(..len);
         self.discarded += len;
         Ok(())
@@ -167,7 +171,9 @@ impl Rig {
             (true, 0x30) => s.u32(),
             (true, _) => IRS,
             (false, 0x30) => s.u32(),
-            (false, _) => self.sandbox_nxt.wrapping_add(i32::from(s.u16() as i16) as u32),
+            (false, _) => self
+                .sandbox_nxt
+                .wrapping_add(i32::from(s.u16() as i16) as u32),
         };
         if flags.syn && seq != IRS {
             self.exact = false;
@@ -218,7 +224,14 @@ impl Rig {
         let frames = std::mem::take(&mut *self.sink.0.borrow_mut());
         for f in &frames {
             assert!(f.len() <= 14 + MTU, "frame of {} bytes", f.len());
-            let Ok((_, Frame::Ip { meta, l4: L4::Tcp(seg) })) = wire::parse(f) else {
+            let Ok((
+                _,
+                Frame::Ip {
+                    meta,
+                    l4: L4::Tcp(seg),
+                },
+            )) = wire::parse(f)
+            else {
                 panic!("the flow emitted a frame that is not TCP");
             };
             assert_eq!(SocketAddr::new(meta.src, seg.src_port), self.ep.remote);
@@ -234,7 +247,11 @@ impl Rig {
                 self.host.total()
             );
             for (i, &b) in seg.payload.iter().enumerate() {
-                assert_eq!(b, host_byte(off.wrapping_add(i as u32)), "host byte {off}+{i}");
+                assert_eq!(
+                    b,
+                    host_byte(off.wrapping_add(i as u32)),
+                    "host byte {off}+{i}"
+                );
             }
         }
     }

@@ -14,7 +14,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use rr_tests::frames::{self, Link, Proto, Target};
-use smoltcp::wire::{EthernetAddress, EthernetFrame, IpAddress, Ipv4Packet, TcpPacket, TcpSeqNumber};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, IpAddress, Ipv4Packet, TcpPacket, TcpSeqNumber,
+};
 
 use crate::{io_fail, Fail};
 
@@ -160,9 +162,8 @@ fn malformed(rng: &mut Rng, i: u32, valid: [&[u8]; 2]) -> Vec<u8> {
     if i % 3 == 1 && f.len() >= ETH_LEN {
         // From a made-up source MAC (locally administered, unicast).
         let [a, b, c, d] = i.to_be_bytes();
-        EthernetFrame::new_unchecked(&mut f[..]).set_src_addr(EthernetAddress([
-            0x02, 0x99, a, b, c, d,
-        ]));
+        EthernetFrame::new_unchecked(&mut f[..])
+            .set_src_addr(EthernetAddress([0x02, 0x99, a, b, c, d]));
     }
     f
 }
