@@ -43,8 +43,11 @@ def watch_stdin():
     threading.Thread(target=run, daemon=True).start()
 
 
-def say(*words):
-    print(*words, flush=True)
+def say(*words, lock=threading.Lock()):
+    """One whole line on stdout: the probe and mix threads print side by side."""
+    with lock:
+        sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+        sys.stdout.flush()
 
 
 def conn(port, timeout=TIMEOUT):
