@@ -357,8 +357,13 @@ class Sandbox:
     def probe_tool(self, *args):
         """rr-probe ARGS in the sandbox, to the end; its output."""
         p = self.run([os.environ["RR_STRESS_RR_PROBE"]] + [str(a) for a in args])
-        out, _ = p.communicate(timeout=300)
-        return out.strip()
+        p.wait(timeout=300)
+        lines = []
+        while True:
+            line = read_line(p, 10)
+            if line is None:
+                return "\n".join(lines)
+            lines.append(line)
 
     def stop(self):
         self.procs.stop(self.p)
