@@ -55,7 +55,7 @@ pub fn flood(ifname: &str, gw: &str, src4: &str, kind: &str, rest: &[&str]) -> R
         .resolve(src, gw, ARP_RETRY, ARP_TIMEOUT)
         .map_err(|e| io_fail(&format!("ARP for {gw} on {ifname}"), e))?;
     println!("gateway {gw_mac}");
-    let mut rng = Rng(0x5eed_0f_f100d);
+    let mut rng = Rng(0x05ee_d0ff_100d);
     let me = link.mac();
     let craft = |sport: u16, t: Target| {
         frames::craft(me, gw_mac, IpAddr::V4(src), sport, t).map_err(Fail::Usage)
@@ -70,20 +70,20 @@ pub fn flood(ifname: &str, gw: &str, src4: &str, kind: &str, rest: &[&str]) -> R
         ("malformed", [count]) => {
             let tcp = craft(40000, target(format!("tcp:{gw}:80").as_str())?)?;
             let udp = craft(40000, target(format!("udp:{gw}:53").as_str())?)?;
-            for i in 0..number(*count)? {
+            for i in 0..number(count)? {
                 send(&malformed(&mut rng, i, [tcp.as_slice(), udp.as_slice()]));
             }
         }
         ("syn", [count, to]) => {
-            let t = tcp_target(*to)?;
-            for i in 0..number(*count)? {
+            let t = tcp_target(to)?;
+            for i in 0..number(count)? {
                 send(&craft(SYN_SPORT.wrapping_add(i as u16), t)?);
             }
         }
         ("udp", [count, to, flows]) => {
-            let t = target(*to)?;
-            let flows = number(*flows)?.max(1);
-            for i in 0..number(*count)? {
+            let t = target(to)?;
+            let flows = number(flows)?.max(1);
+            for i in 0..number(count)? {
                 send(&craft(UDP_SPORT.wrapping_add((i % flows) as u16), t)?);
             }
         }
@@ -91,8 +91,8 @@ pub fn flood(ifname: &str, gw: &str, src4: &str, kind: &str, rest: &[&str]) -> R
             let sport = sport
                 .parse::<u16>()
                 .map_err(|_| Fail::Usage(format!("{sport}: not a port")))?;
-            let mut frame = craft(sport, tcp_target(*to)?)?;
-            for _ in 0..number(*count)? {
+            let mut frame = craft(sport, tcp_target(to)?)?;
+            for _ in 0..number(count)? {
                 forge(&mut frame, kind == "rst", rng.next() as u32);
                 send(&frame);
             }
