@@ -470,7 +470,7 @@ pub(crate) fn link_reply(data: &[u8]) -> Result<Option<LinkMessage>, NetconfErro
         .map_err(NetconfError::Malformed)?;
     match msg.payload {
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
-        NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
+        NetlinkPayload::Error(e) => match e.code.map(|c| errno(c.get())) {
             Some(errno) if errno == nix::errno::Errno::ENODEV as i32 => Ok(None),
             Some(errno) => Err(NetconfError::Receive(io::Error::from_raw_os_error(errno))),
             None => Ok(None),
@@ -502,13 +502,19 @@ pub(crate) fn record_acks(
                 .ok_or(NetconfError::UnknownSequence {
                     seq: msg.header.sequence_number,
                 })?;
-            *slot = Some(err.code.map(|c| c.get().abs()));
+            *slot = Some(err.code.map(|c| errno(c.get())));
         }
         // Netlink pads each message to 4 bytes; the last one may end exactly at the buffer end.
         let pad = (4 - len % 4) % 4;
         data = rest.get(pad..).unwrap_or_default();
     }
     Ok(())
+}
+
+/// The errno of a NLMSG_ERROR code (the kernel sends it negated). Saturating: i32::MIN, which
+/// no kernel sends, must not overflow (found by the netlink_reply fuzz target).
+fn errno(code: i32) -> i32 {
+    code.saturating_abs()
 }
 
 #[cfg(test)]
