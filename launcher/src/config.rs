@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use netstack::config::Addressing;
-use netstack::forward::ForwardSpec;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 
@@ -314,15 +313,8 @@ pub enum Outbound {
     Interface(String),
 }
 
-/// One `--publish` value and the forwards it expands to (one per port, and per family when
-/// it names no host address).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publish {
-    /// The value as given, for error messages.
-    pub value: String,
-    /// The forwards, in order.
-    pub specs: Vec<ForwardSpec>,
-}
+/// One `--publish` value and the forwards it expands to (netstack's `forward::publish`).
+pub use netstack::forward::publish::Publish;
 
 /// The sandbox's /etc/resolv.conf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,6 +24,8 @@ mod event_loop;
 pub mod fault;
 mod flows;
 pub mod forward;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod host;
 pub mod hostaddr;
 mod icmp;

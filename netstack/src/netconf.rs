@@ -482,12 +482,17 @@ pub fn get_link(name: &str) -> Result<Option<LinkMessage>, NetconfError> {
     let n = socket
         .recv(&mut &mut buf[..], 0)
         .map_err(NetconfError::Receive)?;
-    let data = buf.get(..n).unwrap_or_default();
+    link_reply(buf.get(..n).unwrap_or_default())
+}
+
+/// The kernel's answer to `get_link`: the link, `None` for ENODEV (or a plain ACK), or why
+/// the reply cannot be used.
+pub(crate) fn link_reply(data: &[u8]) -> Result<Option<LinkMessage>, NetconfError> {
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(data)
         .map_err(NetconfError::Malformed)?;
     match msg.payload {
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
-        NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
+        NetlinkPayload::Error(e) => match e.code.map(|c| errno(c.get())) {
             Some(errno) if errno == nix::errno::Errno::ENODEV as i32 => Ok(None),
             Some(errno) => Err(NetconfError::Receive(io::Error::from_raw_os_error(errno))),
             None => Ok(None),
@@ -498,7 +503,10 @@ pub fn get_link(name: &str) -> Result<Option<LinkMessage>, NetconfError> {
 
 /// Walks the messages in `data` and records each ACK (`Some(None)`) or NACK (`Some(Some(errno))`)
 /// against its request by sequence number.
-fn record_acks(mut data: &[u8], acked: &mut [Option<Option<i32>>]) -> Result<(), NetconfError> {
+pub(crate) fn record_acks(
+    mut data: &[u8],
+    acked: &mut [Option<Option<i32>>],
+) -> Result<(), NetconfError> {
     while !data.is_empty() {
         let len = NetlinkBuffer::new_checked(data)
             .map_err(NetconfError::Malformed)?
@@ -516,13 +524,19 @@ fn record_acks(mut data: &[u8], acked: &mut [Option<Option<i32>>]) -> Result<(),
                 .ok_or(NetconfError::UnknownSequence {
                     seq: msg.header.sequence_number,
                 })?;
-            *slot = Some(err.code.map(|c| c.get().abs()));
+            *slot = Some(err.code.map(|c| errno(c.get())));
         }
         // Netlink pads each message to 4 bytes; the last one may end exactly at the buffer end.
         let pad = (4 - len % 4) % 4;
         data = rest.get(pad..).unwrap_or_default();
     }
     Ok(())
+}
+
+/// The errno of a NLMSG_ERROR code (the kernel sends it negated). Saturating: i32::MIN, which
+/// no kernel sends, must not overflow (found by the netlink_reply fuzz target).
+fn errno(code: i32) -> i32 {
+    code.saturating_abs()
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
 //! Command line of `rootless-run`: util-linux unshare's option names and meanings (2.38, plus
 //! newer forms where cheap), parsed with clap derive and validated into `config::Mode`. The
-//! namespace, id-map and filesystem options live here; the network options in `net`, the
-//! `--publish` grammar in `publish`, the egress policy options in `policy`.
+//! namespace, id-map and filesystem options live here; the network options in `net` (the
+//! `--publish` grammar is netstack's `forward::publish`), the egress policy options in `policy`.
 //! Called by `main` only. No clap type leaves this module; no I/O except name lookups
 //! (`--map-user=NAME`), the caller's ids and /etc/subuid for `auto` ranges.
 
 mod ids;
 mod net;
 mod policy;
-mod publish;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The network options of `rootless-run` (slirp4netns's names where it has one): their clap
 //! definitions (`NetArgs`, flattened into `cli::Args`) and their validation into
-//! `config::NetConfig`. `--publish`'s grammar is `cli::publish`'s.
+//! `config::NetConfig`. `--publish`'s grammar is netstack's `forward::publish`.
 //! Called by `cli::validate` only. No I/O: interface names (`--outbound-addr eth0`) are kept
 //! as names and resolved by `network` at start.
 
@@ -11,9 +11,10 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use super::{publish, usage, UsageError};
+use super::{usage, UsageError};
 use crate::config::{NetConfig, Outbound, ResolvConf};
 use netstack::config::Addressing;
+use netstack::forward::publish;
 
 /// `--busy-poll` default, in microseconds.
 const DEFAULT_BUSY_POLL_US: u64 = netstack::config::DEFAULT_BUSY_POLL.as_micros() as u64;

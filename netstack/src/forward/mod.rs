@@ -1,12 +1,14 @@
 //! Port forwarding host -> sandbox: what a forward is (`ForwardSpec`), the ids that name them
 //! at run time, and the seam (`ForwardControl`) through which `--publish` at start and the
 //! API socket at run time add, list and remove them.
-//! `listen` binds the host side; the flows a forward opens live in the event loop.
+//! `listen` binds the host side; `publish` parses the launcher's `--publish` values into
+//! specs; the flows a forward opens live in the event loop.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 mod listen;
+pub mod publish;
 
 pub use listen::{local_addr, Bound, Listener};
 

@@ -276,3 +276,12 @@ fn ack_for_unknown_sequence_or_cut_short_is_refused() {
     assert!(record_acks(&ack(1, 0)[..30], &mut acked).is_err());
     assert_eq!(acked, [None, None]);
 }
+
+#[test]
+fn an_error_code_of_i32_min_is_recorded_not_overflowed() {
+    let mut data = ack(1, 0);
+    data[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+    let mut acked = vec![None; 1];
+    record_acks(&data, &mut acked).expect("a well-formed ack");
+    assert_eq!(acked, [Some(Some(i32::MAX))]);
+}

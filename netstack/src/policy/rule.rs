@@ -262,9 +262,11 @@ impl Rule {
 impl fmt::Display for Rule {
     /// The rule in the grammar it was parsed from (without the action), canonical form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in [Proto::Tcp, Proto::Udp, Proto::Icmp] {
+        let mut prefixed = false;
+        for p in PROTOS {
             if self.protos == Protos::one(p) {
                 write!(f, "{}:", p.name())?;
+                prefixed = true;
             }
         }
         let ported = self.ports != Ports::ANY;
@@ -273,6 +275,11 @@ impl fmt::Display for Rule {
                 (IpAddr::V6(a), true) => write!(f, "[{a}/{}]", c.len)?,
                 (a, _) => write!(f, "{a}/{}", c.len)?,
             },
+            // A host named like a protocol ("udp:53" is UDP to nothing) is written fully
+            // qualified, as parsing allows ("udp.:53").
+            Target::Name(n) if !prefixed && PROTOS.iter().any(|p| p.name() == &**n) => {
+                write!(f, "{n}.")?
+            }
             Target::Name(n) => write!(f, "{n}")?,
             Target::Below(n) => write!(f, "*.{n}")?,
         }
@@ -284,9 +291,12 @@ impl fmt::Display for Rule {
     }
 }
 
+/// The protocols a rule may name, as its `PROTO:` prefix.
+const PROTOS: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Icmp];
+
 /// Takes a leading `tcp:`, `udp:` or `icmp:`.
 fn split_proto(text: &str) -> (Option<Proto>, &str) {
-    for p in [Proto::Tcp, Proto::Udp, Proto::Icmp] {
+    for p in PROTOS {
         if let Some(rest) = text
             .strip_prefix(p.name())
             .and_then(|r| r.strip_prefix(':'))
@@ -484,6 +494,9 @@ mod tests {
             "*.debian.org:443",
             "icmp:0.0.0.0/0",
             "::/0",
+            "udp.:02",
+            "tcp.",
+            "udp:udp",
         ] {
             let r = allow(t);
             assert_eq!(allow(&r.to_string()), r, "{t} -> {r}");
@@ -492,6 +505,9 @@ mod tests {
             allow("tcp:198.51.100.7:443").to_string(),
             "tcp:198.51.100.7/32:443"
         );
+        // Found by the policy_file fuzz target: printed as "udp:2", this rule read back as
+        // UDP to no target.
+        assert_eq!(allow("udp.:02").to_string(), "udp.:2");
     }
 
     #[test]

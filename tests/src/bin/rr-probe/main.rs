@@ -83,16 +83,20 @@
 //!                              times of each (hostile.rs)
 //!   dns-garbage SERVER udp|tcp malformed queries over UDP (`sent N udp`) or TCP, each on its
 //!                              own connection (`sent N tcp`)
+//!   flood IFNAME GW4 SRC4 KIND COUNT [ARGS]
+//!                              scripts/stress's hostile frames (`flood`): malformed, a SYN
+//!                              flood, a UDP flow flood, forged RSTs or SYNs on one flow
 //!
 //! Exit codes: 0 done, 1 failed (message on stderr), 2 usage, 3 connection refused,
 //! 4 timed out, 64 + N caught signal N.
 //!
 //! This file parses the command line and maps a job's end to its exit code; the jobs live in
-//! one module per family (`echo`, `lifetime`, `tcp_paths`, `forward`, `raw`, `dns`) and use
+//! one module per family (`echo`, `lifetime`, `tcp_paths`, `forward`, `raw`, `dns`, `flood`) and use
 //! the connect and parse helpers here. Nothing here does a job's I/O itself.
 
 mod dns;
 mod echo;
+mod flood;
 mod forward;
 mod hostile;
 mod lifetime;
@@ -176,11 +180,12 @@ fn main() -> ExitCode {
         ["udp-until-refused", udp, count, dns] => hostile::udp_until_refused(udp, count, dns),
         ["syn-flood", args @ ..] => hostile::syn_flood(args),
         ["udp-flood", args @ ..] => hostile::udp_flood(args),
+        ["flood", ifname, gw, src4, kind, rest @ ..] => flood::flood(ifname, gw, src4, kind, rest),
         _ => Err(Fail::Usage(
             "usage: rr-probe tcp-echo|udp-echo|connect|hold|trap-signals|serve-tcp-echo|\
              recv-after-go|send-until-blocked|half-close|send-after-eof|reset-close|\
              expect-reset|tcp-counters|serve|poke|craft|sniff|dns-query|dns-garbage|upload|\
-             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood ARGS"
+             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood|flood ARGS"
                 .to_owned(),
         )),
     };

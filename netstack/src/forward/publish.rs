@@ -2,16 +2,25 @@
 //! value into a `Rule`, expanding it into the forwards the network stack binds
 //! (`netstack::forward::ForwardSpec`, one per port and family), and refusing forwards that
 //! claim the same host address, port and protocol twice.
-//! Called by `cli::net` during validation. Pure: binding the host sockets is `network`'s.
-//! Grows only with the grammar.
+//! Called by the launcher's `cli::net` during validation, and by the `publish_spec` fuzz
+//! target. Pure: binding the host sockets is the launcher's `network`. Grows only with the
+//! grammar.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use netstack::config::Addressing;
-use netstack::forward::{ForwardSpec, Transport};
+use crate::config::Addressing;
+use crate::forward::{ForwardSpec, Transport};
 
-use crate::config::Publish;
+/// One `--publish` value and the forwards it expands to (one per port, and per family when
+/// it names no host address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// The value as given, for error messages.
+    pub value: String,
+    /// The forwards, in order.
+    pub specs: Vec<ForwardSpec>,
+}
 
 /// Why a `--publish` value is refused (printed as `--publish VALUE: <this>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
