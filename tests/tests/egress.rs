@@ -311,6 +311,10 @@ fn the_api_lists_adds_and_removes_rules_and_a_removal_resets_open_flows() {
     let mut sandbox = Running::spawn("rootless-run with an API socket", &mut command(&argv));
     sandbox.expect_line("ready", TIMEOUT, |l| l == "ready");
     net.next_tcp_caller(TIMEOUT);
+    // The server's accept comes before the sandbox's connect() returns (the stack answers the
+    // SYN once the host connection is up): wait for the probe's word, so the flow the rule
+    // change must reset is established on both sides.
+    sandbox.expect_line("the probe's `connected`", TIMEOUT, |l| l == "connected");
 
     let list = call(&sock, r#"{"execute":"list_egress"}"#);
     assert_eq!(

@@ -344,7 +344,7 @@ fn rst_from_host_resets_the_sandbox_connection() {
     );
     assert_eq!(
         (out.shell_status(), out.stdout.trim()),
-        (0, "reset after 0 bytes"),
+        (0, "connected\nreset after 0 bytes"),
         "the host's RST must reach the sandbox as ECONNRESET, not EOF\n{out}"
     );
 }

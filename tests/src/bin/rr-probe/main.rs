@@ -36,7 +36,7 @@
 //!                              (These two wait for the host's word because rootless-run and its
 //!                              netstack exit with the probe, and a frame not yet forwarded
 //!                              would go with them.)
-//!   expect-reset ADDR          write one byte, read until the connection ends:
+//!   expect-reset ADDR          write one byte (`connected`), read until the connection ends:
 //!                              `reset after N bytes` (0) or `eof after N bytes` (1)
 //!   tcp-counters NAME...       `NAME=VALUE` per counter from /proc/net/snmp (Tcp:) and
 //!                              /proc/net/netstat (TcpExt:), this network namespace's

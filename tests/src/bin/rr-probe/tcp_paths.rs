@@ -231,6 +231,11 @@ pub fn expect_reset(addr: &str) -> Result<u8, Fail> {
     stream
         .write_all(b"x")
         .map_err(|e| io_fail("write one byte", e))?;
+    // Said as soon as it is true, so a test can act on an established connection.
+    println!("connected");
+    io::stdout()
+        .flush()
+        .map_err(|e| io_fail("flush stdout", e))?;
     let mut received = 0u64;
     let mut buf = [0u8; 4096];
     loop {
