@@ -8,8 +8,9 @@
 //! Called by the three binaries that run the stack (rootless-run's stack process,
 //! rr-slirp4netns, rr-pasta: `raise_nofile_logged`, at start, before any seccomp filter, which
 //! allows neither getrlimit nor setrlimit) and by `event_loop` once, when the stack is built
-//! (`table_bound`, also before the filter). Never raises the hard limit (that needs CAP_SYS_RESOURCE), never lowers a
-//! bound the configuration sets (`StackConfig::max_flows` stays the upper limit).
+//! (`table_bound`, also before the filter). Never raises the hard limit (that needs
+//! CAP_SYS_RESOURCE), and never goes past the bound the configuration sets
+//! (`StackConfig::max_flows` stays the upper limit).
 //!
 //! What the helper's fds pay for (counted in rr-netstack's /proc/PID/fd, docs/architecture.md
 //! "Limits"):
@@ -28,7 +29,8 @@
 //! - `SPARE_FDS`: the API thread's client, a forward's connection accepted only to be refused,
 //!   transient sockets.
 //! - a margin of 1/`MARGIN_DIVISOR` of the limit for what nobody counted (forwards added
-//!   through the API at run time have no bound of their own).
+//!   through the API at run time have no bound of their own). Not counted: rr-pasta's `-T`/`-U`
+//!   relay (up to two fds per relayed connection, in the same process, beside the stack).
 //!
 //! So at the common limit of 1,024 the table holds 880 flows, and at 524,288 the fds would
 //! allow 491,440 (the default `max_flows`, 4,096, bounds it then). Below `MIN_FLOWS` +
