@@ -295,7 +295,8 @@ class Sandbox:
     def __init__(self, procs, tmp, extra=()):
         self.procs = procs
         self.log = os.path.join(tmp, "rootless-run-%d.log" % time.monotonic_ns())
-        # prlimit execs rootless-run with the fd limit the harness started with (check_sealed raised its own).
+        # prlimit execs rootless-run with the fd limit the harness started with (check_sealed raised its own),
+        # or the one scripts/stress --nofile asks for.
         argv = ["prlimit", "--nofile=" + os.environ.get("RR_STRESS_NOFILE", "1024:1024"), "--",
                 os.environ["RR_STRESS_ROOTLESS_RUN"], "--dns-upstream", "127.0.0.1:%d" % FAKE_DNS]  # fmt: skip
         self.p = procs.spawn(argv + list(extra) + ["--", "sleep", "100000"], self.log)

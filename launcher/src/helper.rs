@@ -4,6 +4,8 @@
 //! (issue 14). Its life, in order:
 //! ```text
 //! die with the launcher (PR_SET_PDEATHSIG SIGKILL); name itself rr-netstack
+//! raise its RLIMIT_NOFILE soft limit to the hard limit (`netstack::fd_budget`: the flow
+//!   table is bounded by the fds this leaves; the sandbox's command keeps the user's limits)
 //! close every inherited fd but its own: tap, --publish sockets, API listener, stop pipe,
 //!   --log-egress file, stdio (stdio to /dev/null with --detach)
 //! a user namespace of its own (capabilities there only, to drop them; its network namespace,
@@ -108,6 +110,8 @@ fn run(s: Setup) -> anyhow::Result<()> {
     if let Err(error) = nix::sys::prctl::set_name(NAME) {
         tracing::debug!(%error, "cannot name the stack process");
     }
+    // Before the allowlist, which has no setrlimit; the sandbox keeps the user's limits.
+    netstack::fd_budget::raise_nofile_logged();
     let mut listeners = listeners;
     let mut keep = vec![tap.as_raw_fd(), stop.as_raw_fd()];
     keep.extend(listeners.iter_mut().map(|(_, l)| listener_fd(l)));

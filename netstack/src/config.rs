@@ -298,6 +298,7 @@ pub struct StackConfig {
     /// Source address of outbound IPv6 sockets (`--outbound-addr6`).
     pub outbound_v6: Option<Ipv6Addr>,
     /// Most concurrent TCP + UDP + ICMP flows; new ones past this evict the oldest idle.
+    /// An upper limit: the event loop lowers it to what the fd limit allows (`fd_budget`).
     pub max_flows: usize,
     /// A TCP flow with no traffic for this long is reset on both sides.
     pub tcp_idle_timeout: Duration,

@@ -22,6 +22,7 @@ pub mod egress;
 mod event_loop;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod fd_budget;
 mod flows;
 pub mod forward;
 #[cfg(feature = "fuzzing")]

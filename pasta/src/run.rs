@@ -4,7 +4,8 @@
 //!    anything forks;
 //! 2. get the configured tap fd and the `-T`/`-U` sockets (`attach`: the namespace child);
 //! 3. unless `-f`, detach (`daemon`): the caller's process exits 0 once step 4 is done;
-//! 4. build the stack, publish the ports, start the `-T`/`-U` relay, the `--netns` watch,
+//! 4. raise the fd limit's soft value to the hard one (it bounds the flow table), build the
+//!    stack, publish the ports, start the `-T`/`-U` relay, the `--netns` watch,
 //!    write `--pid`, close the inherited output (`Ready::done`);
 //! 5. serve until the `--netns` file or the PID's namespace is gone (then exit 0), a signal
 //!    kills us (SIGTERM, SIGINT: their default action; nothing to clean up), or the stack
@@ -83,6 +84,8 @@ fn start(
     // Runtime forwards come from no one (pesto is not supported); the stack keeps running
     // when the control side is gone.
     drop(control);
+    // The stack's table is bounded by the fds this leaves (`netstack::fd_budget`).
+    netstack::fd_budget::raise_nofile_logged();
     let mut stack = netstack::Stack::new(attached.tap, cfg, commands)
         .context("cannot start the network stack")?;
     for l in listeners {

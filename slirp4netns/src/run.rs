@@ -5,8 +5,10 @@
 //! 3. print the banner on stdout and flush it;
 //! 4. block the ending signals and bind `--api-socket`, before any thread starts; confine what
 //!    needs a single thread (`confine::before_threads`: the socket's remover, the sandbox);
-//! 5. build the stack, serve the API socket, start the watcher (threads from here on); the
-//!    seccomp allowlist (`confine::after_threads`); write the ready byte and close its fd;
+//! 5. raise the fd limit's soft value to the hard one (`netstack::fd_budget`: it bounds the
+//!    flow table), build the stack, serve the API socket, start the watcher (threads from here
+//!    on); the seccomp allowlist (`confine::after_threads`); write the ready byte and close
+//!    its fd;
 //! 6. run the stack in this process's own namespaces until the exit fd hangs up (exit 0), a
 //!    signal arrives (`lifecycle`: the API socket removed, then killed by that signal), or the
 //!    stack fails (exit 1).
@@ -71,6 +73,8 @@ pub fn run(cfg: &Config, prog: &str, fds: Inherited) -> anyhow::Result<Ended> {
         bound.as_ref().map(|b| b.path()),
     )?;
     drop(target);
+    // Before the allowlist, which has no setrlimit; the stack's table is bounded by it.
+    netstack::fd_budget::raise_nofile_logged();
     let (control, commands) =
         netstack::command::channel().context("cannot create the stack's command channel")?;
     let stack =

@@ -12,7 +12,7 @@ use rr_tests::addrs::SANDBOX_V4;
 use rr_tests::child::{run, Running, TIMEOUT};
 use rr_tests::hostile::{Backlogged, TcpSink, UdpSources, UploadEnd};
 use rr_tests::pattern::CHUNK;
-use rr_tests::sandbox::{command, Harness};
+use rr_tests::sandbox::{as_user_argv_env, command, Harness};
 use rr_tests::servers::{TcpEcho, UdpEcho, GATEWAY};
 
 /// Bytes echoed after the forged segments: enough to need many windows' worth of ACKs.
@@ -43,6 +43,9 @@ const SMALL_TABLE: &str = "4";
 /// The launcher's fd limit in the fd exhaustion test: its setup fits, a few dozen flows more
 /// do not.
 const FD_LIMIT: u32 = 64;
+/// The flow table of the fd exhaustion test: the default size, larger than `FD_LIMIT`
+/// (RR_TEST_MAX_FLOWS replaces the bound the helper derives from its fd limit).
+const FULL_TABLE: &str = "4096";
 
 fn gateway(port: u16) -> String {
     format!("{GATEWAY}:{port}")
@@ -154,7 +157,14 @@ fn exhausted_descriptors_refuse_new_datagrams_and_queries_at_once() {
         format!("--nofile={FD_LIMIT}:{FD_LIMIT}"),
         "--".to_owned(),
     ];
-    argv.extend(h.as_user_argv(&h.rootless_run_argv(&probe)));
+    // A table as large as the default, not the one the fd limit allows (`fd_budget`): the
+    // fds must run out first.
+    let env = [("RR_TEST_MAX_FLOWS", FULL_TABLE)];
+    argv.extend(as_user_argv_env(
+        h.user(),
+        &env,
+        &h.rootless_run_argv(&probe),
+    ));
     let out = run(
         "prlimit --nofile rootless-run -- rr-probe udp-until-refused",
         &mut command(&argv),

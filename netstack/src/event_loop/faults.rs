@@ -1,7 +1,7 @@
 //! Test builds with the `fault-injection` feature: wraps the tap sink and builds the
-//! receive-side faults from RR_FAULT_INJECT (see `crate::fault`), and shrinks the flow table
-//! to RR_TEST_MAX_FLOWS, so a test fills it with a handful of connections. Part of
-//! `event_loop`.
+//! receive-side faults from RR_FAULT_INJECT (see `crate::fault`), and sets the flow table's size
+//! to RR_TEST_MAX_FLOWS instead of the fd limit's bound, so a test fills it with a handful of
+//! connections or exhausts the fds first. Part of `event_loop`.
 use std::io;
 
 use crate::egress::FrameSink;
@@ -24,19 +24,22 @@ pub fn wrap(
     })
 }
 
-/// Variable that shrinks the flow table in test builds (never grows it).
+/// Variable that sets the flow table's size in test builds: it replaces the bound derived from
+/// the fd limit (`fd_budget`), so a test can fill the table with a handful of connections, or
+/// run out of fds before the table (hostile.rs), but never exceeds the configured bound.
 pub const MAX_FLOWS_ENV: &str = "RR_TEST_MAX_FLOWS";
 
-/// `configured`, or RR_TEST_MAX_FLOWS when that is a smaller positive number.
-pub fn max_flows(configured: usize) -> usize {
+/// RR_TEST_MAX_FLOWS (at most `configured`) when it is a positive number, else `by_fds`.
+pub fn max_flows(configured: usize, by_fds: usize) -> usize {
     let wanted = std::env::var(MAX_FLOWS_ENV)
         .ok()
-        .and_then(|v| v.parse().ok());
+        .and_then(|v| v.parse::<usize>().ok());
     match wanted {
-        Some(n) if n > 0 && n < configured => {
-            tracing::warn!(max_flows = n, "flow table shrunk (test build)");
+        Some(n) if n > 0 => {
+            let n = n.min(configured);
+            tracing::warn!(max_flows = n, by_fds, "flow table size set (test build)");
             n
         }
-        _ => configured,
+        _ => by_fds,
     }
 }

@@ -8,6 +8,8 @@
 //! commands (`command`, egress policy changes in `policy.rs`); then flush the ACKs owed to flows touched in this batch (one per
 //! flow, not one per frame); then run due timers.
 //! The egress policy (`policy.rs`) is asked once per flow the sandbox opens, never per frame.
+//! The flow table's size is `StackConfig::max_flows` lowered to what the fd limit allows
+//! (`fd_budget`), fixed when the loop is built.
 //! We use mio directly rather than tokio tasks: one epoll_wait per batch with tokens that map
 //! straight to flow slots, and no per-flow task, waker or allocation.
 
@@ -142,9 +144,12 @@ impl EventLoop {
         cfg: StackConfig,
         commands: Option<Commands>,
     ) -> io::Result<EventLoop> {
+        // The table runs out before the fds do (`fd_budget`); test builds may set it outright.
+        let by_fds = crate::fd_budget::table_bound(cfg.max_flows);
         #[cfg(feature = "fault-injection")]
+        let by_fds = faults::max_flows(cfg.max_flows, by_fds);
         let cfg = StackConfig {
-            max_flows: faults::max_flows(cfg.max_flows),
+            max_flows: by_fds,
             ..cfg
         };
         set_nonblocking(&tap)?;
@@ -170,7 +175,8 @@ impl EventLoop {
         #[cfg(feature = "fault-injection")]
         let (sink, rx_faults) = faults::wrap(sink, rx_len(vnet, mtu))?;
         let spin = spin_max(cfg.busy_poll);
-        tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, "network stack starting");
+        tracing::info!(vnet_hdr = vnet, mtu, busy_poll = ?spin, max_flows = cfg.max_flows,
+                       "network stack starting");
         let dns = dns_forwarder(&cfg, reg)?;
         let dns_tcp = match cfg.dns {
             true => Some(crate::dns::TcpRelay::start_under(

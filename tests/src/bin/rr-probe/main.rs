@@ -83,6 +83,10 @@
 //!                              times of each (hostile.rs)
 //!   dns-garbage SERVER udp|tcp malformed queries over UDP (`sent N udp`) or TCP, each on its
 //!                              own connection (`sent N tcp`)
+//!   connect-many ADDR TOTAL PER_PROC
+//!                              TOTAL connections to ADDR from children of PER_PROC each, held;
+//!                              then `check` (a byte's echo on each) and `release` on stdin
+//!                              (limits.rs); `connect-batch ADDR N` is one such child
 //!   flood IFNAME GW4 SRC4 KIND COUNT [ARGS]
 //!                              scripts/stress's hostile frames (`flood`): malformed, a SYN
 //!                              flood, a UDP flow flood, forged RSTs or SYNs on one flow
@@ -91,8 +95,8 @@
 //! 4 timed out, 64 + N caught signal N.
 //!
 //! This file parses the command line and maps a job's end to its exit code; the jobs live in
-//! one module per family (`echo`, `lifetime`, `tcp_paths`, `forward`, `raw`, `dns`, `flood`) and use
-//! the connect and parse helpers here. Nothing here does a job's I/O itself.
+//! one module per family (`echo`, `lifetime`, `tcp_paths`, `forward`, `raw`, `dns`, `flood`,
+//! `limits`) and use the connect and parse helpers here. Nothing here does a job's I/O itself.
 
 mod dns;
 mod echo;
@@ -100,6 +104,7 @@ mod flood;
 mod forward;
 mod hostile;
 mod lifetime;
+mod limits;
 mod raw;
 mod tcp_paths;
 
@@ -180,12 +185,15 @@ fn main() -> ExitCode {
         ["udp-until-refused", udp, count, dns] => hostile::udp_until_refused(udp, count, dns),
         ["syn-flood", args @ ..] => hostile::syn_flood(args),
         ["udp-flood", args @ ..] => hostile::udp_flood(args),
+        ["connect-many", addr, total, per_proc] => limits::connect_many(addr, total, per_proc),
+        ["connect-batch", addr, n] => limits::connect_batch(addr, n),
         ["flood", ifname, gw, src4, kind, rest @ ..] => flood::flood(ifname, gw, src4, kind, rest),
         _ => Err(Fail::Usage(
             "usage: rr-probe tcp-echo|udp-echo|connect|hold|trap-signals|serve-tcp-echo|\
              recv-after-go|send-until-blocked|half-close|send-after-eof|reset-close|\
              expect-reset|tcp-counters|serve|poke|craft|sniff|dns-query|dns-garbage|upload|\
-             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood|flood ARGS"
+             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood|connect-many|\
+             connect-batch|flood ARGS"
                 .to_owned(),
         )),
     };
