@@ -5,7 +5,9 @@
 //! Used by `event_loop`; a flow's slot index is also its event token (`Tok::Flow`).
 //!
 //! # Bounds and eviction (issue 14: a hostile sandbox floods it)
-//! - `StackConfig::max_flows` slots, allocated up front.
+//! - `max_flows` slots, allocated up front: `StackConfig::max_flows`, lowered to what the
+//!   helper's fd limit can hold (`fd_budget::flow_bound`: one host socket per flow), so the
+//!   table fills, and new flows are refused cleanly, before socket() could fail on EMFILE.
 //! - Half-open TCP flows (the sandbox's SYN seen, the host connect in flight or our SYN-ACK
 //!   unanswered: `TcpFlow::is_half_open`) are at most `half_open_max` (`HALF_OPEN_MAX`, 256,
 //!   or a quarter of the table if smaller) and live at most `HALF_OPEN_LIFETIME` (10 s) from
