@@ -59,6 +59,9 @@ pub struct DropStats {
     /// New UDP datagrams no flow or host socket could be made for (table full of TCP,
     /// EMFILE, ENFILE): answered port unreachable or SERVFAIL (`exhaustion`).
     pub exhausted: u64,
+    /// New UDP datagrams and echo requests over the new-flow budget (`bucket`): answered
+    /// port unreachable, SERVFAIL or administratively prohibited within the ICMP limits.
+    pub over_budget: u64,
 }
 
 /// Writes frames to the tap fd.
@@ -124,10 +127,10 @@ pub struct EventLoop {
     pub drops: DropStats,
     /// Rate limit and buffer of the ICMP errors that answer policy denials.
     denials: policy::Denials,
-    /// Budget of new UDP flows (`bucket`).
-    new_udp: bucket::Bucket,
-    /// Budget of new ICMP echo flows (`bucket`).
-    new_ping: bucket::Bucket,
+    /// Budget of new UDP flows, per destination and in all (`bucket`).
+    new_udp: bucket::NewFlows,
+    /// Budget of new ICMP echo flows, per destination and in all (`bucket`).
+    new_ping: bucket::NewFlows,
     /// Per flow slot: the TCP flow in it was opened by the sandbox (policed), not a forward.
     outbound: Vec<bool>,
     /// When expired DNS answers are next forgotten.
@@ -215,8 +218,8 @@ impl EventLoop {
             sandbox_mac,
             drops: DropStats::default(),
             denials,
-            new_udp: bucket::Bucket::new_flows(Instant::now()),
-            new_ping: bucket::Bucket::new_flows(Instant::now()),
+            new_udp: bucket::NewFlows::new(Instant::now()),
+            new_ping: bucket::NewFlows::new(Instant::now()),
             outbound: vec![false; max],
             policy_purge_at: None,
             forwards: Forwards::new(),
