@@ -1,7 +1,8 @@
 //! Budgets of the loop: token buckets (`rate` tokens a second, at most `burst` saved up, each
 //! refusal counted), and the table of them that budgets new datagram flows per destination.
-//! One bucket bounds the ICMP errors the loop sends (`policy::Denials`), and a `NewFlows`
-//! each (UDP, ICMP echo) bounds how fast the sandbox may open new datagram flows, so that a
+//! One bucket bounds the ICMP errors the loop sends (`policy::Denials`); one bounds the
+//! challenge ACKs of every TCP flow together (RFC 5961 7; the TCP translator asks it through
+//! its `tcp::ChallengeLimit` seam); and a `NewFlows` each (UDP, ICMP echo) bounds how fast the sandbox may open new datagram flows, so that a
 //! flood of new flows (40k flows from random ports, issue 14) costs the loop a bounded share
 //! of its time and leaves the rest to established flows. TCP has no flow budget here: its new flows are bounded by the half-open limit of
 //! `flows`, and the bench's connect rate must stay free.
@@ -49,6 +50,15 @@ const DESTINATIONS: usize = 64;
 /// (net.ipv4.icmp_ratelimit); here every error goes to the one sandbox, so the limit is
 /// per destination of the datagram instead.
 const ANSWERS_PER_DST_PER_SEC: u32 = 10;
+/// Challenge ACKs all TCP flows together may send per second, and at once: Linux's
+/// net.ipv4.tcp_challenge_ack_limit (1000 until 6.0). RFC 5961 7 asks for such a limit on top
+/// of each flow's own (`tcp::CHALLENGE_INTERVAL`), which only bounds one flow: a sandbox with
+/// 4,096 flows forging RSTs on each would draw 8,000 challenge ACKs a second. Linux's global
+/// counter was a side channel (CVE-2016-5696: an off-path attacker counted the challenge ACKs
+/// it drew to learn whether a guessed connection existed, which is why Linux 6.0 turned it
+/// off by default); here every segment that can draw a challenge comes from the sandbox and
+/// every challenge goes back to it, so nobody off that path shares the counter.
+const CHALLENGE_ACKS_PER_SEC: u32 = 1000;
 
 /// One token bucket.
 #[derive(Debug, Clone)]
@@ -71,6 +81,11 @@ impl Bucket {
             refilled: now,
             refused: 0,
         }
+    }
+
+    /// The stack-wide budget of challenge ACKs (`CHALLENGE_ACKS_PER_SEC`), full.
+    pub(super) fn challenge_acks(now: Instant) -> Bucket {
+        Bucket::new(CHALLENGE_ACKS_PER_SEC, CHALLENGE_ACKS_PER_SEC, now)
     }
 
     /// Takes one token: whether the thing it pays for may happen now.
@@ -109,6 +124,12 @@ impl Bucket {
         self.tokens += earned as u32; // below `room`, a u32
         let paid_us = earned * 1_000_000 / u128::from(self.rate.max(1));
         self.refilled += Duration::from_micros(paid_us as u64); // below a second
+    }
+}
+
+impl crate::tcp::ChallengeLimit for Bucket {
+    fn allow_challenge(&mut self, now: Instant) -> bool {
+        self.take(now)
     }
 }
 
@@ -254,6 +275,17 @@ mod tests {
             3,
             "never above the burst"
         );
+    }
+
+    #[test]
+    fn challenge_acks_are_a_thousand_a_second_for_the_whole_stack() {
+        use crate::tcp::ChallengeLimit;
+        let start = Instant::now();
+        let mut b = Bucket::challenge_acks(start);
+        assert_eq!((0..1500).filter(|_| b.allow_challenge(start)).count(), 1000);
+        assert_eq!(b.refused, 500);
+        let later = start + Duration::from_millis(5);
+        assert_eq!((0..10).filter(|_| b.allow_challenge(later)).count(), 5);
     }
 
     #[test]

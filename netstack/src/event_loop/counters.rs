@@ -27,6 +27,7 @@ impl EventLoop {
             udp_over_global_budget = self.new_udp.over_global,
             ping_over_destination_budget = self.new_ping.over_destination,
             ping_over_global_budget = self.new_ping.over_global,
+            challenge_acks_limited = self.challenges.refused,
             no_link = e.no_link,
             too_big = e.too_big,
             sink_errors = e.sink_errors,

@@ -96,7 +96,8 @@ impl EventLoop {
         };
         if let Some(slot) = self.flows.find(&key) {
             if let Some(Flow::Tcp(flow, host)) = self.flows.get_mut(slot) {
-                let verdict = flow.on_segment(seg, host, &mut self.egress, now);
+                let limit = &mut self.challenges;
+                let verdict = flow.on_segment(seg, host, &mut self.egress, limit, now);
                 let owes_ack = flow.ack_pending();
                 let timer = flow.next_timer();
                 self.after_tcp(slot, verdict, owes_ack, timer);

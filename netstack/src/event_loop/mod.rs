@@ -131,6 +131,8 @@ pub struct EventLoop {
     new_udp: bucket::NewFlows,
     /// Budget of new ICMP echo flows, per destination and in all (`bucket`).
     new_ping: bucket::NewFlows,
+    /// Budget of challenge ACKs, all TCP flows together (`bucket`, RFC 5961 7).
+    challenges: bucket::Bucket,
     /// Per flow slot: the TCP flow in it was opened by the sandbox (policed), not a forward.
     outbound: Vec<bool>,
     /// When expired DNS answers are next forgotten.
@@ -220,6 +222,7 @@ impl EventLoop {
             denials,
             new_udp: bucket::NewFlows::new(Instant::now()),
             new_ping: bucket::NewFlows::new(Instant::now()),
+            challenges: bucket::Bucket::challenge_acks(Instant::now()),
             outbound: vec![false; max],
             policy_purge_at: None,
             forwards: Forwards::new(),
