@@ -2,7 +2,9 @@
 //! interface (`-i NAME`, else the one holding the first default route), its addresses with
 //! their prefix lengths (IPv6: not link-local), and the routes through a gateway on it.
 //! Routes come from /proc/net/route and /proc/net/ipv6_route (text, no netlink dump), addresses
-//! from getifaddrs(3). Called by `plan` before anything forks; reads, decides nothing.
+//! from getifaddrs(3). Called by `plan` before anything forks; reads, decides nothing. The
+//! parsers (`routes_v4`, `routes_v6`) and the choice of interface (`template`) are pure, and
+//! the `pasta_routes` fuzz target (netstack/fuzz) compiles this file to run them.
 //! Prefix routes are not listed: the kernel makes them when the addresses are added.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -11,6 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const RTF_GATEWAY: u32 = 0x2;
 /// RTF_UP: the route is usable.
 const RTF_UP: u32 = 0x1;
+/// Longest IPv6 prefix: a longer one is no route (the kernel would refuse to add it).
+const MAX_PREFIX_V6: u8 = 128;
 
 /// An address of the template interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +94,10 @@ pub fn templates(
     ))
 }
 
-fn template(
+/// The template of one family (`v6`) from the host's gateway routes and addresses, each with
+/// its interface: `forced`'s (`None` if it has no address of the family), else the interface
+/// of the first default route (`None` without one). Pure; fuzzed (`pasta_routes`).
+pub(crate) fn template(
     routes: &[(String, HostRoute)],
     addrs: &[(String, HostAddr)],
     forced: Option<&str>,
@@ -193,7 +200,7 @@ pub fn routes_v6(text: &str) -> Vec<(String, HostRoute)> {
             }
             let route = HostRoute {
                 dst: addr(0)?,
-                prefix: u8::try_from(hex(1)?).ok()?,
+                prefix: u8::try_from(hex(1)?).ok().filter(|&p| p <= MAX_PREFIX_V6)?,
                 gateway,
                 metric: hex(5)?,
             };
@@ -256,6 +263,15 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn an_ipv6_route_with_a_prefix_over_128_is_skipped() {
+        // Found by the pasta_routes fuzz target: /192 was taken as a route.
+        let line = "00000000000000000000000000000000 c0 00000000000000000000000000000000 00 20010db80000000000000000000000fe 00000400 00000002 00000000 00000003     ext0\n";
+        assert!(routes_v6(line).is_empty());
+        let at_most = line.replacen(" c0 ", " 80 ", 1);
+        assert_eq!(routes_v6(&at_most)[0].1.prefix, 128);
     }
 
     #[test]

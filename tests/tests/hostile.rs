@@ -35,8 +35,16 @@ const FLOOD_FLOWS: &str = "40000";
 /// Bytes the bystander echoes before the flood, to time it undisturbed.
 const BYSTANDER_BASELINE: &str = "16777216";
 /// The helper's budget of new UDP flows (netstack's `event_loop::bucket`): a burst of 512,
-/// then 2,000 a second. Arrival at the host server may bunch them by a few percent.
+/// then 2,000 a second, in all (a flood at one port gets a quarter of that). Arrival at the
+/// host server may bunch them by a few percent.
 const NEW_FLOWS_PER_SECOND_MAX: usize = (512 + 2000) * 11 / 10;
+
+/// New flows of the budget test's burst, each from its own socket to its own port (where
+/// nothing listens): more than the helper's whole budget of new UDP flows (a burst of 512,
+/// then 2,000 a second) unless sending them took over a second.
+const BURST: &str = "3000";
+/// The first of the burst's ports, below the ephemeral range the test's servers bind in.
+const BURST_PORT: &str = "20000";
 
 /// The flow table of the refusal test (RR_TEST_MAX_FLOWS, honoured by test builds).
 const SMALL_TABLE: &str = "4";
@@ -261,4 +269,59 @@ fn a_udp_flow_flood_is_budgeted_and_spares_established_flows() {
          {NEW_FLOWS_PER_SECOND_MAX})\n{out}"
     );
     eprintln!("udp flood: {} flows in all\n{}", sink.sources(), out.stdout);
+}
+
+/// New UDP flows are budgeted per destination before the global budget, so a flood of new
+/// flows to one port spends only that port's share: during it, a new exchange with another
+/// port is answered, and once a burst of new flows to many ports spends the global budget,
+/// those over it are refused with ICMP port unreachable (ECONNREFUSED at once), not dropped
+/// in silence. Before, the flood spent the one budget every new flow shared: the exchange
+/// went unanswered, and no datagram over the budget was ever answered.
+#[test]
+fn a_flow_flood_at_one_port_spares_other_ports_and_over_budget_is_refused_aloud() {
+    let h = Harness::new();
+    let (sink, echo) = (UdpSources::start(), UdpEcho::start());
+    let probe = h.probe(&[
+        "udp-budget",
+        "tap0",
+        &GATEWAY.to_string(),
+        &SANDBOX_V4.to_string(),
+        SPOOFED,
+        FLOOD_FLOWS,
+        &gateway(sink.port()),
+        &gateway(echo.port()),
+        BURST_PORT,
+        BURST,
+    ]);
+    let out = run(
+        "rootless-run -- rr-probe udp-budget",
+        &mut h.rootless_run(&probe),
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "{out}");
+    assert_lines_start(
+        &out,
+        &["exchange answered", "burst", "flooded"],
+        "during a flood of new UDP flows to one port",
+    );
+    assert!(
+        out.stdout.contains("until stopped"),
+        "the checks must run while the flood goes on\n{out}"
+    );
+    let refused = out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("burst ")?
+                .split_once(": ")?
+                .1
+                .split_once(" refused")
+        })
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    assert!(
+        refused.is_some_and(|n| n > 0),
+        "new flows over the budget must be refused (ICMP port unreachable), not dropped in \
+         silence: {refused:?} refused\n{out}"
+    );
+    eprintln!("udp budget:\n{}", out.stdout);
 }

@@ -3,7 +3,8 @@
 //! the event loop fills with a real socket). The input is a script: the first byte opens the
 //! flow (the sandbox's SYN, or a host client on a forward), then each op is a segment from the
 //! sandbox, host data or EOF, a change in the host's send room, a clock step with the flow's
-//! timers, the host connect's result, the end of a batch, or a host error.
+//! timers, the host connect's result, the end of a batch, or a host error. The stack-wide
+//! challenge ACK limit (`ChallengeLimit`) allows every other challenge.
 //!
 //! Sandbox bytes carry their own sequence number (`sandbox_byte`), host bytes their own stream
 //! offset (`host_byte`), so the checks need no model of the protocol:
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use netstack::egress::{Egress, FrameSink};
-use netstack::tcp::{Endpoints, HostSocket, Origin, TcpFlow, Verdict};
+use netstack::tcp::{ChallengeLimit, Endpoints, HostSocket, Origin, TcpFlow, Verdict};
 use netstack::wire::{self, Frame, TcpFlags, TcpSegment, L4};
 use smoltcp::wire::EthernetAddress;
 
@@ -112,6 +113,19 @@ impl HostSocket for FakeHost {
     }
 }
 
+/// The stack-wide challenge ACK limit: allows every other challenge, so both ways are taken.
+#[derive(Default)]
+struct Challenges {
+    asked: u32,
+}
+
+impl ChallengeLimit for Challenges {
+    fn allow_challenge(&mut self, _now: Instant) -> bool {
+        self.asked = self.asked.wrapping_add(1);
+        self.asked % 2 == 1
+    }
+}
+
 /// Keeps every frame the flow emits.
 #[derive(Clone, Default)]
 struct Sink(Rc<RefCell<Vec<Vec<u8>>>>);
@@ -150,6 +164,7 @@ struct Rig {
     sink: Sink,
     ep: Endpoints,
     now: Instant,
+    challenges: Challenges,
     /// Every SYN from the sandbox carried IRS, so its stream starts at IRS + 1.
     exact: bool,
     /// Highest sequence number the sandbox has sent data up to (for picking the next seq).
@@ -208,8 +223,13 @@ impl Rig {
         if (end.wrapping_sub(self.sandbox_nxt) as i32) > 0 {
             self.sandbox_nxt = end;
         }
-        self.flow
-            .on_segment(&seg, &mut self.host, &mut self.eg, self.now)
+        self.flow.on_segment(
+            &seg,
+            &mut self.host,
+            &mut self.eg,
+            &mut self.challenges,
+            self.now,
+        )
     }
 
     /// Checks what reached the host and what went to the sandbox.
@@ -310,6 +330,7 @@ fuzz_target!(|data: &[u8]| {
         sink,
         ep,
         now,
+        challenges: Challenges::default(),
         exact: true,
         sandbox_nxt: IRS.wrapping_add(1),
     };

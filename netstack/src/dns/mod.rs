@@ -1,7 +1,7 @@
 //! DNS forwarder: answers the sandbox's queries to the DNS address (10.0.2.3:53, fd00::3:53)
 //! by relaying them over UDP to the host's resolvers, in order, and relaying their answers
 //! back from the address the sandbox asked. Queries over TCP go through `tcp::TcpRelay`, with
-//! the same validation and bounds. Called by the event loop: `query` for each UDP
+//! the same validation and bounds (its length-prefixed framing: `framing`). Called by the event loop: `query` for each UDP
 //! datagram to the DNS address's port 53, `on_readable` for readiness of an upstream socket,
 //! `on_timer` at `next_timer`. It never blocks, and allocates nothing after `new`. Kernel mode,
 //! which has no event loop of ours, reaches the same forwarder through host sockets
@@ -65,6 +65,7 @@
 //! starts at upstream 0, even when it has just failed for the previous query.
 
 pub mod answer;
+pub mod framing;
 pub mod front;
 mod gate;
 pub mod message;

@@ -1,9 +1,9 @@
 //! DNS over TCP for the sandbox: a small relay on the host's loopback that the NAT connects
 //! the sandbox's TCP flows to 10.0.2.3:53 (and [fd00::3]:53) to, instead of the upstream
-//! itself. It reads each length-prefixed message (RFC 1035 4.2.2), drops and counts what is
-//! not a query, relays queries to the upstreams over TCP in order, and answers SERVFAIL when
-//! none answered within the same bounds as the UDP forwarder (`ATTEMPT_TIMEOUT` per
-//! upstream, `TOTAL_TIMEOUT` per query), so a silent upstream never hangs the sandbox.
+//! itself. It reads each length-prefixed message (RFC 1035 4.2.2, `framing`), drops and
+//! counts what is not a query, relays queries to the upstreams over TCP in order, and answers
+//! SERVFAIL when none answered within the same bounds as the UDP forwarder (`ATTEMPT_TIMEOUT`
+//! per upstream, `TOTAL_TIMEOUT` per query), so a silent upstream never hangs the sandbox.
 //!
 //! Why a relay and not the TCP translator straight to the upstream: the translator carries
 //! bytes, it does not read messages, so it could neither drop a malformed query nor answer
@@ -21,13 +21,14 @@
 //! connect to it, which gives them nothing they lack: it only relays to the host's own
 //! resolvers, which they can already reach.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::framing::{read_message, write_message, MAX_MESSAGE};
 use super::message::{same_question, Packet, Query, RCODE_REFUSED, RCODE_SERVFAIL};
 use super::{ATTEMPT_TIMEOUT, MAX_UPSTREAMS, TOTAL_TIMEOUT};
 use crate::policy::Shared as Policy;
@@ -36,8 +37,6 @@ use crate::policy::Shared as Policy;
 const MAX_CONNECTIONS: usize = 16;
 /// A connection with no query for this long is closed (RFC 7766 6.2.3 suggests seconds).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Length prefix of a DNS message over TCP.
-const PREFIX: usize = 2;
 
 /// How long each step may take (the constants above in production; short in tests).
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +207,7 @@ fn serve(mut client: TcpStream, shared: &Shared) {
     if client.set_read_timeout(Some(shared.timeouts.idle)).is_err() {
         return;
     }
-    let mut msg = vec![0u8; usize::from(u16::MAX)];
+    let mut msg = vec![0u8; MAX_MESSAGE];
     loop {
         let Ok(len) = read_message(&mut client, &mut msg) else {
             return;
@@ -286,7 +285,7 @@ fn ask(upstream: SocketAddr, query: &[u8], q: Query, budget: Duration) -> io::Re
     write_message(&mut conn, query)?;
     let _ = conn.shutdown(Shutdown::Write);
     conn.set_read_timeout(Some(left()?))?;
-    let mut answer = vec![0u8; usize::from(u16::MAX)];
+    let mut answer = vec![0u8; MAX_MESSAGE];
     let len = read_message(&mut conn, &mut answer)?;
     answer.truncate(len);
     let bad = |_| io::Error::from(io::ErrorKind::InvalidData);
@@ -301,28 +300,6 @@ fn ask(upstream: SocketAddr, query: &[u8], q: Query, budget: Duration) -> io::Re
         return Err(io::ErrorKind::InvalidData.into());
     }
     Ok(answer)
-}
-
-/// Reads one length-prefixed message into `buf`; returns its length. A zero length is
-/// invalid; EOF before a whole message is an error.
-fn read_message(conn: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let mut prefix = [0u8; PREFIX];
-    conn.read_exact(&mut prefix)?;
-    let len = usize::from(u16::from_be_bytes(prefix));
-    let body = buf.get_mut(..len).ok_or(io::ErrorKind::InvalidData)?;
-    if len == 0 {
-        return Err(io::ErrorKind::InvalidData.into());
-    }
-    conn.read_exact(body)?;
-    Ok(len)
-}
-
-fn write_message(conn: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
-    let len = u16::try_from(msg.len()).map_err(|_| io::ErrorKind::InvalidData)?;
-    let mut out = Vec::with_capacity(PREFIX + msg.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(msg);
-    conn.write_all(&out)
 }
 
 #[cfg(test)]

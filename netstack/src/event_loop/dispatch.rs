@@ -3,9 +3,12 @@
 //! sockets) on first sight of a sandbox SYN, datagram or echo request.
 //! Part of `event_loop`; decides nothing about addresses itself (`nat` does), nor about what
 //! is allowed (each new flow the sandbox opens asks the egress policy: `policy.rs`). New
-//! datagram flows spend a budget (`bucket.rs`); a datagram that gets no flow or socket is
-//! answered at once (`exhaustion.rs`); the table's bounds and eviction are `flows`'.
+//! datagram flows spend a budget per destination and in all (`bucket.rs`); a datagram that
+//! gets no flow (over budget, no socket, table full) is answered at once within a rate limit
+//! (`exhaustion.rs`); the table's bounds and eviction are `flows`'.
 
+use super::bucket::Budget;
+use super::exhaustion::NoFlow;
 use super::*;
 use crate::policy::Proto as RuleProto;
 
@@ -93,7 +96,8 @@ impl EventLoop {
         };
         if let Some(slot) = self.flows.find(&key) {
             if let Some(Flow::Tcp(flow, host)) = self.flows.get_mut(slot) {
-                let verdict = flow.on_segment(seg, host, &mut self.egress, now);
+                let limit = &mut self.challenges;
+                let verdict = flow.on_segment(seg, host, &mut self.egress, limit, now);
                 let owes_ack = flow.ack_pending();
                 let timer = flow.next_timer();
                 self.after_tcp(slot, verdict, owes_ack, timer);
@@ -271,12 +275,26 @@ impl EventLoop {
         if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
-        if !self.new_udp.take(now) {
-            tracing::trace!(?key, "new udp flow over budget, datagram dropped");
-            return;
+        if let Budget::Over { answer } = self.new_udp.take(ep.remote, now) {
+            tracing::trace!(?key, answer, "new udp flow over budget, datagram refused");
+            return self.refuse_datagram(
+                frame,
+                meta,
+                (sport, dport),
+                payload,
+                NoFlow::OverBudget { answer },
+                now,
+            );
         }
         let Some(slot) = self.reserve_slot(key) else {
-            return self.refuse_datagram(frame, meta, (sport, dport), payload, now);
+            return self.refuse_datagram(
+                frame,
+                meta,
+                (sport, dport),
+                payload,
+                NoFlow::Exhausted,
+                now,
+            );
         };
         let source = nat::source_for(&self.cfg, target);
         let opened = UdpFlow::open(ep, target, source, now).and_then(|mut flow| {
@@ -294,7 +312,7 @@ impl EventLoop {
                 // EMFILE, ENFILE, ENOBUFS: no socket for it now; say so at once.
                 tracing::debug!(%target, %error, "udp socket failed");
                 self.flows.release(slot);
-                self.refuse_datagram(frame, meta, (sport, dport), payload, now);
+                self.refuse_datagram(frame, meta, (sport, dport), payload, NoFlow::Exhausted, now);
             }
         }
     }
@@ -324,9 +342,9 @@ impl EventLoop {
         if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
-        if !self.new_ping.take(now) {
-            tracing::trace!(?key, "new echo flow over budget, request dropped");
-            return;
+        if let Budget::Over { answer } = self.new_ping.take(remote, now) {
+            tracing::trace!(?key, answer, "new echo flow over budget, request refused");
+            return self.refuse_echo(frame, meta, answer, now);
         }
         let Some(slot) = self.reserve_slot(key) else {
             return;

@@ -61,6 +61,9 @@ pub struct DropStats {
     /// New UDP datagrams no flow or host socket could be made for (table full of TCP,
     /// EMFILE, ENFILE): answered port unreachable or SERVFAIL (`exhaustion`).
     pub exhausted: u64,
+    /// New UDP datagrams and echo requests over the new-flow budget (`bucket`): answered
+    /// port unreachable, SERVFAIL or administratively prohibited within the ICMP limits.
+    pub over_budget: u64,
 }
 
 /// Writes frames to the tap fd.
@@ -126,10 +129,12 @@ pub struct EventLoop {
     pub drops: DropStats,
     /// Rate limit and buffer of the ICMP errors that answer policy denials.
     denials: policy::Denials,
-    /// Budget of new UDP flows (`bucket`).
-    new_udp: bucket::Bucket,
-    /// Budget of new ICMP echo flows (`bucket`).
-    new_ping: bucket::Bucket,
+    /// Budget of new UDP flows, per destination and in all (`bucket`).
+    new_udp: bucket::NewFlows,
+    /// Budget of new ICMP echo flows, per destination and in all (`bucket`).
+    new_ping: bucket::NewFlows,
+    /// Budget of challenge ACKs, all TCP flows together (`bucket`, RFC 5961 7).
+    challenges: bucket::Bucket,
     /// Per flow slot: the TCP flow in it was opened by the sandbox (policed), not a forward.
     outbound: Vec<bool>,
     /// When expired DNS answers are next forgotten.
@@ -221,8 +226,9 @@ impl EventLoop {
             sandbox_mac,
             drops: DropStats::default(),
             denials,
-            new_udp: bucket::Bucket::new_flows(Instant::now()),
-            new_ping: bucket::Bucket::new_flows(Instant::now()),
+            new_udp: bucket::NewFlows::new(Instant::now()),
+            new_ping: bucket::NewFlows::new(Instant::now()),
+            challenges: bucket::Bucket::challenge_acks(Instant::now()),
             outbound: vec![false; max],
             policy_purge_at: None,
             forwards: Forwards::new(),

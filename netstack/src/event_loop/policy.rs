@@ -5,7 +5,8 @@
 //! ICMP), and forgetting expired DNS answers on the timer. A denied datagram flow is
 //! remembered for a second (`MEMO`), so a sandbox repeating it costs one check, one log line
 //! and one audit line per second, not per datagram. The ICMP writer and its rate limit also
-//! serve `exhaustion` (port unreachable when no flow or socket is left).
+//! serve `exhaustion` (the answers to datagrams that get no flow or socket, or go over the
+//! new-flow budget).
 //! Part of `event_loop`; the decisions are `policy::Enforcer`'s. Without a policy every
 //! hook is one `Option` test.
 
@@ -32,7 +33,8 @@ const ETH_LEN: usize = 14;
 /// Why a datagram is answered ICMP destination unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Unreachable {
-    /// The egress policy denied it.
+    /// The egress policy denied it, or it is an echo request over the new-flow budget
+    /// (`exhaustion`).
     Prohibited,
     /// No flow or host socket could be made for it (`exhaustion`).
     Port,

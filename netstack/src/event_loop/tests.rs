@@ -418,6 +418,7 @@ fn stop_with_an_open_flow_returns_at_the_linger_deadline() {
     );
 }
 
+mod budget;
 mod dhcp;
 mod dns;
 mod forward;

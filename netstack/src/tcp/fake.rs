@@ -1,6 +1,7 @@
-//! Test doubles for the TCP translator: a scripted `HostSocket`, a frame sink that records
-//! what the flow emits, decoded back into segments, and the `Rig` holding a flow with both
-//! (each test file adds the constructors it needs). Test builds only; used by `tests` and
+//! Test doubles for the TCP translator: a scripted `HostSocket`, a scripted stack-wide
+//! `ChallengeLimit`, a frame sink that records what the flow emits, decoded back into
+//! segments, and the `Rig` holding a flow with them (each test file adds the constructors it
+//! needs). Test builds only; used by `tests` and
 //! `tests_inbound`.
 
 use std::cell::RefCell;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use smoltcp::wire::EthernetAddress;
 
-use super::{HostSocket, TcpFlow, Verdict};
+use super::{ChallengeLimit, HostSocket, TcpFlow, Verdict};
 use crate::egress::{Egress, FrameSink};
 use crate::wire::{self, Frame, TcpFlags, TcpSegment, L4};
 
@@ -23,14 +24,20 @@ pub(super) struct Rig {
     pub(super) eg: Egress,
     pub(super) sink: Sink,
     pub(super) now: Instant,
+    /// The stack-wide challenge ACK limit the flow is given (unlimited unless a test says).
+    pub(super) challenges: Challenges,
 }
 
 impl Rig {
     /// Feeds one segment from the sandbox, then flushes the ACK it owes (end of batch).
     pub(super) fn input(&mut self, s: TcpSegment<'_>) -> Verdict {
-        let v = self
-            .flow
-            .on_segment(&s, &mut self.host, &mut self.eg, self.now);
+        let v = self.flow.on_segment(
+            &s,
+            &mut self.host,
+            &mut self.eg,
+            &mut self.challenges,
+            self.now,
+        );
         self.flow.flush_ack(&mut self.host, &mut self.eg, self.now);
         v
     }
@@ -46,6 +53,28 @@ impl Rig {
     pub(super) fn advance(&mut self, d: Duration) -> Verdict {
         self.now += d;
         self.flow.on_timer(&mut self.host, &mut self.eg, self.now)
+    }
+}
+
+/// A stack-wide challenge ACK limit with `left` challenges to give (`None`: any number), that
+/// counts how often it was asked.
+#[derive(Debug, Default)]
+pub(super) struct Challenges {
+    pub(super) left: Option<u32>,
+    pub(super) asked: u32,
+}
+
+impl ChallengeLimit for Challenges {
+    fn allow_challenge(&mut self, _now: Instant) -> bool {
+        self.asked += 1;
+        match self.left.as_mut() {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
     }
 }
 

@@ -27,7 +27,8 @@
 //!   set from the start so that the helper's death resets too: `host`). A RST from the
 //!   sandbox counts only at exactly the sequence number we expect, and a SYN on an
 //!   established flow only earns a challenge ACK (RFC 5961; `state` r1, s3), so a forged RST
-//!   or SYN cannot end a flow without its exact sequence number.
+//!   or SYN cannot end a flow without its exact sequence number. Challenge ACKs are limited
+//!   per flow (`CHALLENGE_INTERVAL`) and for the whole stack (`ChallengeLimit`).
 //!   The flow ends once both FINs are acknowledged, on an accepted RST, or after the idle
 //!   timeout.
 //! - State: each flow is in one `state::State` (Connecting, SynRcvd or SynSent, Established,
@@ -67,6 +68,16 @@ pub trait HostSocket {
     fn abort(&mut self);
 }
 
+/// The stack-wide limit on challenge ACKs (RFC 5961 7), on top of each flow's own
+/// (`CHALLENGE_INTERVAL`): a flow asks it only when its own interval allows a challenge, and
+/// sends none when it says no. Implemented by the event loop's token bucket
+/// (`event_loop::bucket`, 1,000 a second: Linux's tcp_challenge_ack_limit) and by fakes in
+/// tests; passed to `TcpFlow::on_segment`, the only way a challenge is drawn.
+pub trait ChallengeLimit {
+    /// Whether one more challenge ACK may go out at `now` (spending it if so).
+    fn allow_challenge(&mut self, now: Instant) -> bool;
+}
+
 /// Window-scale shift we advertise when the sandbox offers scaling (RFC 7323): 64 KiB << 7
 /// = 8 MiB, the largest socket buffer this kernel gives an unprivileged process.
 pub const OUR_WINDOW_SCALE: u8 = 7;
@@ -93,7 +104,8 @@ const WINDOW_RECHECK_MAX: Duration = Duration::from_millis(20);
 const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// Least time between two challenge ACKs of one flow (RFC 5961 7 asks for a limit; this is
-/// Linux's per-socket one, net.ipv4.tcp_invalid_ratelimit's default of 500 ms).
+/// Linux's per-socket one, net.ipv4.tcp_invalid_ratelimit's default of 500 ms). All flows
+/// together are bounded too, by the `ChallengeLimit` the event loop passes in.
 const CHALLENGE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Flags of a pure ACK.

@@ -210,11 +210,12 @@ impl TcpFlow {
     }
 
     /// A SYN on a flow that already has one: a retransmission, a new connection, or forged.
-    pub(super) fn on_syn_again<H: HostSocket>(
+    pub(super) fn on_syn_again<H: HostSocket, L: ChallengeLimit>(
         &mut self,
         seg: &TcpSegment<'_>,
         host: &mut H,
         eg: &mut Egress,
+        limit: &mut L,
         now: Instant,
     ) -> Verdict {
         if self.state.synchronized() {
@@ -222,7 +223,7 @@ impl TcpFlow {
             // repeated SYN-ACK (our ACK of it was lost) is answered by it too; a sandbox that
             // really opens a new connection on the port answers it with a RST at RCV.NXT,
             // which ends this flow, and its next SYN opens the new one.
-            self.challenge_ack(host, eg, now);
+            self.challenge_ack(host, eg, limit, now);
             return Verdict::Keep;
         }
         if seg.seq != self.irs {

@@ -75,12 +75,14 @@ impl TcpFlow {
         self.watch_window(now);
     }
 
-    /// Handles one segment from the sandbox.
-    pub fn on_segment<H: HostSocket>(
+    /// Handles one segment from the sandbox; a challenge ACK it draws (RFC 5961) must also be
+    /// allowed by `limit`, the stack-wide bound.
+    pub fn on_segment<H: HostSocket, L: ChallengeLimit>(
         &mut self,
         seg: &TcpSegment<'_>,
         host: &mut H,
         eg: &mut Egress,
+        limit: &mut L,
         now: Instant,
     ) -> Verdict {
         self.last_active = now;
@@ -88,10 +90,10 @@ impl TcpFlow {
             return self.on_syn_sent(seg, host, eg, now);
         }
         if seg.flags.rst {
-            return self.on_rst(seg, host, eg, now);
+            return self.on_rst(seg, host, eg, limit, now);
         }
         if seg.flags.syn {
-            return self.on_syn_again(seg, host, eg, now);
+            return self.on_syn_again(seg, host, eg, limit, now);
         }
         if !seg.flags.ack || self.state == State::Connecting {
             return Verdict::Keep;
@@ -130,11 +132,12 @@ impl TcpFlow {
     /// ends the flow; one elsewhere in the window we advertised gets a challenge ACK (which a
     /// sandbox that really lost the connection answers with a RST at RCV.NXT); any other is
     /// dropped. So a forged RST must guess the sequence number exactly, not just the 4-tuple.
-    fn on_rst<H: HostSocket>(
+    fn on_rst<H: HostSocket, L: ChallengeLimit>(
         &mut self,
         seg: &TcpSegment<'_>,
         host: &mut H,
         eg: &mut Egress,
+        limit: &mut L,
         now: Instant,
     ) -> Verdict {
         if seg.seq == self.rcv_nxt {
@@ -143,17 +146,20 @@ impl TcpFlow {
         }
         let ahead = seg.seq.wrapping_sub(self.rcv_nxt) as usize;
         if ahead < self.last_window {
-            self.challenge_ack(host, eg, now);
+            self.challenge_ack(host, eg, limit, now);
         }
         Verdict::Keep
     }
 
     /// Sends a challenge ACK (RFC 5961 3.2, 4.2: SEQ = SND.NXT, ACK = RCV.NXT) unless one went
-    /// out less than `CHALLENGE_INTERVAL` ago; never before our SYN-ACK (nothing to ACK yet).
-    pub(super) fn challenge_ack<H: HostSocket>(
+    /// out less than `CHALLENGE_INTERVAL` ago or the stack-wide `limit` is spent; never before
+    /// our SYN-ACK (nothing to ACK yet). A challenge the stack-wide limit refuses does not
+    /// restart the flow's interval, so the flow's next invalid segment may ask again.
+    pub(super) fn challenge_ack<H: HostSocket, L: ChallengeLimit>(
         &mut self,
         host: &mut H,
         eg: &mut Egress,
+        limit: &mut L,
         now: Instant,
     ) {
         if self.state == State::Connecting {
@@ -163,6 +169,9 @@ impl TcpFlow {
             .challenged_at
             .is_some_and(|at| now.saturating_duration_since(at) < CHALLENGE_INTERVAL)
         {
+            return;
+        }
+        if !limit.allow_challenge(now) {
             return;
         }
         self.challenged_at = Some(now);

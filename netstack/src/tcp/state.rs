@@ -44,7 +44,8 @@
 //! - r1 (RFC 5961 3.2): a RST at exactly RCV.NXT `A X`; elsewhere in the window we last
 //!   advertised `C`; anywhere else `-`. A forged RST must guess the sequence number exactly.
 //! - `C`: a challenge ACK (SEQ = SND.NXT, ACK = RCV.NXT), at most one per flow per 500 ms
-//!   (`CHALLENGE_INTERVAL`), and none in Connecting (no SYN-ACK went out yet).
+//!   (`CHALLENGE_INTERVAL`) and within the stack-wide `ChallengeLimit` (1,000 a second), and
+//!   none in Connecting (no SYN-ACK went out yet).
 //! - y1: a SYN-ACK acknowledging our SYN: take the sandbox's ISN, window, MSS, window scale
 //!   and timestamps (each used only if both sides offered it), ACK it, `-> Established`,
 //!   then `P` what the host client sent meanwhile. Its data or FIN is not taken. Any segment

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::fake::{egress, FakeHost, Rig, Sink};
+use super::fake::{egress, Challenges, FakeHost, Rig, Sink};
 use super::*;
 
 const MTU: usize = 1500;
@@ -73,6 +73,7 @@ impl Rig {
             eg,
             sink,
             now,
+            challenges: Challenges::default(),
         }
     }
 
@@ -130,6 +131,7 @@ fn sandbox_data_reaches_host_and_is_acked_once_per_batch() {
         &seg(IRS + 1, ISS + 1, ACK, 100, b"hello "),
         &mut r.host,
         &mut r.eg,
+        &mut r.challenges,
         r.now,
     );
     assert_eq!(v, Verdict::Keep);
@@ -137,6 +139,7 @@ fn sandbox_data_reaches_host_and_is_acked_once_per_batch() {
         &seg(IRS + 7, ISS + 1, ACK, 100, b"world"),
         &mut r.host,
         &mut r.eg,
+        &mut r.challenges,
         r.now,
     );
     assert!(
@@ -176,6 +179,7 @@ fn out_of_order_segment_is_dropped_with_duplicate_ack() {
             &seg(IRS + 10, ISS + 1, ACK, 100, b"later"),
             &mut r.host,
             &mut r.eg,
+            &mut r.challenges,
             r.now,
         );
     }
@@ -338,6 +342,7 @@ fn short_data_ack_is_delayed_and_carried_by_the_reply() {
         &seg(IRS + 1, ISS + 1, ACK, 100, b"GET"),
         &mut r.host,
         &mut r.eg,
+        &mut r.challenges,
         r.now,
     );
     r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
@@ -358,6 +363,7 @@ fn short_data_ack_is_delayed_and_carried_by_the_reply() {
         &seg(IRS + 4, ISS + 4, ACK, 100, b"x"),
         &mut r.host,
         &mut r.eg,
+        &mut r.challenges,
         r.now,
     );
     r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
@@ -380,6 +386,7 @@ fn full_sized_segment_is_acked_in_the_same_batch() {
         &seg(IRS + 1, ISS + 1, ACK, 100, &big),
         &mut r.host,
         &mut r.eg,
+        &mut r.challenges,
         r.now,
     );
     r.flow.end_batch(&mut r.host, &mut r.eg, r.now);
@@ -469,17 +476,19 @@ fn one_ack_for_two_segments_echoes_the_older_tsval() {
     assert_eq!(r.connected(Ok(())), Verdict::Keep);
     r.input(with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &[]), 510));
     r.sink.take();
-    let (now, host, eg) = (r.now, &mut r.host, &mut r.eg);
+    let (now, host, eg, limit) = (r.now, &mut r.host, &mut r.eg, &mut r.challenges);
     r.flow.on_segment(
         &with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, b"ab"), 600),
         host,
         eg,
+        limit,
         now,
     );
     r.flow.on_segment(
         &with_ts(seg(IRS + 3, ISS + 1, ACK, 1000, b"cd"), 700),
         host,
         eg,
+        limit,
         now,
     );
     r.flow.flush_ack(host, eg, now);
@@ -501,11 +510,12 @@ fn a_full_segment_with_timestamps_is_acked_at_once() {
     r.sink.take();
     // The sandbox's MSS is 1460; with 12 bytes of timestamps its full segments carry 1448.
     let full = vec![1u8; 1448];
-    let (now, host, eg) = (r.now, &mut r.host, &mut r.eg);
+    let (now, host, eg, limit) = (r.now, &mut r.host, &mut r.eg, &mut r.challenges);
     r.flow.on_segment(
         &with_ts(seg(IRS + 1, ISS + 1, ACK, 1000, &full), 520),
         host,
         eg,
+        limit,
         now,
     );
     r.flow.end_batch(host, eg, now);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::fake::{egress, FakeHost, Out, Rig, Sink};
+use super::fake::{egress, Challenges, FakeHost, Out, Rig, Sink};
 use super::*;
 
 const MTU: usize = 1500;
@@ -77,6 +77,7 @@ impl Rig {
             eg,
             sink,
             now,
+            challenges: Challenges::default(),
         }
     }
 

@@ -1,10 +1,12 @@
 //! RFC 5961 checks of the translator: what a RST or SYN with a forged sequence number does to
-//! an established flow the sandbox opened (the `state` table's r1, s3 and `C`). Hand-built
-//! segments against the scripted host of `fake`, with the constructors of `tests`.
+//! an established flow the sandbox opened (the `state` table's r1, s3 and `C`), and how its
+//! challenge ACKs are limited, per flow and stack-wide (`ChallengeLimit`, section 7).
+//! Hand-built segments against the scripted host and limit of `fake`, with the constructors of
+//! `tests`.
 
 use std::time::Duration;
 
-use super::fake::Rig;
+use super::fake::{Challenges, Rig};
 use super::tests::{seg, syn, IRS, ISS};
 use super::*;
 
@@ -99,4 +101,50 @@ fn half_open_flow_is_still_replaced_by_a_syn_with_a_new_isn() {
     r.sink.take();
     assert_eq!(r.input(syn_at(IRS + 9)), Verdict::Close);
     assert!(r.sink.take().iter().any(|o| o.flags.rst));
+}
+
+#[test]
+fn the_stack_wide_limit_is_asked_only_once_the_flows_own_interval_allows() {
+    let mut r = Rig::established(100);
+    r.input(rst(IRS + 1 + 1000));
+    assert_challenge_ack(&r, "the first RST in the window");
+    r.input(rst(IRS + 1 + 2000));
+    r.input(syn_at(IRS + 3));
+    assert!(r.sink.take().is_empty(), "within the flow's 500 ms");
+    assert_eq!(
+        r.challenges.asked, 1,
+        "challenges the flow holds back itself cost the stack nothing"
+    );
+}
+
+#[test]
+fn a_spent_stack_wide_limit_silences_every_flow_and_a_flow_asks_again_later() {
+    // One limit shared by two flows, as the event loop shares its bucket: one challenge left.
+    let mut shared = Challenges {
+        left: Some(1),
+        asked: 0,
+    };
+    let (mut a, mut b) = (Rig::established(100), Rig::established(100));
+    std::mem::swap(&mut a.challenges, &mut shared);
+    a.input(rst(IRS + 1 + 1000));
+    assert_challenge_ack(&a, "flow A spends the last challenge");
+    std::mem::swap(&mut a.challenges, &mut shared);
+    std::mem::swap(&mut b.challenges, &mut shared);
+    assert_eq!(b.input(rst(IRS + 1 + 1000)), Verdict::Keep);
+    assert_eq!(b.input(syn_at(IRS + 9)), Verdict::Keep);
+    assert!(
+        b.sink.take().is_empty(),
+        "the stack's limit is spent: no challenge from B"
+    );
+    assert!(
+        !b.host.aborted,
+        "a refused challenge still leaves the flow alone"
+    );
+    // The limit refills (the event loop's bucket earns one a millisecond): B asks again at
+    // once, its own interval not started by the challenges it was refused.
+    b.challenges.left = Some(1);
+    b.now += Duration::from_millis(1);
+    b.input(rst(IRS + 1 + 1000));
+    assert_challenge_ack(&b, "flow B once the stack's limit has room again");
+    assert_eq!(b.challenges.asked, 4);
 }

@@ -375,18 +375,18 @@ fn joined<T>(handle: Reported<T>) -> Result<T, Fail> {
         .map_err(|_| Fail::Failed("a job thread panicked".to_owned()))?
 }
 
-fn v4(v: &str) -> Result<std::net::Ipv4Addr, Fail> {
+pub fn v4(v: &str) -> Result<std::net::Ipv4Addr, Fail> {
     v.parse()
         .map_err(|_| Fail::Usage(format!("{v}: not an IPv4 address")))
 }
 
-fn number(v: &str) -> Result<u64, Fail> {
+pub fn number(v: &str) -> Result<u64, Fail> {
     v.parse()
         .map_err(|_| Fail::Usage(format!("{v}: not a number")))
 }
 
 /// A packet socket on `ifname` and the MAC of the gateway `gw`, asked by ARP as `me`.
-fn gateway_link(
+pub fn gateway_link(
     ifname: &str,
     me: std::net::Ipv4Addr,
     gw: std::net::Ipv4Addr,

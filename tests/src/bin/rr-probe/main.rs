@@ -81,6 +81,10 @@
 //!                              a bystander echo through ECHO, DATAGRAMS datagrams to TARGET
 //!                              over FLOWS source ports, a new connection halfway; bytes and
 //!                              times of each (hostile.rs)
+//!   udp-budget IFNAME GW4 SELF4 SPOOFED4 FLOWS FLOOD ECHO BURST_PORT BURST
+//!                              a flood of new flows to FLOOD from SPOOFED4 until done; during
+//!                              it, one datagram's fate at ECHO, then BURST new flows to ports
+//!                              of GW4 from BURST_PORT up and how many were refused (budget.rs)
 //!   dns-garbage SERVER udp|tcp malformed queries over UDP (`sent N udp`) or TCP, each on its
 //!                              own connection (`sent N tcp`)
 //!   connect-many ADDR TOTAL PER_PROC
@@ -96,8 +100,10 @@
 //!
 //! This file parses the command line and maps a job's end to its exit code; the jobs live in
 //! one module per family (`echo`, `lifetime`, `tcp_paths`, `forward`, `raw`, `dns`, `flood`,
-//! `limits`) and use the connect and parse helpers here. Nothing here does a job's I/O itself.
+//! `hostile`, `budget`, `limits`) and use the connect and parse helpers here. Nothing here does
+//! a job's I/O itself.
 
+mod budget;
 mod dns;
 mod echo;
 mod flood;
@@ -187,13 +193,14 @@ fn main() -> ExitCode {
         ["udp-flood", args @ ..] => hostile::udp_flood(args),
         ["connect-many", addr, total, per_proc] => limits::connect_many(addr, total, per_proc),
         ["connect-batch", addr, n] => limits::connect_batch(addr, n),
+        ["udp-budget", args @ ..] => budget::udp_budget(args),
         ["flood", ifname, gw, src4, kind, rest @ ..] => flood::flood(ifname, gw, src4, kind, rest),
         _ => Err(Fail::Usage(
             "usage: rr-probe tcp-echo|udp-echo|connect|hold|trap-signals|serve-tcp-echo|\
              recv-after-go|send-until-blocked|half-close|send-after-eof|reset-close|\
              expect-reset|tcp-counters|serve|poke|craft|sniff|dns-query|dns-garbage|upload|\
-             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood|connect-many|\
-             connect-batch|flood ARGS"
+             forge-rst-syn|flows-full|udp-until-refused|syn-flood|udp-flood|udp-budget|\
+             connect-many|connect-batch|flood ARGS"
                 .to_owned(),
         )),
     };
