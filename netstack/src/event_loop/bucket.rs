@@ -16,10 +16,10 @@
 //! sandbox that sprays more destinations than that churns the table, and the global bucket
 //! is what bounds it. A datagram over budget is not dropped in silence: the caller answers it
 //! (port unreachable for UDP, administratively prohibited for an echo request) when the
-//! destination's `ANSWERS_PER_DST_PER_SEC` and the loop's ICMP error limit allow, so a flood
-//! at one destination cannot spend the answers others are owed either. A flood at many
-//! destinations at once can; then some datagrams over budget go unanswered, as the ICMP limit
-//! says they must.
+//! destination's `ANSWERS_PER_DST_PER_SEC` and the loop's limit for such answers
+//! (`policy::REFUSALS_PER_SEC`, 100,000 a second) allow, so a flood at one destination cannot
+//! spend the answers others are owed either, and a flood at many destinations (which churns
+//! the table, so each gets fresh answers) is answered as fast as the loop reads it.
 //! Part of `event_loop`; no I/O, no allocation after `NewFlows::new`.
 
 use std::net::SocketAddr;
@@ -45,10 +45,10 @@ const PER_DST_BURST: u32 = NEW_FLOW_BURST / 4;
 /// entries are some 9 KiB.
 const DESTINATIONS: usize = 64;
 /// Datagrams over budget answered per destination per second (and at once), within the loop's
-/// ICMP error limit (`policy::ICMP_ERRORS_PER_SEC`, 100): ten floods at ten destinations take
-/// that limit, one takes a tenth. Linux answers one ICMP error per second per peer
-/// (net.ipv4.icmp_ratelimit); here every error goes to the one sandbox, so the limit is
-/// per destination of the datagram instead.
+/// limit for such answers (`policy::REFUSALS_PER_SEC`). Linux answers one ICMP error per
+/// second per peer (net.ipv4.icmp_ratelimit); here every error goes to the one sandbox, so the
+/// limit is per destination of the datagram instead: a program retrying one destination
+/// hears about it ten times a second.
 const ANSWERS_PER_DST_PER_SEC: u32 = 10;
 /// Challenge ACKs all TCP flows together may send per second, and at once: Linux's
 /// net.ipv4.tcp_challenge_ack_limit (1000 until 6.0). RFC 5961 7 asks for such a limit on top
@@ -139,7 +139,7 @@ pub(super) enum Budget {
     /// Open the flow.
     Open,
     /// Over its destination's or the global budget: refuse it, answering only if `answer`
-    /// (the destination's answers are not spent; the ICMP error limit still applies).
+    /// (the destination's answers are not spent; the loop's limit still applies).
     Over {
         /// Whether the refusal may be answered.
         answer: bool,

@@ -23,6 +23,7 @@ impl EventLoop {
             half_open_expired = self.flows.stats.half_open_expired,
             datagram_evicted = self.flows.stats.datagram_evicted,
             icmp_limited = self.denials.bucket.refused,
+            refusals_limited = self.denials.refusals.refused,
             udp_over_destination_budget = self.new_udp.over_destination,
             udp_over_global_budget = self.new_udp.over_global,
             ping_over_destination_budget = self.new_ping.over_destination,

@@ -8,14 +8,16 @@
 //! socket then fails with ECONNREFUSED); an echo request over budget gets ICMP
 //! administratively prohibited (RFC 1812 5.2.7.1: a refusal by policy; it has no port to be
 //! unreachable, and "host unreachable" would claim a routing failure). All within the loop's
-//! one rate limit for ICMP errors (`policy::Denials`, 100 per second), and those over budget
-//! also within their destination's share of it (`bucket`), so a flood at one destination
-//! cannot take every answer. TCP needs nothing here: its SYN is answered RST.
+//! rate limit for these answers (`policy::REFUSALS_PER_SEC`, 100,000 a second: each goes back
+//! to the sandbox, one for one, so it only bounds a loop that does nothing else; policy
+//! denials have their own 100 a second), and those over budget also within their
+//! destination's share (`bucket`), so a flood at one destination cannot take every answer.
+//! TCP needs nothing here: its SYN is answered RST.
 //! Part of `event_loop`; the DNS forwarder at the DNS address has its own sockets, made at
 //! start, and answers SERVFAIL itself when its pending table is full.
 
 use super::dispatch::DNS_PORT;
-use super::policy::Unreachable;
+use super::policy::{Limit, Unreachable};
 use super::*;
 
 /// Why a new datagram gets no flow: which counter it goes to, and whether it may be answered.
@@ -50,20 +52,20 @@ impl EventLoop {
             let client = SocketAddr::new(meta.src, sport);
             let server = SocketAddr::new(meta.dst, dport);
             if let Some(query) = crate::dns::parse_query(payload) {
-                if self.denials.take(now) {
+                if self.denials.take(Limit::Refusal, now) {
                     crate::dns::servfail_now(&mut self.egress, client, server, &query, payload);
                 }
                 return;
             }
         }
-        self.unreachable(frame, meta, Unreachable::Port, now);
+        self.unreachable(frame, meta, Unreachable::Port, Limit::Refusal, now);
     }
 
     /// The echo request in `frame` is over the new-flow budget: ICMP administratively
-    /// prohibited if `answer`, within the ICMP error limit.
+    /// prohibited if `answer`, within the loop's limit for such answers.
     pub(super) fn refuse_echo(&mut self, frame: &[u8], meta: IpMeta, answer: bool, now: Instant) {
         if self.count_refusal(NoFlow::OverBudget { answer }) {
-            self.unreachable(frame, meta, Unreachable::Prohibited, now);
+            self.unreachable(frame, meta, Unreachable::Prohibited, Limit::Refusal, now);
         }
     }
 

@@ -1,7 +1,9 @@
 //! The new-flow budget wired into the loop (`bucket`, `exhaustion`): a flood of new UDP flows
 //! at one port opens that port's share, the datagrams over it are answered ICMP port
 //! unreachable within that port's share of the answers, and a new flow to another port still
-//! opens meanwhile. Real time passes while the loop runs, so counts are bounded, not exact.
+//! opens meanwhile; a flood at many ports has every datagram over budget answered (their
+//! limit is not the policy denials' 100 a second). Real time passes while the loop runs, so
+//! counts are bounded, not exact.
 //! Host servers on 127.0.0.1, reached as the gateway.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -96,4 +98,49 @@ fn a_flow_flood_at_one_port_is_refused_aloud_and_another_port_still_opens() {
         (10..=10 + slack / 50).contains(&answered),
         "{answered} of {refused} refusals answered"
     );
+}
+
+/// New flows the spray test opens, each to its own port: over the global burst (512) by far
+/// more than the policy denials' 100 answers a second.
+const SPRAY: u16 = 1_000;
+
+#[test]
+fn a_flood_at_many_ports_has_every_datagram_over_budget_answered() {
+    let mut rig = Rig::new();
+    prime_link(&mut rig);
+    // Ports of the host's loopback that nothing listens on: a flow opens, its datagram is
+    // refused by the host kernel, which the sandbox never sees. Only the answers count here.
+    let to = |i: u16| SocketAddr::new(gateway_ip(), 40_000 + i);
+    let mut answered = 0;
+    for batch in 0..SPRAY / WRITE_BATCH {
+        for i in 0..WRITE_BATCH {
+            let n = batch * WRITE_BATCH + i;
+            send_udp(&rig, 10_000 + n, to(n), b"spray");
+        }
+        rig.turn();
+        answered += unreachables(&rig);
+    }
+    rig.turn();
+    answered += unreachables(&rig);
+    let refused = rig.lp.drops.over_budget as usize;
+    assert!(
+        refused > 300,
+        "the spray went over the global budget: {refused}"
+    );
+    assert_eq!(answered, refused, "every datagram over budget answered");
+}
+
+/// ICMP port unreachable frames waiting for the sandbox, from the gateway (to any port).
+fn unreachables(rig: &Rig) -> usize {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while let Ok(len) = nix::unistd::read(&rig.sandbox, &mut buf) {
+        let eth = smoltcp::wire::EthernetFrame::new_checked(&buf[..len]).expect("ethernet");
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
+        let icmp = smoltcp::wire::Icmpv4Packet::new_checked(ip.payload()).expect("icmp");
+        if (u8::from(icmp.msg_type()), icmp.msg_code()) == (3, 3) {
+            n += 1;
+        }
+    }
+    n
 }
