@@ -16,10 +16,13 @@
 //! sandbox that sprays more destinations than that churns the table, and the global bucket
 //! is what bounds it. A datagram over budget is not dropped in silence: the caller answers it
 //! (port unreachable for UDP, administratively prohibited for an echo request) when the
-//! destination's `ANSWERS_PER_DST_PER_SEC` and the loop's limit for such answers
-//! (`policy::REFUSALS_PER_SEC`, 100,000 a second) allow, so a flood at one destination cannot
-//! spend the answers others are owed either, and a flood at many destinations (which churns
-//! the table, so each gets fresh answers) is answered as fast as the loop reads it.
+//! destination's and the source's (address and port, or address and echo identifier) shares
+//! of `ANSWERS_PER_DST_PER_SEC` and the loop's limit for such answers
+//! (`policy::REFUSALS_PER_SEC`, 5,000 a second) allow, so a flood from one source at many
+//! destinations (issue 14's `malformed`), or from many sources at one destination
+//! (`udp-flood`), gets ten answers a second and leaves the rest to everyone else. A flood
+//! from many sources at many destinations at once can spend the loop's limit; then some
+//! datagrams over budget go unanswered.
 //! Part of `event_loop`; no I/O, no allocation after `NewFlows::new`.
 
 use std::net::SocketAddr;
@@ -47,8 +50,9 @@ const DESTINATIONS: usize = 64;
 /// Datagrams over budget answered per destination per second (and at once), within the loop's
 /// limit for such answers (`policy::REFUSALS_PER_SEC`). Linux answers one ICMP error per
 /// second per peer (net.ipv4.icmp_ratelimit); here every error goes to the one sandbox, so the
-/// limit is per destination of the datagram instead: a program retrying one destination
-/// hears about it ten times a second.
+/// limit is per destination of the datagram, and per source, instead: a program retrying one
+/// destination hears about it ten times a second. The table of sources is an `Lru` of
+/// `DESTINATIONS` entries too.
 const ANSWERS_PER_DST_PER_SEC: u32 = 10;
 /// Challenge ACKs all TCP flows together may send per second, and at once: Linux's
 /// net.ipv4.tcp_challenge_ack_limit (1000 until 6.0). RFC 5961 7 asks for such a limit on top
@@ -146,20 +150,83 @@ pub(super) enum Budget {
     },
 }
 
-/// The budget of one destination.
+/// The budget of one destination: new flows, and answers to those refused.
 #[derive(Debug, Clone)]
 struct Destination {
-    addr: SocketAddr,
     flows: Bucket,
     answers: Bucket,
-    used: Instant,
 }
 
-/// The budget of new flows of one kind (UDP, or ICMP echo): per destination, then in all.
+/// One entry of an `Lru`: its key, when it was last used, and what it holds.
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    addr: SocketAddr,
+    used: Instant,
+    value: T,
+}
+
+/// A fixed table of `DESTINATIONS` entries keyed by socket address, matched exactly; a new
+/// key takes a free entry, else the least recently used one's.
+#[derive(Debug)]
+struct Lru<T> {
+    slots: Box<[Option<Entry<T>>]>,
+}
+
+impl<T: Clone> Lru<T> {
+    /// An empty table (its only allocation).
+    fn new() -> Lru<T> {
+        Lru {
+            slots: vec![None; DESTINATIONS].into_boxed_slice(),
+        }
+    }
+
+    /// The value for `addr`, made by `fresh` if it has no entry.
+    fn get(&mut self, addr: SocketAddr, now: Instant, fresh: impl FnOnce() -> T) -> &mut T {
+        let pick = self.slot_for(addr);
+        let slot = self
+            .slots
+            .get_mut(pick)
+            .expect("pick is an index of the table, which is never empty");
+        match slot {
+            Some(e) if e.addr == addr => e.used = now,
+            _ => {
+                *slot = Some(Entry {
+                    addr,
+                    used: now,
+                    value: fresh(),
+                })
+            }
+        }
+        &mut slot.as_mut().expect("filled just above").value
+    }
+
+    /// The slot holding `addr`, else a free one, else the least recently used one.
+    fn slot_for(&self, addr: SocketAddr) -> usize {
+        let holds = |s: &Option<Entry<T>>| s.as_ref().is_some_and(|e| e.addr == addr);
+        if let Some(i) = self.slots.iter().position(holds) {
+            return i;
+        }
+        if let Some(i) = self.slots.iter().position(Option::is_none) {
+            return i;
+        }
+        let used = |(_, s): &(usize, &Option<Entry<T>>)| s.as_ref().map(|e| e.used);
+        self.slots
+            .iter()
+            .enumerate()
+            .min_by_key(used)
+            .map_or(0, |(i, _)| i)
+    }
+}
+
+/// The budget of new flows of one kind (UDP, or ICMP echo): per destination, then in all;
+/// and the answers to refused ones, per destination and per source.
 #[derive(Debug)]
 pub(super) struct NewFlows {
-    /// Destinations seen lately, matched exactly; the least recently used is replaced.
-    table: Box<[Option<Destination>]>,
+    /// Destinations seen lately.
+    destinations: Lru<Destination>,
+    /// Answers to each source (address and port; for an echo, address and identifier) seen
+    /// lately.
+    sources: Lru<Bucket>,
     global: Bucket,
     /// New flows refused because their destination's budget was spent.
     pub(super) over_destination: u64,
@@ -168,29 +235,29 @@ pub(super) struct NewFlows {
 }
 
 impl NewFlows {
-    /// Full budgets, and the table allocated (its only allocation).
+    /// Full budgets, and the tables allocated (their only allocations).
     pub(super) fn new(now: Instant) -> NewFlows {
         NewFlows {
-            table: vec![None; DESTINATIONS].into_boxed_slice(),
+            destinations: Lru::new(),
+            sources: Lru::new(),
             global: Bucket::new(NEW_FLOWS_PER_SEC, NEW_FLOW_BURST, now),
             over_destination: 0,
             over_global: 0,
         }
     }
 
-    /// Whether a new flow to `dst` may be opened now: its destination's budget first, then
-    /// the global one (whose refusal gives the destination its token back).
-    pub(super) fn take(&mut self, dst: SocketAddr, now: Instant) -> Budget {
-        let slot = self.entry(dst, now);
-        let entry = self
-            .table
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .expect("entry() filled the slot it returned");
+    /// Whether a new flow from `src` to `dst` may be opened now: its destination's budget
+    /// first, then the global one (whose refusal gives the destination its token back).
+    pub(super) fn take(&mut self, src: SocketAddr, dst: SocketAddr, now: Instant) -> Budget {
+        let fresh = || Destination {
+            flows: Bucket::new(PER_DST_PER_SEC, PER_DST_BURST, now),
+            answers: Bucket::new(ANSWERS_PER_DST_PER_SEC, ANSWERS_PER_DST_PER_SEC, now),
+        };
+        let entry = self.destinations.get(dst, now, fresh);
         if !entry.flows.take(now) {
             self.over_destination += 1;
             let answer = entry.answers.take(now);
-            return Budget::Over { answer };
+            return self.answer(src, answer, now);
         }
         if self.global.take(now) {
             return Budget::Open;
@@ -198,45 +265,15 @@ impl NewFlows {
         entry.flows.refund();
         self.over_global += 1;
         let answer = entry.answers.take(now);
+        self.answer(src, answer, now)
+    }
+
+    /// A refusal from `src`, answered if its destination allowed (`by_destination`) and its
+    /// source's share of the answers allows too.
+    fn answer(&mut self, src: SocketAddr, by_destination: bool, now: Instant) -> Budget {
+        let fresh = || Bucket::new(ANSWERS_PER_DST_PER_SEC, ANSWERS_PER_DST_PER_SEC, now);
+        let answer = by_destination && self.sources.get(src, now, fresh).take(now);
         Budget::Over { answer }
-    }
-
-    /// The slot of `dst`'s budget, made (full) in a free or the least recently used slot if it
-    /// has none.
-    fn entry(&mut self, dst: SocketAddr, now: Instant) -> usize {
-        let pick = self.slot_for(dst);
-        let fresh = |addr| Destination {
-            addr,
-            flows: Bucket::new(PER_DST_PER_SEC, PER_DST_BURST, now),
-            answers: Bucket::new(ANSWERS_PER_DST_PER_SEC, ANSWERS_PER_DST_PER_SEC, now),
-            used: now,
-        };
-        let slot = self
-            .table
-            .get_mut(pick)
-            .expect("pick is an index of the table, which is never empty");
-        match slot {
-            Some(d) if d.addr == dst => d.used = now,
-            _ => *slot = Some(fresh(dst)),
-        }
-        pick
-    }
-
-    /// The slot holding `dst`, else a free one, else the least recently used one.
-    fn slot_for(&self, dst: SocketAddr) -> usize {
-        let holds = |s: &Option<Destination>| s.as_ref().is_some_and(|d| d.addr == dst);
-        if let Some(i) = self.table.iter().position(holds) {
-            return i;
-        }
-        if let Some(i) = self.table.iter().position(Option::is_none) {
-            return i;
-        }
-        let used = |(_, s): &(usize, &Option<Destination>)| s.as_ref().map(|d| d.used);
-        self.table
-            .iter()
-            .enumerate()
-            .min_by_key(used)
-            .map_or(0, |(i, _)| i)
     }
 }
 
@@ -248,12 +285,16 @@ mod tests {
         SocketAddr::from(([10, 0, 2, 2], port))
     }
 
-    /// Takes `n` new flows to `to` at `now`: how many were opened, and how many refused with
-    /// an answer allowed.
+    fn src(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 2, 100], port))
+    }
+
+    /// Takes `n` new flows to `to` at `now`, each from its own source port: how many were
+    /// opened, and how many refused with an answer allowed.
     fn take_n(b: &mut NewFlows, to: SocketAddr, n: u32, now: Instant) -> (u32, u32) {
         let (mut open, mut answered) = (0, 0);
-        for _ in 0..n {
-            match b.take(to, now) {
+        for i in 0..n {
+            match b.take(src(i as u16), to, now) {
                 Budget::Open => open += 1,
                 Budget::Over { answer } => answered += u32::from(answer),
             }
@@ -335,7 +376,7 @@ mod tests {
         assert_eq!(b.over_destination, 0);
         // Refused by the global budget, a destination keeps its own tokens and answers.
         assert_eq!(
-            b.take(dst(5000), start),
+            b.take(src(1), dst(5000), start),
             Budget::Over { answer: true },
             "a new destination is refused aloud"
         );
@@ -357,15 +398,48 @@ mod tests {
             let t = start + Duration::from_micros(i as u64 + 1);
             assert_eq!(take_n(&mut b, dst(port), 1, t).0, 1);
         }
-        assert_eq!(b.table.iter().flatten().count(), DESTINATIONS);
+        assert_eq!(b.destinations.slots.iter().flatten().count(), DESTINATIONS);
         assert!(
-            !b.table.iter().flatten().any(|d| d.addr == dst(1)),
+            !b.destinations
+                .slots
+                .iter()
+                .flatten()
+                .any(|e| e.addr == dst(1)),
             "the oldest destination was replaced"
         );
         // Port 2, used least recently now, goes next; port 3 keeps its entry.
         let t = start + Duration::from_millis(1);
         take_n(&mut b, dst(1), 1, t);
-        assert!(!b.table.iter().flatten().any(|d| d.addr == dst(2)));
-        assert!(b.table.iter().flatten().any(|d| d.addr == dst(3)));
+        let held = |b: &NewFlows, port| {
+            b.destinations
+                .slots
+                .iter()
+                .flatten()
+                .any(|e| e.addr == dst(port))
+        };
+        assert!(!held(&b, 2));
+        assert!(held(&b, 3));
+    }
+
+    #[test]
+    fn a_source_spraying_many_destinations_is_answered_within_its_share_and_others_still_are() {
+        let start = Instant::now();
+        let mut b = NewFlows::new(start);
+        let mut answered = 0;
+        for port in 0..NEW_FLOW_BURST as u16 + 1000 {
+            if b.take(src(40_000), dst(1000 + port), start) == (Budget::Over { answer: true }) {
+                answered += 1;
+            }
+        }
+        assert_eq!(b.over_global, 1000);
+        assert_eq!(
+            answered, ANSWERS_PER_DST_PER_SEC,
+            "the source's answers, no more"
+        );
+        assert_eq!(
+            b.take(src(50_000), dst(7), start),
+            Budget::Over { answer: true },
+            "another source, over the global budget too, is answered"
+        );
     }
 }

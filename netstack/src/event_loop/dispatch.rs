@@ -275,7 +275,7 @@ impl EventLoop {
         if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
-        if let Budget::Over { answer } = self.new_udp.take(ep.remote, now) {
+        if let Budget::Over { answer } = self.new_udp.take(ep.sandbox, ep.remote, now) {
             tracing::trace!(?key, answer, "new udp flow over budget, datagram refused");
             return self.refuse_datagram(
                 frame,
@@ -342,7 +342,10 @@ impl EventLoop {
         if !self.datagram_allowed(key, now) {
             return self.deny_datagram(frame, meta, now);
         }
-        if let Budget::Over { answer } = self.new_ping.take(remote, now) {
+        if let Budget::Over { answer } =
+            self.new_ping
+                .take(SocketAddr::new(meta.src, ident), remote, now)
+        {
             tracing::trace!(?key, answer, "new echo flow over budget, request refused");
             return self.refuse_echo(frame, meta, answer, now);
         }

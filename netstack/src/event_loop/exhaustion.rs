@@ -8,10 +8,10 @@
 //! socket then fails with ECONNREFUSED); an echo request over budget gets ICMP
 //! administratively prohibited (RFC 1812 5.2.7.1: a refusal by policy; it has no port to be
 //! unreachable, and "host unreachable" would claim a routing failure). All within the loop's
-//! rate limit for these answers (`policy::REFUSALS_PER_SEC`, 100,000 a second: each goes back
-//! to the sandbox, one for one, so it only bounds a loop that does nothing else; policy
-//! denials have their own 100 a second), and those over budget also within their
-//! destination's share (`bucket`), so a flood at one destination cannot take every answer.
+//! rate limit for these answers (`policy::REFUSALS_PER_SEC`, 5,000 a second, apart from the
+//! policy denials' 100), and those over budget also within their destination's and their
+//! source's shares (`bucket`), so a flood from one source or at one destination cannot take
+//! every answer.
 //! TCP needs nothing here: its SYN is answered RST.
 //! Part of `event_loop`; the DNS forwarder at the DNS address has its own sockets, made at
 //! start, and answers SERVFAIL itself when its pending table is full.

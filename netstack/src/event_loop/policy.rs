@@ -21,16 +21,19 @@ use crate::policy::{
 /// datagrams deserves answers, not a flood; each denial is also logged and audited).
 const ICMP_ERRORS_PER_SEC: u32 = 100;
 /// Answers to the sandbox's own datagrams that got no flow (`exhaustion`: no slot or socket,
-/// or over the new-flow budget) per second at most, and at once. Far above the denials'
-/// limit on purpose: a flood at many destinations spent 100 a second in its first
-/// millisecond, and a legitimate new flow then went unanswered (issue 14's stress run,
-/// `malformed`). Every answer goes back to the sandbox that sent the datagram, one for one,
-/// so it amplifies nothing and reaches no third party; it costs one tap write of at most
-/// 1,294 bytes, less than reading the datagram that drew it. So the cap only bounds a loop
-/// that does nothing else, and the sandbox's flood is what it pays for.
-const REFUSALS_PER_SEC: u32 = 100_000;
+/// or over the new-flow budget) per second at most. Apart from the denials' limit: a flood at
+/// many destinations spent that 100 a second in its first millisecond, and a legitimate new
+/// flow then went unanswered (issue 14's stress run, `malformed`). Every answer goes back to
+/// the sandbox, one for one, so it amplifies nothing; but each is a tap write, and answering
+/// a 200k-frame/s flood one for one slowed the loop's reading enough for the tap's queue to
+/// overflow and a bystander upload to fall to 1% (the same run). Over budget, the answers are
+/// shared per destination and per source first (`bucket`), so a flood from one source or at
+/// one destination gets ten a second and this limit is left for everyone else; it bounds
+/// the cost of a flood from many sources at many destinations at once (5,000 tap writes a
+/// second, about 1% of the loop), which can spend it.
+const REFUSALS_PER_SEC: u32 = 5_000;
 /// Refusals answered at once after a quiet spell.
-const REFUSAL_BURST: u32 = 10_000;
+const REFUSAL_BURST: u32 = 1_000;
 /// Denied datagram flows remembered, so a sandbox repeating a denied datagram is answered
 /// without asking (and logging, and auditing) the policy again for each one.
 const MEMO: usize = 64;
