@@ -65,7 +65,8 @@ fn sandbox_has_slirp4netns_addressing(mode: Mode) {
     let dev = fx.ifname();
     let script = format!(
         "ip -o -4 addr show dev {dev}; ip -o link show dev {dev}; ip -4 route show default; \
-         echo tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse)"
+         echo tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse); \
+         echo cc=$(cat /proc/sys/net/ipv4/tcp_congestion_control)"
     );
     let sh = ["/bin/sh", "-c", &script].map(String::from);
     let out = run(
@@ -86,6 +87,23 @@ fn sandbox_has_slirp4netns_addressing(mode: Mode) {
             "the sandbox lacks {want:?}\n{out}"
         );
     }
+    // No pacing over the tap our stack serves; kernel mode's veth keeps the host's algorithm.
+    let reno = out.stdout.contains("cc=reno");
+    match mode {
+        Mode::Userspace => assert!(reno, "the sandbox's congestion control is not reno\n{out}"),
+        Mode::Kernel => assert!(
+            !reno || host_congestion_control() == "reno",
+            "kernel mode changed the congestion control\n{out}"
+        ),
+    }
+}
+
+/// The host's TCP congestion control.
+fn host_congestion_control() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("read tcp_congestion_control")
+        .trim()
+        .to_owned()
 }
 
 fn ping_gateway_is_answered_with_ping_sockets_closed(mode: Mode) {

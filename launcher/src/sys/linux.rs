@@ -163,7 +163,12 @@ impl Kernel for Linux {
             tap.sandbox,
             tap.ipv6,
             tap.mac,
-        )
+        )?;
+        if !tap.veth {
+            // Our stack ends every TCP connection of the sandbox: see the function.
+            netstack::netconf::tap_congestion_control();
+        }
+        Ok(())
     }
 
     fn persist_tap(&mut self, tap: BorrowedFd<'_>) -> Result<(), KernelError> {
