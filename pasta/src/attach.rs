@@ -7,7 +7,8 @@
 //!         receive until TAG_TAP or EOF                  join the userns, then the netns
 //!                                                       open the tap named plan.ifname
 //!                                                       plan.apply (lo, link, addresses,
-//!                                                         neighbours, routes)
+//!                                                         neighbours, routes); TCP
+//!                                                         congestion control reno
 //!                                                       bind the -T/-U sockets (nsfwd);
 //!                                                       send each, in order: TAG_NS_SOCK
 //!                                                         + fd, or TAG_NS_SKIP
@@ -122,6 +123,8 @@ fn child(
         .with_context(|| format!("cannot find interface {}", plan.ifname))?;
     plan.apply(index, netstack::config::GATEWAY_MAC)
         .with_context(|| format!("cannot configure {} in the namespace", plan.ifname))?;
+    // Every TCP connection of the namespace ends at our stack: no pacing over the tap.
+    netstack::netconf::tap_congestion_control();
     for sock in nsfwd::bind(fwds, family)? {
         let sent = match &sock {
             Some(fd) => chan.send(TAG_NS_SOCK, &[], &[fd.as_fd()]),

@@ -27,6 +27,7 @@ fn podman_argv_copies_the_host_addressing_returns_once_ready_and_quits_with_the_
          nsenter --net=$NS ip -o link show\n\
          nsenter --net=$NS ip route show\n\
          nsenter --net=$NS ip -6 route show\n\
+         echo cc=$(nsenter --net=$NS cat /proc/sys/net/ipv4/tcp_congestion_control)\n\
          umount $NS; rm $NS\n{HELPER_GONE}"
     );
     let out = run(
@@ -46,6 +47,10 @@ fn podman_argv_copies_the_host_addressing_returns_once_ready_and_quits_with_the_
     );
     assert!(s.contains("ext0    inet6 2001:db8::1/64"), "{out:?}");
     assert!(s.contains("mtu 65520"), "{out:?}");
+    assert!(
+        s.contains("cc=reno"),
+        "no pacing over the tap our stack serves: {out:?}"
+    );
     assert!(s.contains("1: lo: <LOOPBACK,UP"), "lo up: {out:?}");
     assert!(s.contains("default via 192.0.2.254 dev ext0"), "{out:?}");
     assert!(s.contains("default via 2001:db8::fe dev ext0"), "{out:?}");
