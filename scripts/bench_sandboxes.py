@@ -6,10 +6,10 @@ Each runs WRAPPER: one `rr-bench client once` exchange (connect, 1 byte each way
 10.0.2.2 to the bench's rr-bench server on the host's 127.0.0.1, then it idles until the bench says exit. Per
 tool and N it reports:
 - start to first connection, p50 and p95 over every sandbox of every round (a batch of fewer than MIN_SAMPLES
-  sandboxes is repeated, without its idle window, until it gave that many start-ups per round): from the bench's time.time() just
-  before it spawns the tool to the wrapper's $EPOCHREALTIME (bash) once the exchange is done, in the sandbox.
-  One clock (CLOCK_REALTIME), each end read where its event happens, so the bench's own latency in reading
-  the wrappers' reports does not count.
+  sandboxes is repeated, without its idle window, until it gave that many start-ups per round): from the
+  bench's time.time() just before it spawns the tool to the wrapper's $EPOCHREALTIME (bash) once the
+  exchange is done, in the sandbox. One clock (CLOCK_REALTIME), each end read where its event happens, so the
+  bench's own latency in reading the wrappers' reports does not count.
 - CPU per sandbox: user+system CPU (getrusage RUSAGE_CHILDREN, to the microsecond) of every process of the
   batch over its whole life, start, exchange, idle window and exit, once all are reaped, per sandbox. The
   helpers use next to nothing while idle, so this is what a start and an exit cost; on a machine with few
@@ -415,8 +415,9 @@ def batch(bench, b, tool, n, rnd, rep, idle_s, mtu):
         mem["helpers"] = sum(1 for r in runs if r.helpers)
     if not errors:
         shutil.rmtree(d, ignore_errors=True)
-    return {"tool": tool, "n": n, "round": rnd + 1, "rep": rep + 1, "cpu_ms": cpu_ms, "ms": [r.ms if r.error is None else None for r in runs],
-            "failures": len(errors), "errors": errors[:5], "mem": mem, "idle": idle, "logs": d if errors else None}  # fmt: skip
+    return {"tool": tool, "n": n, "round": rnd + 1, "rep": rep + 1, "cpu_ms": cpu_ms,
+            "ms": [r.ms if r.error is None else None for r in runs], "failures": len(errors), "errors": errors[:5],
+            "mem": mem, "idle": idle, "logs": d if errors else None}  # fmt: skip
 
 
 def children_cpu_s():
@@ -653,7 +654,8 @@ def summarise(args, results):
                 row["idle_ticks"] = statistics.median(i["ticks"] for i in idle)
                 row["idle_cpu_ms"] = statistics.median(i["cpu_ms"] for i in idle)
                 for key in ("cpu_ms", "wakeups", "frames", "own_wakeups"):
-                    row[key + "_per_helper_min"] = statistics.median(i[key] / i["helpers"] / (i["s"] / 60) for i in idle)
+                    per_min = (i[key] / i["helpers"] / (i["s"] / 60) for i in idle)
+                    row[key + "_per_helper_min"] = statistics.median(per_min)
             rows[tool] = row
     return out
 
@@ -734,14 +736,15 @@ def cells(n, tool, rows):
 
     cpu = "-" if "idle_cpu_ms" not in r else "%g" % r["idle_cpu_ms"]
     return [str(n), tool, "%d/%d" % (r["ok"], r["runs"]), fmt(r["p50"]), fmt(r["p95"]), ratio("p50"), ratio("p95"),
-            fmt(r["cpu_ms"]), mib("rss_mib"), mib("pss_mib"), mib("pss_file_mib"), cpu, per_min("wakeups"), per_min("frames"),
-            per_min("own_wakeups")]  # fmt: skip
+            fmt(r["cpu_ms"]), mib("rss_mib"), mib("pss_mib"), mib("pss_file_mib"), cpu, per_min("wakeups"),
+            per_min("frames"), per_min("own_wakeups")]  # fmt: skip
 
 
 def heading(args):
     return ("Many sandboxes at once: %d round(s), idle window %g s. Start to first connection (ms, from spawn to "
             "the exchange done, per sandbox, pooled over rounds); CPU/sandbox: user+system CPU of all of a "
-            "sandbox's processes over its life (start, exchange, idle, exit), mean; helper memory summed over the N runs (MiB); "
+            "sandbox's processes over its life (start, exchange, idle, exit), mean; helper memory summed over the "
+            "N runs (MiB); "
             "idle: utime+stime of all N helpers over the window (ms), and per helper per minute its wakeups, the "
             "frames its sandbox sent, and the wakeups beyond those (own); memory and idle are medians over rounds"
             % (args.rounds, args.idle))  # fmt: skip
