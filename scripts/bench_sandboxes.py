@@ -1,15 +1,17 @@
 """scripts/bench_sandboxes.py: many sandboxes at once, `scripts/bench --sandboxes N[,N...]` (issue 15, item 4).
 Imported by scripts/bench, which calls main() inside its sealed network namespace; not run alone.
 
-For each N (default 1, 10, 100), round by round, each tool starts N sandboxes at once as the unprivileged user.
-Each runs WRAPPER: one `rr-bench client once` exchange (connect, 1 byte each way, close) through the gateway
+For each N (default 1, 10, 100), round by round, each tool starts N sandboxes at once as the unprivileged user:
+all N are spawned behind a closed Gate, which the bench then opens for all of them in one call. Each runs
+WRAPPER: one `rr-bench client once` exchange (connect, 1 byte each way, close) through the gateway
 10.0.2.2 to the bench's rr-bench server on the host's 127.0.0.1, then it idles until the bench says exit. Per
 tool and N it reports:
 - start to first connection, p50 and p95 over every sandbox of every round (a batch of fewer than MIN_SAMPLES
   sandboxes is repeated, without its idle window, until it gave that many start-ups per round): from the
-  bench's time.time() just before it spawns the tool to the wrapper's $EPOCHREALTIME (bash) once the
-  exchange is done, in the sandbox. One clock (CLOCK_REALTIME), each end read where its event happens, so the
-  bench's own latency in reading the wrappers' reports does not count.
+  bench's time.time() as it opens the gate to the wrapper's $EPOCHREALTIME (bash) once the exchange is
+  done, in the sandbox. One clock (CLOCK_REALTIME), each end read where its event happens, so the bench's
+  own latency in spawning the tools and in reading the wrappers' reports does not count (but for
+  slirp4netns, whose orchestration by the bench, Bench.slirp_start, starts at the gate).
 - CPU per sandbox: user+system CPU (getrusage RUSAGE_CHILDREN, to the microsecond) of every process of the
   batch over its whole life, start, exchange, idle window and exit, once all are reaped, per sandbox. The
   helpers use next to nothing while idle, so this is what a start and an exit cost; on a machine with few
@@ -46,6 +48,7 @@ its own: N sandboxes at once do not fit scripts/bench's Run, which handles one s
 """
 
 import datetime
+import fcntl
 import json
 import os
 import resource
@@ -65,6 +68,8 @@ IDLE_S = 60.0  # default idle window (s)
 T_BATCH = 60.0  # every sandbox of a batch has reported within this (s) of the batch's start, or it failed
 T_EXIT = 30.0  # every tool of a batch has exited within this (s) of being told to
 SETTLE_S, SETTLE_PER_SANDBOX_S = 1.0, 0.03  # pause after a batch, while the kernel frees its namespaces
+# After spawning a batch behind its gate, before opening it: every tool's flock has reached its wait.
+GATE_SETTLE_S, GATE_SETTLE_PER_SANDBOX_S = 0.2, 0.002
 MIN_SAMPLES = 10  # start-up samples per tool, N and round: a batch of N < 10 is repeated, without idle window
 POLL_MS = 200  # how often the bench looks for tools that died before reporting
 
@@ -224,6 +229,32 @@ def frames_sent(pid):
 # One sandbox of a batch
 
 
+class Gate:
+    """Holds a batch's sandboxes at the door and lets them all in at once. The bench holds an exclusive flock(2)
+    on a file of the batch; each tool is spawned behind `flock -s -F FILE` (util-linux), which execs the tool
+    in place once it gets a shared lock, so the pid the bench started stays the tool's. slirp4netns's threads
+    wait on `opened` instead: Bench.slirp_start must spawn slirp4netns once the sandbox's namespace exists,
+    so its orchestration (two spawns from the bench per sandbox) is in its time, as it would be in any."""
+
+    def __init__(self, batch_dir, uid):
+        self.path = os.path.join(batch_dir, "gate")
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        os.fchown(self.fd, uid, -1)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.opened = threading.Event()
+
+    def argv(self):
+        return ["flock", "-s", "-F", self.path]
+
+    def open(self):
+        """Lets every sandbox in; returns the moment (time.time()), each sandbox's start."""
+        t = time.time()
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.opened.set()
+        os.close(self.fd)
+        return t
+
+
 class Sandbox:
     """One sandbox: its directory with the two FIFOs (as scripts/bench's Run), its processes, its result."""
 
@@ -243,7 +274,7 @@ class Sandbox:
         self.procs = []  # the started processes, the one that ends with the command first
         self.root = None  # the process the helper descends from (None for the floor)
         self.thread = None
-        self.spawned = None  # time.time() just before the spawn
+        self.spawned = None  # time.time() when the gate opened
         self.ms = None  # start to first connection
         self.error = None
         self.helpers = []
@@ -254,23 +285,24 @@ class Sandbox:
         if self.error is None:
             self.error = why
 
-    def start(self, wrapper, client, mtu):
+    def start(self, gate, wrapper, client, mtu):
+        """Starts the tool behind the gate: it runs once the gate opens."""
         b, cmd = self.bench, [wrapper, self.dir] + client
         if self.tool == "slirp4netns":
-            self.thread = threading.Thread(target=self.start_slirp, args=(cmd, mtu), daemon=True)
+            self.thread = threading.Thread(target=self.start_slirp, args=(gate, cmd, mtu), daemon=True)
             self.thread.start()
             return
-        self.spawned = time.time()
         if self.tool == FLOOR:
-            self.procs = [b.procs.spawn([wrapper, self.dir, "--floor"] + client, self.log)]
+            self.procs = [b.procs.spawn(gate.argv() + [wrapper, self.dir, "--floor"] + client, self.log)]
             return
         argv = b.pasta_argv(mtu) if self.tool == "pasta" else b.ours_argv(mtu)
-        self.procs = [b.procs.spawn(argv + ["--"] + cmd, self.log)]
-        self.root = self.procs[0].pid
+        self.procs = [b.procs.spawn(gate.argv() + argv + ["--"] + cmd, self.log)]
+        self.root = self.procs[0].pid  # flock -F execs the tool in place
 
-    def start_slirp(self, cmd, mtu):
-        """On its own thread: Bench.slirp_start blocks until slirp4netns is ready and the command released."""
-        self.spawned = time.time()
+    def start_slirp(self, gate, cmd, mtu):
+        """On its own thread, once the gate opens: Bench.slirp_start blocks until slirp4netns is ready and the
+        command released."""
+        gate.opened.wait()
         try:
             procs = self.bench.slirp_start(cmd, mtu, self.log)
         except (RuntimeError, OSError) as e:
@@ -394,9 +426,14 @@ def batch(bench, b, tool, n, rnd, rep, idle_s, mtu):
     used = children_cpu_s()
     try:
         runs = [Sandbox(bench, tool, d, i) for i in range(n)]
-        t0 = time.monotonic()
+        gate = Gate(d, bench.procs.uid)
         for r in runs:
-            r.start(wrapper, client, mtu)
+            r.start(gate, wrapper, client, mtu)
+        time.sleep(GATE_SETTLE_S + GATE_SETTLE_PER_SANDBOX_S * n)  # the last ones spawned reach their flock()
+        t0 = time.monotonic()
+        opened = gate.open()
+        for r in runs:
+            r.spawned = opened
         collect(runs, t0 + T_BATCH)
         tree = process_tree()
         idle = idle_window(runs, idle_s, tree) if tool != FLOOR and idle_s is not None else None
