@@ -727,7 +727,7 @@ def targets(args, summary):
         if n > 1:
             x = over({OURS: ours, "lone": lone.get(OURS, {})}, OURS, "rss_mib", "lone")
             add(n, "total RSS <= %d x a lone helper's" % n, x, None if x is None else x <= n,
-                "-" if x is None else "%.1fx" % x)  # fmt: skip
+                "-" if x is None else "%.2fx" % x)  # fmt: skip
             x = over({OURS: ours, "lone": lone.get(OURS, {})}, OURS, "pss_file_mib", "lone")
             add(n, "file-backed PSS <= %gx a lone helper's (text shared)" % PSS_FILE_OVER_LONE, x,
                 None if x is None else x <= PSS_FILE_OVER_LONE, "-" if x is None else "%.2fx" % x)  # fmt: skip
@@ -778,8 +778,8 @@ def cells(n, tool, rows):
 
 
 def heading(args):
-    return ("Many sandboxes at once: %d round(s), idle window %g s. Start to first connection (ms, from spawn to "
-            "the exchange done, per sandbox, pooled over rounds); CPU/sandbox: user+system CPU of all of a "
+    return ("Many sandboxes at once: %d round(s), idle window %g s. Start to first connection (ms, from the gate "
+            "opening to the exchange done, per sandbox, pooled over rounds); CPU/sandbox: user+system CPU of all of a "
             "sandbox's processes over its life (start, exchange, idle, exit), mean; helper memory summed over the "
             "N runs (MiB); "
             "idle: utime+stime of all N helpers over the window (ms), and per helper per minute its wakeups, the "
