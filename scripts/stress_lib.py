@@ -38,6 +38,7 @@ def load_bench():
 
 
 bench = load_bench()
+import bench_sandboxes  # noqa: E402  (the helper's definition, shared with scripts/bench --sandboxes)
 
 GATEWAY, DNS, SANDBOX = "10.0.2.2", "10.0.2.3", "10.0.2.100"
 # Host ports (127.0.0.1), reached from the sandbox at the gateway.
@@ -269,11 +270,7 @@ class Host:
 # The sandbox and its helper
 
 
-def netns_of(pid):
-    try:
-        return os.readlink("/proc/%d/ns/net" % pid)
-    except OSError:
-        return None
+netns_of = bench_sandboxes.netns_of
 
 
 def status_kb(pid, field):
@@ -324,7 +321,7 @@ class Sandbox:
     def helpers(self):
         if self.procs.exited(self.p) is not None:
             return []
-        return [self.p.pid] + [pid for pid, _ in bench.descendants(self.p.pid) if netns_of(pid) != self.netns]
+        return bench_sandboxes.helper_pids(self.p.pid, self.netns, bench.descendants)
 
     def up(self):
         return bool(self.helpers())
