@@ -2,9 +2,10 @@
 //! address and link up; the sandbox's IPv4 address (10.0.2.100/24 by default) with a default
 //! route via the gateway (10.0.2.2), and optionally its IPv6 address (fd00::100/64) with a
 //! default route via fd00::2. Then sysctls of the namespace, not netlink:
-//! `net.ipv4.tcp_tw_reuse` = 1 (`reuse_time_wait` says why), and for a tap served by our stack
-//! (not kernel mode's veth) `net.ipv4.tcp_congestion_control` = reno (`tap_congestion_control`
-//! says why). The addresses come from an `Addressing` (`--cidr`, `--cidr6`).
+//! `net.ipv4.tcp_tw_reuse` = 1 (`reuse_time_wait` says why). `tap_congestion_control`
+//! (`net.ipv4.tcp_congestion_control` = reno) is for the callers whose namespace's only way
+//! out is a tap our stack serves: the launcher's tap (not kernel mode's veth), rr-slirp4netns
+//! and rr-pasta. The addresses come from an `Addressing` (`--cidr`, `--cidr6`).
 //! Called once by the launcher's child inside the new network namespace, after it opened the tap
 //! device and before it hands the fd over; synchronous and thread-free (no tokio: the child is a
 //! freshly forked process and must stay lean). It does not open the tap device, pick addresses
@@ -220,9 +221,7 @@ pub fn configure(
     ipv6: bool,
     mac: Option<[u8; 6]>,
 ) -> Result<(), NetconfError> {
-    configure_as(tap_name, mtu, addr, SandboxAddrs::of(addr), ipv6, mac)?;
-    tap_congestion_control();
-    Ok(())
+    configure_as(tap_name, mtu, addr, SandboxAddrs::of(addr), ipv6, mac)
 }
 
 /// As `configure`, with the sandbox's own addresses given (kernel mode's leased ones).

@@ -117,6 +117,9 @@ fn child(cfg: &Config, target: &Target, chan: &Channel) -> anyhow::Result<()> {
         netstack::netconf::configure(&cfg.tap_name, cfg.mtu, &cfg.addr, cfg.ipv6, cfg.mac)
             .with_context(|| format!("--configure {}", cfg.tap_name))?;
     }
+    // With or without --configure (rootlesskit configures the tap itself), every TCP
+    // connection of the namespace ends at our stack: no pacing over the tap.
+    netstack::netconf::tap_congestion_control();
     send_tap(chan, &tap).context("cannot send the tap fd to the parent")?;
     eprintln!("{}", banner::sent_tapfd(tap.as_raw_fd(), &cfg.tap_name));
     Ok(())

@@ -382,6 +382,12 @@ fn attaches_to_a_persistent_tap_by_path_and_dies_of_sigterm() {
         ],
     );
     echo_through_gateway(&s, pid, &echo);
+    // Configured or not by us, the namespace's TCP ends at our stack: no pacing over the tap.
+    let cc = s.run_inside(
+        pid,
+        &["/bin/cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
+    );
+    assert_eq!(cc.trim(), "reno", "the namespace's congestion control");
 
     slirp.signal(Signal::SIGTERM);
     let out = slirp.wait(TIMEOUT);
