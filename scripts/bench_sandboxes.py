@@ -164,20 +164,14 @@ def cpu_ticks(pid, children=False):
         return None
 
 
-def process_tree():
+def process_tree(parent_of):
     """descendants(root) -> [(pid, parent)] below root, from one scan of /proc (scripts/bench's descendants
-    scans /proc for every root, too slow for hundreds of them)."""
+    scans /proc for every root, too slow for hundreds of them); parent_of is scripts/bench's."""
     children = {}
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                s = f.read()
-            parent = int(s[s.rindex(")") + 2 :].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(d))
+        parent = parent_of(int(d)) if d.isdigit() else None
+        if parent is not None:
+            children.setdefault(parent, []).append(int(d))
 
     def descendants(root):
         out, todo = [], [root]
@@ -435,7 +429,7 @@ def batch(bench, b, tool, n, rnd, rep, idle_s, mtu):
         for r in runs:
             r.spawned = opened
         collect(runs, t0 + T_BATCH)
-        tree = process_tree()
+        tree = process_tree(b.parent_of)
         idle = idle_window(runs, idle_s, tree) if tool != FLOOR and idle_s is not None else None
         end = time.monotonic() + T_EXIT
         for r in runs:

@@ -215,13 +215,7 @@ fn past_the_fd_bound_connections_are_refused_and_the_helper_keeps_its_own_fds() 
     assert_eq!(open_files_limit(helper), (LOW_LIMIT, LOW_LIMIT));
     assert_all_carry(&mut launcher, bound);
 
-    launcher.write_stdin(b"release\n");
-    launcher.expect_line("a new connection after the release", TIMEOUT, |l| {
-        l.starts_with("after release connected")
-    });
-    launcher.close_stdin();
-    let out = launcher.wait(TIMEOUT);
-    assert_eq!(out.shell_status(), 0, "{out}");
+    release_and_connect_again(launcher);
 }
 
 /// With a soft limit of 1,024 under a hard one of 8,192, the helper raises its own soft limit
@@ -260,6 +254,11 @@ fn the_helper_raises_its_soft_limit_and_carries_more_than_a_thousand_connections
         launcher.output_so_far()
     );
     assert_all_carry(&mut launcher, OVER_A_THOUSAND);
+    release_and_connect_again(launcher);
+}
+
+/// Releases every held connection; a new one must then connect, and the run end cleanly.
+fn release_and_connect_again(mut launcher: Running) {
     launcher.write_stdin(b"release\n");
     launcher.expect_line("a new connection after the release", TIMEOUT, |l| {
         l.starts_with("after release connected")
