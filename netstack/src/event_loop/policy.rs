@@ -4,9 +4,9 @@
 //! close open flows a change denies: RST both ways for TCP, the socket dropped for UDP and
 //! ICMP), and forgetting expired DNS answers on the timer. A denied datagram flow is
 //! remembered for a second (`MEMO`), so a sandbox repeating it costs one check, one log line
-//! and one audit line per second, not per datagram. The ICMP writer and its rate limit also
-//! serve `exhaustion` (the answers to datagrams that get no flow or socket, or go over the
-//! new-flow budget).
+//! and one audit line per second, not per datagram. The ICMP writer also serves `exhaustion`
+//! (the answers to datagrams that get no flow or socket, or go over the new-flow budget),
+//! under a rate limit of its own (`Limit::Refusal`; denials have `Limit::Denial`).
 //! Part of `event_loop`; the decisions are `policy::Enforcer`'s. Without a policy every
 //! hook is one `Option` test.
 
