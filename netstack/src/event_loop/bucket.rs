@@ -169,52 +169,45 @@ struct Entry<T> {
 /// key takes a free entry, else the least recently used one's.
 #[derive(Debug)]
 struct Lru<T> {
-    slots: Box<[Option<Entry<T>>]>,
+    slots: Box<[Option<Entry<T>>; DESTINATIONS]>,
 }
 
-impl<T: Clone> Lru<T> {
+impl<T> Lru<T> {
     /// An empty table (its only allocation).
     fn new() -> Lru<T> {
         Lru {
-            slots: vec![None; DESTINATIONS].into_boxed_slice(),
+            slots: Box::new(std::array::from_fn(|_| None)),
         }
     }
 
     /// The value for `addr`, made by `fresh` if it has no entry.
     fn get(&mut self, addr: SocketAddr, now: Instant, fresh: impl FnOnce() -> T) -> &mut T {
-        let pick = self.slot_for(addr);
-        let slot = self
-            .slots
-            .get_mut(pick)
-            .expect("pick is an index of the table, which is never empty");
+        let slot = self.slot_for(addr);
         match slot {
             Some(e) if e.addr == addr => e.used = now,
-            _ => {
-                *slot = Some(Entry {
-                    addr,
-                    used: now,
-                    value: fresh(),
-                })
-            }
+            _ => *slot = None,
         }
-        &mut slot.as_mut().expect("filled just above").value
+        let entry = slot.get_or_insert_with(|| Entry {
+            addr,
+            used: now,
+            value: fresh(),
+        });
+        &mut entry.value
     }
 
     /// The slot holding `addr`, else a free one, else the least recently used one.
-    fn slot_for(&self, addr: SocketAddr) -> usize {
+    fn slot_for(&mut self, addr: SocketAddr) -> &mut Option<Entry<T>> {
         let holds = |s: &Option<Entry<T>>| s.as_ref().is_some_and(|e| e.addr == addr);
-        if let Some(i) = self.slots.iter().position(holds) {
-            return i;
-        }
-        if let Some(i) = self.slots.iter().position(Option::is_none) {
-            return i;
-        }
-        let used = |(_, s): &(usize, &Option<Entry<T>>)| s.as_ref().map(|e| e.used);
-        self.slots
-            .iter()
-            .enumerate()
-            .min_by_key(used)
-            .map_or(0, |(i, _)| i)
+        let used = |s: &Option<Entry<T>>| s.as_ref().map(|e| e.used);
+        let pick = (self.slots.iter().position(holds))
+            .or_else(|| self.slots.iter().position(Option::is_none))
+            .or_else(|| {
+                let oldest = self.slots.iter().enumerate().min_by_key(|(_, s)| used(s));
+                oldest.map(|(i, _)| i)
+            })
+            .unwrap_or(0)
+            % DESTINATIONS; // within the array whatever the search found: no panic path
+        &mut self.slots[pick]
     }
 }
 
