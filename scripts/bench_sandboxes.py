@@ -68,8 +68,8 @@ IDLE_S = 60.0  # default idle window (s)
 T_BATCH = 60.0  # every sandbox of a batch has reported within this (s) of the batch's start, or it failed
 T_EXIT = 30.0  # every tool of a batch has exited within this (s) of being told to
 SETTLE_S, SETTLE_PER_SANDBOX_S = 1.0, 0.03  # pause after a batch, while the kernel frees its namespaces
-# After spawning a batch behind its gate, before opening it: every tool's flock has reached its wait.
-GATE_SETTLE_S, GATE_SETTLE_PER_SANDBOX_S = 0.2, 0.002
+# After spawning a batch behind its gate, every tool's flock must be waiting on it within this (s).
+T_GATE = 30.0
 MIN_SAMPLES = 10  # start-up samples per tool, N and round: a batch of N < 10 is repeated, without idle window
 POLL_MS = 200  # how often the bench looks for tools that died before reporting
 
@@ -239,6 +239,20 @@ class Gate:
 
     def argv(self):
         return ["flock", "-s", "-F", self.path]
+
+    def wait_for(self, waiters, timeout):
+        """Waits until `waiters` flock(1)s are blocked on the gate (their requests show in /proc/locks as
+        "-> FLOCK" lines naming the file's inode), or dies after timeout s."""
+        ino = ":%d " % os.fstat(self.fd).st_ino
+        deadline = time.monotonic() + timeout
+        while True:
+            with open("/proc/locks") as f:
+                blocked = sum(1 for line in f if "-> FLOCK" in line and ino in line)
+            if blocked >= waiters:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("%d of %d sandboxes reached the gate within %.0f s" % (blocked, waiters, timeout))
+            time.sleep(0.002)
 
     def open(self):
         """Lets every sandbox in; returns the moment (time.time()), each sandbox's start."""
@@ -423,7 +437,7 @@ def batch(bench, b, tool, n, rnd, rep, idle_s, mtu):
         gate = Gate(d, bench.procs.uid)
         for r in runs:
             r.start(gate, wrapper, client, mtu)
-        time.sleep(GATE_SETTLE_S + GATE_SETTLE_PER_SANDBOX_S * n)  # the last ones spawned reach their flock()
+        gate.wait_for(0 if tool == "slirp4netns" else n, T_GATE)  # slirp4netns's threads wait on an Event
         t0 = time.monotonic()
         opened = gate.open()
         for r in runs:
