@@ -23,6 +23,23 @@ pub trait FrameSink {
     fn flush(&mut self) {}
 }
 
+/// What the `fill` of `Egress::tcp` put in a segment: `len` payload bytes, and whether the
+/// segment also carries our FIN (the host peer's EOF right behind that payload).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Payload {
+    /// Payload bytes written.
+    pub len: usize,
+    /// Set FIN on the segment.
+    pub fin: bool,
+}
+
+impl Payload {
+    /// `len` bytes of data, no FIN.
+    pub fn data(len: usize) -> Payload {
+        Payload { len, fin: false }
+    }
+}
+
 /// Counters of what was emitted or dropped on the way out.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EgressStats {
@@ -166,9 +183,15 @@ impl Egress {
         (self.mtu + ETH_HEADER).saturating_sub(emit::tcp_payload_offset(remote.ip(), 0))
     }
 
+    /// Emits a TCP segment from `remote` to `sandbox` with no payload (SYN, ACK, FIN, RST).
+    pub fn tcp_control(&mut self, remote: SocketAddr, sandbox: SocketAddr, hdr: &TcpHeader) {
+        let _ = self.tcp(remote, sandbox, hdr, 0, 0, |_| Ok(Payload::default()));
+    }
+
     /// Emits a TCP segment from `remote` to `sandbox`. `fill` writes up to `max_payload` bytes
-    /// of payload in place and returns how many; its error is returned and nothing is sent.
-    /// A payload longer than `mss` goes out as one GSO frame (only when `gso()`).
+    /// of payload in place and says how many, and whether FIN goes with them; its error is
+    /// returned and nothing is sent. A payload longer than `mss` goes out as one GSO frame
+    /// (only when `gso()`; the sandbox's kernel keeps FIN on the last segment).
     pub fn tcp<F>(
         &mut self,
         remote: SocketAddr,
@@ -177,27 +200,30 @@ impl Egress {
         max_payload: usize,
         mss: usize,
         fill: F,
-    ) -> io::Result<usize>
+    ) -> io::Result<Payload>
     where
-        F: FnOnce(&mut [u8]) -> io::Result<usize>,
+        F: FnOnce(&mut [u8]) -> io::Result<Payload>,
     {
         let Some(l2) = self.l2() else {
-            return Ok(0);
+            return Ok(Payload::default());
         };
         let head = self.head;
         let off = emit::tcp_payload_offset(remote.ip(), hdr.options_len());
         let end = self.buf.len().min(head + off + max_payload);
-        let n = match self.buf.get_mut(head + off..end) {
+        let filled = match self.buf.get_mut(head + off..end) {
             Some(slot) if !slot.is_empty() => fill(slot)?,
-            _ => 0,
+            _ => Payload::default(),
         };
+        let mut hdr = *hdr;
+        hdr.flags.fin |= filled.fin;
+        let n = filled.len;
         let csum = self.csum();
         let frame = &mut self.buf[head..];
-        let len = match emit::tcp(frame, l2, remote.ip(), sandbox.ip(), hdr, n, csum) {
+        let len = match emit::tcp(frame, l2, remote.ip(), sandbox.ip(), &hdr, n, csum) {
             Ok(len) => len,
             Err(error) => {
                 tracing::trace!(%error, "tcp segment not emitted");
-                return Ok(n);
+                return Ok(filled);
             }
         };
         if head > 0 {
@@ -206,7 +232,7 @@ impl Egress {
             vnet::write(&mut self.buf, l4, vnet::TCP_CSUM_OFFSET, gso);
         }
         self.send(len);
-        Ok(n)
+        Ok(filled)
     }
 
     /// Emits up to `MAX_BATCH` UDP datagrams from `remote` to `sandbox`, which `recv` reads

@@ -218,3 +218,8 @@ pub(super) fn egress(mtu: usize, sink: &Sink) -> Egress {
     eg.set_sandbox_mac(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
     eg
 }
+
+/// The payload length of each segment in `out`.
+pub(super) fn payload_lens(out: &[Out]) -> Vec<usize> {
+    out.iter().map(|o| o.payload.len()).collect()
+}

@@ -23,7 +23,8 @@
 //!   it. Retransmission is go-back-N: rewind to the last ACK and peek again, after an RTO or
 //!   three duplicate ACKs. A zero window is probed on the RTO timer.
 //! - Close: a FIN from the sandbox becomes `shutdown(SHUT_WR)`; EOF on the host socket becomes
-//!   our FIN after the data. RST either way resets the other side (SO_LINGER 0 on the host,
+//!   our FIN after the data, on the last data segment when the host peer's hang-up was seen
+//!   before that data went out (`transmit::peek_segment`), else on a segment of its own. RST either way resets the other side (SO_LINGER 0 on the host,
 //!   set from the start so that the helper's death resets too: `host`). A RST from the
 //!   sandbox counts only at exactly the sequence number we expect, and a SYN on an
 //!   established flow only earns a challenge ACK (RFC 5961; `state` r1, s3), so a forged RST
@@ -311,7 +312,7 @@ impl TcpFlow {
     ) {
         let window = self.our_window(host);
         let hdr = self.header(seq, flags, window);
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+        eg.tcp_control(self.ep.remote, self.ep.sandbox, &hdr);
     }
 }
 
@@ -361,7 +362,7 @@ pub fn reset_stray(ep: Endpoints, seg: &TcpSegment<'_>, eg: &mut Egress) {
         syn_options: None,
         timestamp: None,
     };
-    let _ = eg.tcp(ep.remote, ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+    eg.tcp_control(ep.remote, ep.sandbox, &hdr);
 }
 
 pub use clock::{Origin, TcpClock};

@@ -146,7 +146,7 @@ impl TcpFlow {
         let our_mss = eg.link_mss(self.ep.remote).min(usize::from(u16::MAX)) as u16;
         let scale = (self.rcv_scale > 0).then_some(self.rcv_scale);
         hdr.syn_options = Some((our_mss, scale));
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+        eg.tcp_control(self.ep.remote, self.ep.sandbox, &hdr);
         self.snd_nxt = self.iss.wrapping_add(1);
     }
 

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::fake::{egress, Challenges, FakeHost, Rig, Sink};
+use super::fake::{egress, payload_lens, Challenges, FakeHost, Rig, Sink};
 use super::*;
 
 const MTU: usize = 1500;
@@ -263,13 +263,53 @@ fn close_both_ways_ends_the_flow() {
     r.host.eof = true;
     r.host_readable();
     let out = r.sink.take();
-    assert_eq!(out.len(), 2);
+    assert_eq!(out.len(), 1, "the last data carries our FIN");
     assert_eq!(out[0].payload, b"ok");
-    assert!(out[1].flags.fin);
-    assert_eq!(out[1].seq, ISS + 3);
+    assert!(out[0].flags.fin);
+    assert_eq!(out[0].seq, ISS + 1);
     assert_eq!(
         r.input(seg(IRS + 5, ISS + 4, ACK, 100, &[])),
         Verdict::Close
+    );
+}
+
+#[test]
+fn fin_waits_for_the_last_data_the_window_allows() {
+    let mut r = Rig::established(0);
+    r.input(seg(IRS + 1, ISS + 1, ACK, 8, &[])); // 8 << 7 = 1024 bytes
+    r.sink.take();
+    r.host.queued.extend([3u8; 1500]);
+    r.host.eof = true;
+    r.host_readable();
+    let out = r.sink.take();
+    assert_eq!(payload_lens(&out), [1024]);
+    assert!(!out[0].flags.fin, "data beyond the window: no FIN yet");
+    r.input(seg(IRS + 1, ISS + 1 + 1024, ACK, 8, &[]));
+    let out = r.sink.take();
+    assert_eq!(payload_lens(&out), [476]);
+    assert!(out[0].flags.fin, "the rest fits: FIN on it");
+    assert_eq!(
+        r.input(seg(IRS + 1, ISS + 1 + 1500 + 1, ACK, 8, &[])),
+        Verdict::Keep,
+        "our FIN acknowledged; the sandbox's side is still open"
+    );
+    assert!(r.sink.take().is_empty());
+}
+
+#[test]
+fn lost_data_with_fin_is_resent_whole() {
+    let mut r = Rig::established(100);
+    r.host.queued.extend(b"bye");
+    r.host.eof = true;
+    r.host_readable();
+    let first = r.sink.take();
+    assert_eq!((first.len(), first[0].flags), (1, FIN_ACK));
+    r.advance(Duration::from_millis(250));
+    let again = r.sink.take();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].seq, &again[0].payload[..], again[0].flags),
+        (ISS + 1, &b"bye"[..], FIN_ACK)
     );
 }
 

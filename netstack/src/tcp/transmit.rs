@@ -6,6 +6,7 @@ use std::io;
 use std::time::Instant;
 
 use super::*;
+use crate::egress::Payload;
 
 impl TcpFlow {
     /// Sends RST to the sandbox: RST|ACK for its connection (connect refused, or any abort),
@@ -19,7 +20,7 @@ impl TcpFlow {
             _ => (0, RST_ACK),
         };
         let hdr = self.header(seq, flags, 0);
-        let _ = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, 0, 0, |_| Ok(0));
+        eg.tcp_control(self.ep.remote, self.ep.sandbox, &hdr);
     }
 
     /// Sends host data (and our FIN after EOF) within the sandbox's window.
@@ -48,25 +49,23 @@ impl TcpFlow {
             }
             let hdr = self.header(self.snd_nxt, ACK, window);
             let max = per_frame.min(room);
-            let peeked = eg.tcp(
-                self.ep.remote,
-                self.ep.sandbox,
-                &hdr,
-                max,
-                mss,
-                |buf| match host.peek_at(in_flight, buf) {
-                    Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                    other => other,
-                },
-            );
+            let hup = self.host_hup;
+            let peeked = eg.tcp(self.ep.remote, self.ep.sandbox, &hdr, max, mss, |buf| {
+                peek_segment(host, in_flight, buf, hup)
+            });
             match peeked {
-                Ok(0) => return Verdict::Keep, // no link yet, or no room in the frame
-                Ok(n) => {
+                Ok(p) if p.len == 0 => return Verdict::Keep, // no link yet, or no room
+                Ok(p) => {
+                    let n = p.len;
                     self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
                     self.ack_pending = false;
                     self.ack_at = None;
                     if self.rtx_at.is_none() {
                         self.rtx_at = Some(now + self.rto);
+                    }
+                    if p.fin {
+                        self.fin_sent();
+                        return Verdict::Keep;
                     }
                     if n < max && !self.host_hup {
                         // A short peek emptied the receive queue (tcp_recvmsg walks it all);
@@ -93,14 +92,20 @@ impl TcpFlow {
         }
     }
 
+    /// Our FIN on a segment of its own (EOF with no data before it in the window).
     pub(super) fn send_fin<H: HostSocket>(&mut self, host: &mut H, eg: &mut Egress, now: Instant) {
         self.send_control(host, eg, self.snd_nxt, FIN_ACK);
-        self.state = self.state.after_our_fin();
-        self.ack_pending = false;
-        self.snd_nxt = self.snd_nxt.wrapping_add(1);
         if self.rtx_at.is_none() {
             self.rtx_at = Some(now + self.rto);
         }
+        self.fin_sent();
+    }
+
+    /// Books our FIN, sent alone or on the last data segment: it takes one sequence number.
+    fn fin_sent(&mut self) {
+        self.state = self.state.after_our_fin();
+        self.ack_pending = false;
+        self.snd_nxt = self.snd_nxt.wrapping_add(1);
     }
 
     /// Rewinds to the last acknowledged byte so the next push resends from there.
@@ -186,4 +191,25 @@ impl TcpFlow {
         self.rewind();
         self.push(host, eg, now)
     }
+}
+
+/// Peeks one segment's payload at `in_flight` bytes into the host socket's receive queue; EOF
+/// there is `UnexpectedEof`. After the host peer's hang-up (`hup`), a peek that did not fill
+/// `buf` has reached the end of the data, so one more byte is peeked: if that is EOF, our
+/// FIN rides on this segment instead of a segment of its own (one frame less each way for
+/// the server that answers and closes). The extra peek is the one the next turn of the push
+/// loop would make anyway. Any other answer (data after all, an error) leaves the FIN to
+/// the loop, which handles it as before.
+fn peek_segment<H: HostSocket>(
+    host: &mut H,
+    in_flight: usize,
+    buf: &mut [u8],
+    hup: bool,
+) -> io::Result<Payload> {
+    let n = match host.peek_at(in_flight, buf)? {
+        0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        n => n,
+    };
+    let fin = hup && n < buf.len() && matches!(host.peek_at(in_flight + n, &mut [0u8; 1]), Ok(0));
+    Ok(Payload { len: n, fin })
 }
