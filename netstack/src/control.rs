@@ -12,13 +12,14 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::{Addressing, PREFIX_LEN_V6};
 use crate::egress::Egress;
+use crate::sys::pages::ZeroedBuf;
 
 /// The smoltcp interface that speaks for the gateway and DNS addresses.
 pub struct ControlPlane {
     iface: Interface,
     sockets: SocketSet<'static>,
     epoch: StdInstant,
-    tx: Box<[u8]>,
+    tx: ZeroedBuf,
     mtu: usize,
 }
 
@@ -106,7 +107,7 @@ impl ControlPlane {
         egress: &mut Egress,
     ) -> ControlPlane {
         let epoch = StdInstant::now();
-        let mut tx = vec![0u8; crate::wire::vnet::LEN + mtu + ETH_HEADER].into_boxed_slice();
+        let mut tx = ZeroedBuf::new(crate::wire::vnet::LEN + mtu + ETH_HEADER);
         let mut dev = OneFrame {
             rx: None,
             tx: &mut tx,

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::wire::EthernetAddress;
 
+use crate::sys::pages::ZeroedBuf;
 use crate::sys::socket::MAX_BATCH;
 use crate::wire::emit::{self, Csum, TcpHeader};
 use crate::wire::vnet::{self, Gso};
@@ -64,9 +65,12 @@ impl EgressStats {
 
 /// Builder and sender of frames toward the sandbox.
 pub struct Egress {
-    buf: Box<[u8]>,
-    /// One frame buffer per datagram of a `udp_batch` (touched only as batches use them).
-    batch: [Box<[u8]>; MAX_BATCH],
+    buf: ZeroedBuf,
+    /// `MAX_BATCH` frame buffers of `frame` bytes, one per datagram of a `udp_batch`; their
+    /// pages are mapped in only as batches fill them (`ZeroedBuf`).
+    batch: ZeroedBuf,
+    /// Bytes of one frame buffer.
+    frame: usize,
     /// Bytes reserved in front of each frame for the virtio-net header (0 without vnet_hdr).
     head: usize,
     mac: EthernetAddress,
@@ -98,8 +102,9 @@ impl Egress {
         };
         let frame = head + ETH_HEADER + packet;
         Egress {
-            buf: vec![0; frame].into_boxed_slice(),
-            batch: std::array::from_fn(|_| vec![0; frame].into_boxed_slice()),
+            buf: ZeroedBuf::new(frame),
+            batch: ZeroedBuf::new(MAX_BATCH * frame),
+            frame,
             head,
             mac,
             sandbox_mac: None,
@@ -253,15 +258,19 @@ impl Egress {
         };
         let start = self.head + emit::udp_payload_offset(remote.ip());
         let mut lens = [0; MAX_BATCH];
+        let frame = self.frame;
         let got = {
-            let mut slots = self
-                .batch
-                .each_mut()
-                .map(|b| b.get_mut(start..).unwrap_or_default());
+            let mut frames = self.batch.chunks_exact_mut(frame);
+            let mut slots: [&mut [u8]; MAX_BATCH] = std::array::from_fn(|_| {
+                frames
+                    .next()
+                    .and_then(|b| b.get_mut(start..))
+                    .unwrap_or_default()
+            });
             recv(&mut slots, &mut lens)?
         };
         let (batch, mut out) = self.parts();
-        for (buf, &len) in batch.iter_mut().zip(lens.iter()).take(got) {
+        for (buf, &len) in batch.chunks_exact_mut(frame).zip(lens.iter()).take(got) {
             let dgram = Datagram {
                 l2,
                 remote,
@@ -307,7 +316,7 @@ impl Egress {
     }
 
     /// The batch buffers and the sending half, borrowed apart.
-    fn parts(&mut self) -> (&mut [Box<[u8]>; MAX_BATCH], Out<'_>) {
+    fn parts(&mut self) -> (&mut [u8], Out<'_>) {
         let out = Out {
             head: self.head,
             mtu: self.mtu,

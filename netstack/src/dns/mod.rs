@@ -83,6 +83,7 @@ use mio::net::UdpSocket;
 
 use crate::egress::Egress;
 use crate::policy::Shared;
+use crate::sys::pages::ZeroedBuf;
 use message::{Packet, Query, RCODE_REFUSED, RCODE_SERVFAIL};
 use pending::{Pending, Table};
 
@@ -147,7 +148,7 @@ pub struct Forwarder {
     upstreams: Vec<Upstream>,
     table: Table,
     /// One datagram from an upstream, or an oversized query being relayed.
-    scratch: Box<[u8]>,
+    scratch: ZeroedBuf,
     /// When a socket was left with a backlog: `next_timer` reports it, so it is due at once.
     backlog_since: Option<Instant>,
     stats: DnsStats,
@@ -191,7 +192,7 @@ impl Forwarder {
         Ok(Forwarder {
             upstreams: socks,
             table: Table::new(),
-            scratch: vec![0; RECV_BUF].into_boxed_slice(),
+            scratch: ZeroedBuf::new(RECV_BUF),
             backlog_since: None,
             stats: DnsStats::default(),
             policy: None,

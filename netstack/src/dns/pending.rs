@@ -14,6 +14,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::sys::pages::ZeroedBuf;
+
 use super::message::{Query, HEADER_LEN, MAX_QUERY_HEAD};
 
 /// Queries in flight at once. A resolver in the sandbox rarely has more than a few dozen
@@ -74,7 +76,7 @@ pub enum State {
 pub struct Table {
     slots: Box<[State]>,
     /// `MAX_PENDING * QUERY_CAP` bytes, slot i at `i * QUERY_CAP`.
-    arena: Box<[u8]>,
+    arena: ZeroedBuf,
     /// Key of the hash that draws upstream ids (SipHash, seeded from the OS's randomness).
     ids: RandomState,
     /// Input of the next draw.
@@ -87,7 +89,7 @@ impl Table {
     pub fn new() -> Table {
         Table {
             slots: vec![State::Free; MAX_PENDING].into_boxed_slice(),
-            arena: vec![0; MAX_PENDING * QUERY_CAP].into_boxed_slice(),
+            arena: ZeroedBuf::new(MAX_PENDING * QUERY_CAP),
             ids: RandomState::new(),
             draws: 0,
             busy: 0,

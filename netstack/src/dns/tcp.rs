@@ -23,6 +23,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -80,6 +81,8 @@ pub struct TcpDnsStats {
 #[derive(Debug)]
 pub struct TcpRelay {
     addr: SocketAddr,
+    /// The accept thread's listener, shared so that `drop` can shut it down.
+    listener: Arc<TcpListener>,
     stop: Arc<AtomicBool>,
     stats: Arc<TcpDnsStats>,
     thread: Option<JoinHandle<()>>,
@@ -131,7 +134,7 @@ impl TcpRelay {
         timeouts: Timeouts,
         policy: Option<Policy>,
     ) -> io::Result<TcpRelay> {
-        let listener = TcpListener::bind(bind)?;
+        let listener = Arc::new(TcpListener::bind(bind)?);
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(TcpDnsStats::default());
@@ -143,11 +146,13 @@ impl TcpRelay {
             policy,
         });
         let flag = stop.clone();
+        let accepting = listener.clone();
         let thread = std::thread::Builder::new()
             .name("dns-tcp".into())
-            .spawn(move || accept_loop(&listener, &flag, &shared))?;
+            .spawn(move || accept_loop(&accepting, &flag, &shared))?;
         Ok(TcpRelay {
             addr,
+            listener,
             stop,
             stats,
             thread: Some(thread),
@@ -168,8 +173,12 @@ impl TcpRelay {
 impl Drop for TcpRelay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; it sees the flag and returns.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        // Wake the blocking accept: shutting a listening socket down makes Linux close it
+        // (accept then fails with EINVAL), and the thread sees the flag and returns. One
+        // call, where connecting to ourselves took a loopback handshake and an accept; the
+        // launcher waits for the stack process's exit, so this is on every run's way out.
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Read);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

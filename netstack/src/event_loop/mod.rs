@@ -31,6 +31,7 @@ use crate::flows::{Flow, FlowKey, FlowTable, Need, Proto};
 use crate::host::HostTcp;
 use crate::icmp::PingFlow;
 use crate::nat;
+use crate::sys::pages::ZeroedBuf;
 use crate::tcp::{self, Endpoints, HostSocket, TcpClock, TcpFlow, Verdict};
 use crate::udp::UdpFlow;
 use crate::wire::{self, Frame, IpMeta, TcpSegment, L4};
@@ -81,7 +82,7 @@ impl FrameSink for TapSink {
 pub struct EventLoop {
     poll: Poll,
     tap: OwnedFd,
-    rx: Box<[u8]>,
+    rx: ZeroedBuf,
     /// Bytes of virtio-net header in front of each frame read from the tap.
     rx_head: usize,
     egress: Egress,
@@ -205,7 +206,7 @@ impl EventLoop {
         Ok(EventLoop {
             poll,
             tap,
-            rx: vec![0; rx_len(vnet, mtu)].into_boxed_slice(),
+            rx: ZeroedBuf::new(rx_len(vnet, mtu)),
             rx_head: if vnet { crate::wire::vnet::LEN } else { 0 },
             egress,
             control,

@@ -1,7 +1,9 @@
-//! Every `unsafe` block of the netstack crate: tap ioctls and the few socket calls nix does not wrap.
+//! Every `unsafe` block of the netstack crate: tap ioctls, the few socket calls nix does not wrap,
+//! and `pages::ZeroedBuf` (buffers straight from mmap).
 //! Callers see safe functions taking `BorrowedFd`/`OwnedFd`; nothing here keeps state or decides policy.
 //! Each function is one syscall (or one tightly coupled pair) with a `// SAFETY:` note.
 
+pub mod pages;
 pub mod socket;
 pub mod tap;
 
