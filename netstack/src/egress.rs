@@ -34,13 +34,6 @@ pub struct Payload {
     pub fin: bool,
 }
 
-impl Payload {
-    /// `len` bytes of data, no FIN.
-    pub fn data(len: usize) -> Payload {
-        Payload { len, fin: false }
-    }
-}
-
 /// Counters of what was emitted or dropped on the way out.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EgressStats {
